@@ -1,0 +1,1 @@
+"""Engine: style-transfer loss and pixel optimisation through ONNX Runtime (never imports torch)."""
