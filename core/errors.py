@@ -1,0 +1,21 @@
+"""Errors a user sees: each carries one line that front ends print as it is (no traceback)."""
+
+
+class StyleError(Exception):
+    """A failure the user can act on; str() is a single user-facing line."""
+
+
+class ImageError(StyleError):
+    """An input image is missing, unreadable, corrupt, empty or absurdly large."""
+
+
+class DeviceUnavailable(StyleError):
+    """The requested execution provider can't be used here (package variant, libraries, hardware)."""
+
+
+class ModelError(StyleError):
+    """A model file is missing, corrupt or of the wrong format."""
+
+
+class Cancelled(Exception):
+    """The caller asked to stop; nothing was written."""
