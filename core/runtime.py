@@ -1,9 +1,14 @@
-"""ONNX Runtime: which package variant is installed, and sessions for a device.
+"""ONNX Runtime: which package variant is installed, which device to use, and sessions for it.
 
-Minimal first version (CPU sessions); the engine issue extends it with providers and IOBinding.
+Devices: "cpu", "cuda" (onnxruntime-gpu, NVIDIA), "directml" (onnxruntime-directml, Windows GPUs), and
+"auto" = the first of cuda, directml, cpu that works here. Forcing a device that can't work raises
+DeviceUnavailable with one line naming the cause (package variant, libraries, GPU).
 """
 from __future__ import annotations
 
+import ctypes
+import sys
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +17,9 @@ from .errors import DeviceUnavailable, ModelError
 
 # The three distributions all install the same `onnxruntime` module; two at once overwrite each other.
 VARIANTS = {"onnxruntime": "cpu", "onnxruntime-gpu": "cuda", "onnxruntime-directml": "directml"}
+DEVICES = ("auto", "cpu", "cuda", "directml")
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "directml": "DmlExecutionProvider"}
+EXTRAS = {"cpu": "onnxstyle[cpu]", "cuda": "onnxstyle[cuda]", "directml": "onnxstyle[directml]"}
 
 
 def installed_variants() -> list[str]:
@@ -41,13 +49,146 @@ def import_onnxruntime() -> ModuleType:
     return onnxruntime
 
 
-def make_session(path: Path | str, device: str = "cpu"):
-    """An InferenceSession for one model file on the CPU provider."""
+def provider_options(device: str) -> dict:
+    """Execution-provider options, chosen for this workload (why, per option, below)."""
+    if device == "cuda":
+        return {
+            # Every scale of the multi-scale schedule (and every tile edge size) is a new input shape.
+            # EXHAUSTIVE benchmarks every cuDNN algorithm once per shape (seconds per conv layer and
+            # shape, ~30 conv shapes per scale in the grad graph) and its workspace can be large;
+            # HEURISTIC asks cuDNN's heuristics: no search, near-best algorithms for 3x3 convs.
+            "cudnn_conv_algo_search": "HEURISTIC",
+            # The activations of one image size are allocated once and reused every step; growing
+            # the arena by what is requested (not by powers of two) wastes less memory on big images.
+            "arena_extend_strategy": "kSameAsRequested",
+            # Copies and kernels on the one default stream: no cross-stream sync to reason about when
+            # bound inputs are updated between steps (the copies are small next to the convs).
+            "do_copy_in_default_stream": "1",
+        }
+    return {}
+
+
+def session_options(device: str, threads: int | None = None):
+    """SessionOptions: full graph optimisation; DirectML's required settings; CPU thread count."""
     ort = import_onnxruntime()
+    opts = ort.SessionOptions()
+    # The graphs are static VGG convs: ORT_ENABLE_ALL fuses Conv+ReLU and picks NCHWc layouts on CPU.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: a missing CUDA library is reported by us, in one line
+    if device == "directml":
+        # DirectML can't use memory patterns or parallel execution (ORT's DirectML EP documentation).
+        opts.enable_mem_pattern = False
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        opts.intra_op_num_threads = int(threads)  # 0/None: ORT's default, one per physical core
+    return opts
+
+
+def _gpu_driver_present() -> bool:
+    """Whether an NVIDIA driver library loads (no driver ⇒ no usable NVIDIA GPU)."""
+    name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def _provider_problem(device: str) -> str | None:
+    """Why `device` can't work with the installed package (None: it may work; sessions confirm)."""
+    ort = import_onnxruntime()
+    available = ort.get_available_providers()
+    if PROVIDERS[device] in available:
+        return None
+    if device == "directml" and sys.platform != "win32":
+        return "DirectML runs on Windows only; use --device cpu (or cuda with an NVIDIA GPU)"
+    variant = [d for d, v in VARIANTS.items() if v == device][0]
+    return (f"{device} needs the {variant} package, not {', '.join(installed_variants()) or 'none'}: "
+            f"pip uninstall -y onnxruntime && pip install '{EXTRAS[device]}'")
+
+
+def _cuda_failed_reason() -> str:
+    if not _gpu_driver_present():
+        return "CUDA provider failed to load: no NVIDIA GPU driver found (libcuda); use --device cpu"
+    return ("CUDA provider failed to load: CUDA/cuDNN 9 libraries not found "
+            "(pip install 'onnxstyle[cuda]' brings them, or put them on the library path); use --device cpu")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """The concrete device for a requested one; auto tries cuda, then directml, then cpu."""
+    if device not in DEVICES:
+        raise DeviceUnavailable(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device != "auto":
+        problem = _provider_problem(device)
+        if problem:
+            raise DeviceUnavailable(problem)
+        return device
+    for candidate in ("cuda", "directml"):
+        if _provider_problem(candidate) is None and (candidate != "cuda" or _gpu_driver_present()):
+            return candidate
+    return "cpu"
+
+
+@lru_cache(maxsize=1)
+def _preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the nvidia-* pip wheels if present (onnxruntime-gpu ≥ 1.21 offers it)."""
+    ort = import_onnxruntime()
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls(directory="")
+        except Exception:  # missing wheels: the session check below names the problem
+            pass
+
+
+def make_session(path: Path | str, device: str = "cpu", threads: int | None = None):
+    """An InferenceSession for one model file on `device` (cpu/cuda/directml; auto resolves first).
+
+    ORT quietly falls back to the CPU when the CUDA libraries are missing; we check the session's
+    providers and raise DeviceUnavailable instead, so a forced GPU never runs silently on the CPU.
+    """
+    ort = import_onnxruntime()
+    device = resolve_device(device)
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
+    if device == "cuda":
+        _preload_cuda_libraries()
+    providers: list = [PROVIDERS["cpu"]]
+    if device != "cpu":
+        providers.insert(0, (PROVIDERS[device], provider_options(device)))
     try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=session_options(device, threads),
+                                       providers=providers)
     except Exception as exc:  # ORT raises its own types; the user needs the file and the reason
-        raise ModelError(f"cannot load model {path}: {str(exc).splitlines()[0]}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if device != "cpu" and "model" not in first.lower():
+            raise DeviceUnavailable(f"{device} session failed: {first}") from None
+        raise ModelError(f"cannot load model {path}: {first}") from None
+    if session.get_providers()[0] != PROVIDERS[device]:
+        raise DeviceUnavailable(_cuda_failed_reason() if device == "cuda"
+                                else f"{device} provider failed to load; use --device cpu")
+    return session
+
+
+def available_devices() -> list[dict]:
+    """For `onnxstyle info`: each device with whether it can be used here and, if not, why."""
+    rows = []
+    for device in ("cpu", "cuda", "directml"):
+        try:
+            problem = _provider_problem(device)
+        except DeviceUnavailable as exc:
+            problem = str(exc)
+        if problem is None and device == "cuda" and not _gpu_driver_present():
+            problem = "no NVIDIA GPU driver found (libcuda)"
+        rows.append({"device": device, "provider": PROVIDERS[device], "available": problem is None,
+                     "reason": problem or ""})
+    return rows
+
+
+def onnxruntime_version() -> str:
+    """The installed onnxruntime module's version, or "" when it is missing."""
+    try:
+        return import_onnxruntime().__version__
+    except DeviceUnavailable:
+        return ""
+
