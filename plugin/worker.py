@@ -1,0 +1,381 @@
+"""The editor worker: `python -m onnxstyle.plugin.worker`.
+
+Speaks the JSON-lines protocol of `onnxstyle.plugin.protocol` on stdin/stdout, runs one
+stylize job at a time with the engine, and exits when stdin closes (cancelling a running job
+within one engine step). Logs go to stderr only: stdout carries protocol lines and nothing
+else, so the real stdout is kept private and fd 1 is pointed at stderr.
+
+The editor starts it in its own process group/session (start_new_session on Unix, a
+kill-on-close Job object on Windows); the GIMP plug-in does both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from onnxstyle.plugin import protocol as P
+
+log = logging.getLogger("onnxstyle.worker")
+
+PROGRESS_INTERVAL_S = 0.05  # don't flood the editor's pipe with progress lines
+
+
+class Channel:
+    """Thread-safe writer of protocol lines."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = P.encode(message)
+        with self._lock:
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass  # the editor is gone; stdin EOF ends us shortly
+
+
+@dataclass
+class Job:
+    id: str
+    request: dict[str, Any]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    orphaned: bool = False  # stdin closed while it ran: clean up its workdir
+
+
+def _kind_of(exc: BaseException) -> str:
+    from onnxstyle.core import errors
+
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, errors.ImageError):
+        return "image"
+    if isinstance(exc, errors.DeviceUnavailable):
+        return "device"
+    if isinstance(exc, errors.ModelError):
+        return "model"
+    text = str(exc).lower()
+    # ONNX Runtime reports allocation failures as its own exception types
+    if any(s in text for s in ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation")):
+        return "memory"
+    if isinstance(exc, errors.StyleError):
+        return "style"
+    return "internal"
+
+
+def _read_content(spec: dict[str, Any]):
+    """The content pixel file -> (rgb float32 [H,W,3], alpha or None, format)."""
+    import numpy as np
+    from onnxstyle.core.errors import ImageError
+
+    try:
+        path = Path(spec["path"])
+        width, height, fmt = int(spec["width"]), int(spec["height"]), str(spec["format"])
+    except (KeyError, TypeError, ValueError):
+        raise P.ProtocolError('"content" needs "path", "width", "height" and "format"') from None
+    if fmt not in P.PIXEL_FORMATS:
+        raise P.ProtocolError(f'unknown pixel format "{fmt}" (known: {", ".join(P.PIXEL_FORMATS)})')
+    if width < 1 or height < 1:
+        raise ImageError(f"empty content image ({width}x{height})")
+    channels, depth = P.PIXEL_FORMATS[fmt]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"can't read the content pixels {path}: {exc.strerror or exc}") from None
+    if len(data) != P.frame_size(width, height, fmt):
+        raise ImageError(
+            f"content pixel file {path.name} has {len(data)} bytes, expected "
+            f"{P.frame_size(width, height, fmt)} for {width}x{height} {fmt}"
+        )
+    if depth == 1:
+        pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels).astype(np.float32) / 255.0
+    else:
+        pixels = np.frombuffer(data, dtype="<f4").reshape(height, width, channels).astype(np.float32)
+        pixels = np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0)
+    rgb = np.ascontiguousarray(np.clip(pixels[..., :3], 0.0, 1.0))
+    alpha = pixels[..., 3].copy() if channels == 4 else None
+    return rgb, alpha, fmt
+
+
+def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
+    """Pixels in `fmt`, written to a temporary name and renamed, so `path` is always whole."""
+    import numpy as np
+
+    channels, depth = P.PIXEL_FORMATS[fmt]
+    planes = [np.clip(rgb, 0.0, 1.0)]
+    if channels == 4:
+        planes.append(alpha[..., None])
+    pixels = np.concatenate(planes, axis=2)
+    if depth == 1:
+        data = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).tobytes()
+    else:
+        data = pixels.astype("<f4").tobytes()
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, path)
+
+
+def _resize_rgb(rgb, width: int, height: int):
+    """Bring an engine result back to the content size (the engine may work smaller)."""
+    import numpy as np
+    from PIL import Image
+
+    planes = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c]), mode="F").resize((width, height), Image.BICUBIC))
+        for c in range(3)
+    ]
+    return np.clip(np.stack(planes, axis=2), 0.0, 1.0).astype(np.float32)
+
+
+def _engine_options(options: dict[str, Any], weights: list[float]):
+    """Protocol options -> engine StyleOptions (names translated, unknown ones refused)."""
+    import dataclasses
+
+    from onnxstyle.core.engine import StyleOptions
+
+    options = dict(options)
+    preset = options.pop("preset", "normal")
+    if preset not in P.PRESETS:
+        raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(P.PRESETS)})')
+    known = {f.name for f in dataclasses.fields(StyleOptions)}
+    overrides: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        target = _OPTION_NAMES.get(name, name)
+        if target not in known:
+            raise P.ProtocolError(f'unknown option "{name}"')
+        overrides[target] = value
+    if "style_weights" in known and len(weights) > 1:
+        overrides["style_weights"] = tuple(weights)
+    return StyleOptions.from_preset(preset, **overrides)
+
+
+# protocol option name -> StyleOptions field name, where they differ
+_OPTION_NAMES: dict[str, str] = {}
+
+
+def _styles(specs: Any) -> tuple[list, list[float]]:
+    from onnxstyle.core.imageio import load_image
+
+    if not isinstance(specs, list) or not specs:
+        raise P.ProtocolError('"styles" must be a non-empty list of {"path", "weight"}')
+    images, weights = [], []
+    for spec in specs:
+        if not isinstance(spec, dict) or "path" not in spec:
+            raise P.ProtocolError('each style needs a "path"')
+        weight = float(spec.get("weight", 1.0))
+        if not weight >= 0.0:
+            raise P.ProtocolError("style weights must be >= 0")
+        images.append(load_image(str(spec["path"])).rgb)
+        weights.append(weight)
+    if sum(weights) <= 0.0:
+        raise P.ProtocolError("at least one style weight must be > 0")
+    return images, weights
+
+
+def _progress_message(job_id: str, p: Any) -> dict[str, Any]:
+    scales = max(int(getattr(p, "scales", 1) or 1), 1)
+    scale = int(getattr(p, "scale", 1) or 0)
+    steps = max(int(getattr(p, "steps", 1) or 1), 1)
+    step = int(getattr(p, "step", 0) or 0)
+    # the engine counts scales from 1 (Progress.scale in 1..scales); tolerate 0-based too
+    scale1 = scale + 1 if scale < 1 else scale
+    fraction = min(max(((scale1 - 1) + step / steps) / scales, 0.0), 1.0)
+    loss = getattr(p, "loss", None)
+    eta = getattr(p, "eta_s", None)
+    return {
+        "type": "progress",
+        "id": job_id,
+        "scale": scale1,
+        "scales": scales,
+        "step": step,
+        "steps": steps,
+        "fraction": round(fraction, 4),
+        "loss": float(loss) if loss is not None and loss == loss and abs(loss) != float("inf") else None,
+        "eta_s": float(eta) if eta is not None and eta == eta and abs(eta) != float("inf") else None,
+        "text": P.progress_text(scale1, scales, step, steps),
+    }
+
+
+def run_job(job: Job, out: Channel) -> None:
+    """Run one stylize request to its single final message (result, error or cancelled)."""
+    from onnxstyle.core.errors import Cancelled, StyleError
+
+    started = time.monotonic()
+    request = job.request
+    try:
+        content, alpha, fmt = _read_content(request.get("content") or {})
+        try:
+            output = Path(request["output"]["path"])
+        except (KeyError, TypeError):
+            raise P.ProtocolError('"output" needs a "path"') from None
+        styles, weights = _styles(request.get("styles"))
+        options = request.get("options") or {}
+        if not isinstance(options, dict):
+            raise P.ProtocolError('"options" must be an object')
+        engine_options = _engine_options(options, weights)
+        if job.cancel.is_set():
+            raise Cancelled()
+
+        from onnxstyle.core.engine import stylize
+
+        last = [0.0]
+
+        def on_progress(p: Any) -> None:
+            now = time.monotonic()
+            done = getattr(p, "step", 0) >= getattr(p, "steps", 1) and getattr(p, "scale", 1) >= getattr(p, "scales", 1)
+            if now - last[0] >= PROGRESS_INTERVAL_S or done:
+                last[0] = now
+                out.send(_progress_message(job.id, p))
+
+        result = stylize(content, styles, engine_options, progress=on_progress, cancel=job.cancel.is_set)
+        if job.cancel.is_set():
+            raise Cancelled()
+        height, width = content.shape[:2]
+        if result.shape[:2] != (height, width):
+            result = _resize_rgb(result, width, height)
+        _write_output(output, result, alpha, fmt)
+        out.send(
+            {
+                "type": "result",
+                "id": job.id,
+                "path": str(output),
+                "width": width,
+                "height": height,
+                "format": fmt,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        )
+    except Cancelled:
+        log.info("job %s cancelled", job.id)
+        out.send({"type": "cancelled", "id": job.id})
+    except P.ProtocolError as exc:
+        out.send(P.error(job.id, "protocol", str(exc)))
+    except (StyleError, MemoryError) as exc:
+        kind = _kind_of(exc)
+        message = str(exc) or "out of memory"
+        if kind == "memory" and not isinstance(exc, StyleError):
+            message = "out of memory: try a smaller maximum size or the draft preset"
+        out.send(P.error(job.id, kind, message))
+    except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
+        traceback.print_exc(file=sys.stderr)
+        kind = _kind_of(exc)
+        if kind == "memory":
+            message = f"out of memory: {exc}"
+        else:
+            message = f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
+        out.send(P.error(job.id, kind, message))
+    finally:
+        if job.orphaned:
+            _remove_workdir(request.get("workdir"))
+
+
+def _remove_workdir(workdir: Any) -> None:
+    """The editor went away mid-job: its temporary folder is ours to remove."""
+    if isinstance(workdir, str) and workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def hello() -> dict[str, Any]:
+    try:
+        import onnxruntime
+
+        providers = list(onnxruntime.get_available_providers())
+    except Exception as exc:  # still answer: the editor shows what's wrong
+        providers = []
+        log.warning("onnxruntime unavailable: %s", exc)
+    try:
+        from importlib.metadata import version
+
+        onnxstyle_version = version("onnxstyle")
+    except Exception:
+        onnxstyle_version = "unknown"
+    return {
+        "type": "hello",
+        "protocol": P.PROTOCOL_VERSION,
+        "onnxstyle": onnxstyle_version,
+        "python": sys.executable,
+        "providers": providers,
+    }
+
+
+class Worker:
+    """Reads requests until EOF; one job thread at a time."""
+
+    def __init__(self, stdin: BinaryIO, out: Channel) -> None:
+        self.stdin = stdin
+        self.out = out
+        self.job: Job | None = None
+
+    def busy(self) -> bool:
+        return self.job is not None and self.job.thread is not None and self.job.thread.is_alive()
+
+    def handle(self, line: bytes) -> None:
+        try:
+            message = P.decode(line)
+        except P.ProtocolError as exc:
+            self.out.send(P.error(None, "protocol", str(exc)))
+            return
+        kind, job_id = message["type"], message.get("id")
+        if kind == "hello":
+            self.out.send(hello())
+        elif kind == "stylize":
+            if self.busy():
+                self.out.send(P.error(job_id, "busy", "a job is already running; cancel it or wait"))
+                return
+            job = Job(id=str(job_id if job_id is not None else "job"), request=message)
+            job.thread = threading.Thread(target=run_job, args=(job, self.out), name=f"job-{job.id}", daemon=True)
+            self.job = job
+            job.thread.start()
+        elif kind == "cancel":
+            if self.busy() and (job_id is None or str(job_id) == self.job.id):
+                self.job.cancel.set()
+        else:
+            self.out.send(P.error(job_id, "protocol", f'unknown request type "{kind}"'))
+
+    def serve(self) -> int:
+        for line in iter(self.stdin.readline, b""):
+            if line.strip():
+                self.handle(line)
+        # stdin closed: the editor is gone or done
+        if self.busy():
+            self.job.orphaned = True
+            self.job.cancel.set()
+            self.job.thread.join()
+        return 0
+
+
+def _private_stdout() -> BinaryIO:
+    """Keep the real stdout for protocol lines; anything printed elsewhere goes to stderr."""
+    sys.stdout.flush()
+    stream = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return stream
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("ONNXSTYLE_WORKER_LOG", "INFO"),
+        stream=sys.stderr,
+        format="onnxstyle-worker: %(message)s",
+    )
+    out = Channel(_private_stdout())
+    return Worker(sys.stdin.buffer, out).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
