@@ -1,0 +1,348 @@
+"""Image files in and out: float RGB for the engine, everything else carried around it.
+
+`load_image` turns any ordinary image file (8/16-bit, grey, palette, with or without alpha,
+EXIF-rotated, with an ICC profile) into float32 RGB in [0,1] plus a separate alpha plane and
+the facts needed to write the result back the same way. `save_image` writes PNG, JPEG, TIFF or
+WebP (chosen by the extension) to a temporary file in the destination folder and renames it on
+success, so a failed run never leaves a half-written file behind.
+
+Pillow reads 16-bit colour PNG/TIFF with 8-bit precision (it has no 16-bit RGB mode); we note
+the depth and write 16-bit output with small encoders of our own (numpy + zlib), which is what
+matters for a style transfer: the result is a new image, its input's low bits don't show.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+# Far beyond anything a style transfer can use, small enough to refuse decompression bombs
+# before Pillow allocates them. Our own check, so Pillow's global limit is left alone.
+MAX_PIXELS = 100_000_000
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
+GREY_MODES = {"1", "L", "LA", "La", "I", "F"}
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
+
+
+@dataclass
+class LoadedImage:
+    """An input image as the engine sees it, plus what's needed to write its result back alike."""
+
+    path: Path
+    rgb: np.ndarray  # float32 [H,W,3] in [0,1], EXIF orientation applied
+    alpha: np.ndarray | None  # float32 [H,W] in [0,1], or None when the file has no transparency
+    mode: str  # Pillow mode of the file as opened ("RGB", "P", "I;16", "LA", ...)
+    bits: int  # 8 or 16 bits per sample in the file
+    grey: bool  # the file holds one colour channel
+    icc_profile: bytes | None
+    format: str | None  # Pillow's name of the file format ("PNG", "JPEG", ...)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read an image file; any problem becomes a one-line ImageError naming the file."""
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with warnings.catch_warnings():
+            # We check the size ourselves (MAX_PIXELS); Pillow's own warning would be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return _decode(path, im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: image too large (more than {MAX_PIXELS // 1_000_000} megapixels)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image, or a format Pillow can't read") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode this image") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as exc:
+        # Pillow reports truncated/corrupt data with these; one line with its reason.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
+    if not os.access(path, os.R_OK):
+        raise ImageError(f"{path}: permission denied")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+
+
+def _decode(path: Path, im: Image.Image) -> LoadedImage:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{path}: image has no pixels ({width}×{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{path}: image too large ({width}×{height}, more than "
+                         f"{MAX_PIXELS // 1_000_000} megapixels)")
+    mode, fmt = im.mode, im.format
+    bits = 16 if _has_16_bit_samples(im) else 8
+    icc = im.info.get("icc_profile") or None
+    transparency = "transparency" in im.info
+    im.load()  # decode now so truncation is reported here, not later
+    im = _upright(im)
+    grey = mode in GREY_MODES or mode.startswith("I;16")
+    rgb, alpha = _to_float(im, grey, transparency)
+    return LoadedImage(path=path, rgb=rgb, alpha=alpha, mode=mode, bits=bits, grey=grey,
+                       icc_profile=icc, format=fmt)
+
+
+def _has_16_bit_samples(im: Image.Image) -> bool:
+    """16-bit files: the I;16 modes, and colour PNG/TIFF whose raw mode (before load) says ;16."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        return True
+    tile = getattr(im, "tile", None) or []
+    rawmode = tile[0].args if tile else None
+    if isinstance(rawmode, tuple):  # some decoders pass (rawmode, ...)
+        rawmode = rawmode[0] if rawmode else None
+    return isinstance(rawmode, str) and ";16" in rawmode
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block is ignored rather than fatal."""
+    try:
+        return ImageOps.exif_transpose(im) or im
+    except Exception:  # malformed EXIF is common in the wild; the pixels are still fine
+        return im
+
+
+def _to_float(im: Image.Image, grey: bool, transparency: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float32 RGB [H,W,3] and alpha [H,W] (or None) in [0,1]."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        values = np.asarray(im).astype(np.float32)
+        return _grey_to_rgb(np.clip(values / 65535.0, 0.0, 1.0)), None
+    if im.mode == "F":
+        return _grey_to_rgb(np.clip(np.nan_to_num(np.asarray(im, dtype=np.float32)), 0.0, 1.0)), None
+    has_alpha = "A" in im.getbands() or transparency or im.mode in ("La", "RGBa", "PA")
+    target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
+    if im.mode != target:
+        im = im.convert(target)
+    pixels = np.asarray(im, dtype=np.float32) / 255.0
+    if grey:
+        pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+        rgb = _grey_to_rgb(pixels[..., 0])
+    else:
+        rgb = np.ascontiguousarray(pixels[..., :3])
+    alpha = np.ascontiguousarray(pixels[..., -1]) if has_alpha else None
+    return rgb, alpha
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- saving
+
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow format name for an output path's extension, or ImageError for an unknown one."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise ImageError(f"{path}: unknown output extension {path.suffix or '(none)'!r} (use one of {known})")
+    return fmt
+
+
+def check_output_path(path: str | os.PathLike) -> str:
+    """Fail fast (before any work) if `path` can't be written; returns the output format."""
+    path = Path(path)
+    fmt = output_format(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImageError(f"{path}: output folder {folder} does not exist")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ImageError(f"{path}: cannot write to folder {folder} (permission denied)")
+    return fmt
+
+
+def save_image(path: str | os.PathLike, rgb: np.ndarray, like: LoadedImage | None = None,
+               alpha: np.ndarray | None = None) -> Path:
+    """Write float RGB [H,W,3] in [0,1] to `path`, in the format its extension names.
+
+    `like` (the loaded content image) decides grey vs colour, 8 vs 16 bits (PNG/TIFF), the ICC
+    profile and, unless `alpha` is given, the alpha plane. Alpha of another size is resized.
+    Written to a temporary file beside `path`, renamed on success; nothing is left on failure.
+    """
+    path = Path(path)
+    fmt = check_output_path(path)
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"save_image expects float RGB [H,W,3], got shape {rgb.shape}")
+    if alpha is None and like is not None:
+        alpha = like.alpha
+    if alpha is not None:
+        alpha = _fit_alpha(np.asarray(alpha, dtype=np.float32), rgb.shape[:2])
+    grey = bool(like and like.grey)
+    bits = 16 if like is not None and like.bits == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
+    if fmt == "JPEG":
+        alpha = None  # JPEG has no alpha channel
+    if fmt == "WEBP":
+        grey = False  # WebP stores colour only
+    planes = _planes(rgb, alpha, grey)
+    icc = _matching_icc(like.icc_profile if like else None, grey)
+    _write_atomically(path, lambda file: _encode(file, planes, fmt, bits, icc))
+    return path
+
+
+def _fit_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if alpha.shape == shape:
+        return alpha
+    resized = Image.fromarray(alpha.astype(np.float32), mode="F").resize((shape[1], shape[0]), Image.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def _planes(rgb: np.ndarray, alpha: np.ndarray | None, grey: bool) -> np.ndarray:
+    """[H,W,C] float in [0,1]: C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA)."""
+    colour = (rgb @ LUMA)[..., None] if grey else rgb
+    if alpha is not None:
+        colour = np.concatenate([colour, alpha[..., None]], axis=2)
+    return np.clip(np.nan_to_num(colour), 0.0, 1.0)
+
+
+def _quantise(planes: np.ndarray, bits: int) -> np.ndarray:
+    top = 65535 if bits == 16 else 255
+    return np.floor(planes * top + 0.5).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def _matching_icc(icc: bytes | None, grey: bool) -> bytes | None:
+    """The profile only if its colour space (header bytes 16–20) matches what we write."""
+    if not icc or len(icc) < 20:
+        return None
+    wanted = b"GRAY" if grey else b"RGB "
+    return icc if icc[16:20] == wanted else None
+
+
+def _encode(file, planes: np.ndarray, fmt: str, bits: int, icc: bytes | None) -> None:
+    samples = _quantise(planes, bits)
+    if bits == 16:
+        (_write_png16 if fmt == "PNG" else _write_tiff16)(file, samples, icc)
+        return
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[samples.shape[2]]
+    image = Image.fromarray(samples[..., 0] if mode == "L" else samples, mode=mode)
+    options: dict = {"icc_profile": icc} if icc else {}
+    if fmt == "JPEG":
+        options.update(quality=95, subsampling=0)
+    elif fmt == "WEBP":
+        options.update(quality=95, method=4)
+    elif fmt == "TIFF":
+        options.update(compression="tiff_deflate")
+    image.save(file, format=fmt, **options)
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, then rename it over `path`."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, _new_file_mode(path))
+        os.replace(temp, path)
+    except BaseException as exc:  # including KeyboardInterrupt: never leave the temp file
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise
+
+
+def _new_file_mode(path: Path) -> int:
+    """Keep an existing file's permissions; otherwise what open() would give (mkstemp uses 0600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+# 16-bit writers: Pillow has no 16-bit RGB(A)/LA mode, so these two formats are written by hand.
+
+def _write_png16(file, samples: np.ndarray, icc: bytes | None) -> None:
+    height, width, channels = samples.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = samples.astype(">u2").reshape(height, width * channels).view(np.uint8)
+    # Filter "Up" (2): each byte minus the one above, mod 256 — vectorised and compresses well.
+    filtered = rows.copy()
+    filtered[1:] -= rows[:-1]
+    data = np.concatenate([np.full((height, 1), 2, np.uint8), filtered], axis=1)
+    file.write(b"\x89PNG\r\n\x1a\n")
+    _png_chunk(file, b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+    if icc:
+        _png_chunk(file, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    _png_chunk(file, b"IDAT", zlib.compress(data.tobytes(), 6))
+    _png_chunk(file, b"IEND", b"")
+
+
+def _png_chunk(file, kind: bytes, data: bytes) -> None:
+    file.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
+
+
+def _write_tiff16(file, samples: np.ndarray, icc: bytes | None) -> None:
+    """Baseline little-endian TIFF, one uncompressed strip, chunky samples, unassociated alpha."""
+    height, width, channels = samples.shape
+    pixels = samples.astype("<u2").tobytes()
+    colour = 1 if channels <= 2 else 3  # samples that aren't alpha
+    photometric = 1 if colour == 1 else 2  # BlackIsZero / RGB
+    entries: list[tuple[int, int, list[int] | bytes]] = [  # (tag, type, values): 3 SHORT, 4 LONG, 7 UNDEFINED
+        (256, 4, [width]), (257, 4, [height]), (258, 3, [16] * channels), (259, 3, [1]),
+        (262, 3, [photometric]), (273, 4, [0]), (277, 3, [channels]), (278, 4, [height]),
+        (279, 4, [len(pixels)]), (284, 3, [1]),
+    ]
+    if channels in (2, 4):
+        entries.append((338, 3, [2]))  # ExtraSamples: unassociated alpha
+    if icc:
+        entries.append((34675, 7, icc))
+    entries.sort(key=lambda entry: entry[0])
+    ifd_size = 2 + 12 * len(entries) + 4
+    extra = bytearray()  # values that don't fit in an entry's 4 bytes, after the IFD
+    extra_start = 8 + ifd_size
+    image_offset = None
+    records = []
+    for tag, kind, values in entries:
+        raw = bytes(values) if kind == 7 else struct.pack(f"<{len(values)}{'H' if kind == 3 else 'I'}", *values)
+        count = len(values)
+        if len(raw) <= 4:
+            records.append((tag, kind, count, raw.ljust(4, b"\0")))
+        else:
+            records.append((tag, kind, count, struct.pack("<I", extra_start + len(extra))))
+            extra += raw + (b"\0" if len(raw) % 2 else b"")
+    image_offset = extra_start + len(extra)
+    file.write(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(records)))
+    for tag, kind, count, value in records:
+        if tag == 273:
+            value = struct.pack("<I", image_offset)
+        file.write(struct.pack("<HHI", tag, kind, count) + value)
+    file.write(struct.pack("<I", 0))
+    file.write(bytes(extra))
+    file.write(pixels)
