@@ -1,0 +1,199 @@
+"""The VGG19 graphs as a Python API: style/content features, and the loss with its gradient.
+
+    graph = StyleGraph.load(pooling="avg", device="cpu")
+    style = graph.features(style_image)            # {"gram_relu1_1": [C,C], ..., "content_relu4_2": [1,C,h,w]}
+    content = graph.features(content_image)
+    targets = Targets.from_features(content=content, style=style)
+    weights = LossWeights(alpha=1.0, beta=1e4, style_layer_weights=[0.2] * 5, tv_weight=0.0)
+    terms, grad = graph.loss_and_grad(image, targets, weights)   # image same size as content_image
+
+Images are float32 RGB in [0,1], either [H,W,3] or [1,3,H,W] (the graphs' layout; no copy then);
+the gradient comes back in the layout the image came in. The maths (Gram normalised by n_H·n_W,
+J_style = 1/(2 n_C)² Σ(ΔĜ)², J_content = 1/2 Σ(Δa)², J_tv on the [0,1] image) is in DEVELOPERS.md.
+Never imports torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ImageError, ModelError
+from .runtime import make_session
+
+PACKAGE_MODELS = Path(__file__).parent / "models"
+
+
+def user_model_dir() -> Path:
+    """Where `onnxstyle export` writes models: $ONNXSTYLE_MODEL_DIR, else the platform's user data folder."""
+    env = os.environ.get("ONNXSTYLE_MODEL_DIR")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "onnxstyle" / "models"
+    return Path.home() / ".local" / "share" / "onnxstyle" / "models"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """vgg19-<pooling>.json: what the two graphs compute and where they are."""
+    pooling: str
+    opset: int
+    weights: str
+    style_layers: tuple[str, ...]
+    content_layer: str
+    channels: dict[str, int]
+    min_size: int
+    features_path: Path
+    grad_path: Path
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            return cls(pooling=info["pooling"], opset=int(info["opset"]), weights=info["weights"],
+                       style_layers=tuple(info["style_layers"]), content_layer=info["content_layer"],
+                       channels={k: int(v) for k, v in info["channels"].items()}, min_size=int(info["min_size"]),
+                       features_path=path.parent / info["files"]["features"],
+                       grad_path=path.parent / info["files"]["grad"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: not a valid onnxstyle model manifest ({type(exc).__name__}: {exc})") from None
+
+
+def find_manifest(pooling: str = "avg", model_dir: Path | str | None = None) -> Path:
+    """The first vgg19-<pooling>.json in model_dir, the user model dir, then the package's models."""
+    if pooling not in ("avg", "max"):
+        raise ModelError(f"unknown pooling {pooling!r}: use 'avg' or 'max'")
+    folders = [Path(model_dir)] if model_dir is not None else []
+    folders += [user_model_dir(), PACKAGE_MODELS]
+    for folder in folders:
+        path = folder / f"vgg19-{pooling}.json"
+        if path.is_file():
+            return path
+    hint = f"; make it with: onnxstyle export --pooling {pooling}" if pooling == "max" else " (broken install?)"
+    raise ModelError(f"no VGG19 {pooling}-pooling model in {', '.join(str(f) for f in folders)}{hint}")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the generated image is pulled towards: normalised style grams per layer, content relu4_2."""
+    grams: dict[str, np.ndarray]  # style layer -> [C,C] float32
+    content: np.ndarray           # [1,C,h,w] float32, from a content image of the optimised image's size
+
+    @classmethod
+    def from_features(cls, content: dict[str, np.ndarray], style: dict[str, np.ndarray]) -> "Targets":
+        """From two `StyleGraph.features` results (content image's, style image's)."""
+        grams = {key.removeprefix("gram_"): value for key, value in style.items() if key.startswith("gram_")}
+        (content_key,) = [key for key in content if key.startswith("content_")]
+        return cls(grams=grams, content=content[content_key])
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """α (content), β (style), λ per style layer (manifest order), and the total-variation weight."""
+    alpha: float
+    beta: float
+    style_layer_weights: Sequence[float]
+    tv_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The grad graph's outputs as numbers: total = α·content + β·Σ λ·style + tv_weight·tv."""
+    total: float
+    content: float      # J_content, unweighted
+    style: np.ndarray   # [L] J_style per layer, unweighted
+    tv: float           # J_tv, unweighted
+
+
+def as_nchw(image: np.ndarray) -> np.ndarray:
+    """[H,W,3] or [1,3,H,W] float image -> contiguous float32 [1,3,H,W] (no copy when already so)."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = image.transpose(2, 0, 1)[None]
+    if image.ndim != 4 or image.shape[:2] != (1, 3):
+        raise ImageError(f"expected an RGB image [H,W,3] or [1,3,H,W], got shape {list(image.shape)}")
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+class StyleGraph:
+    """The two ONNX Runtime sessions for one pooling and device; create once, call every step."""
+
+    def __init__(self, manifest: Manifest, device: str = "cpu") -> None:
+        self.manifest = manifest
+        self.device = device
+        self.style_layers = manifest.style_layers
+        self.channels = manifest.channels
+        self._features = make_session(manifest.features_path, device)
+        self._grad = make_session(manifest.grad_path, device)
+        self._feature_names = [o.name for o in self._features.get_outputs()]
+        self._loss_names = ["loss", "content_loss", "style_losses", "tv_loss", "grad"]
+        self._feed: dict[str, np.ndarray] = {}
+        self._feed_for: tuple = ()  # the (targets, weights) objects self._feed was built from
+
+    @classmethod
+    def load(cls, pooling: str = "avg", device: str = "cpu", model_dir: Path | str | None = None) -> "StyleGraph":
+        return cls(Manifest.read(find_manifest(pooling, model_dir)), device)
+
+    def _check_size(self, image: np.ndarray) -> None:
+        h, w = image.shape[2:]
+        if min(h, w) < self.manifest.min_size:
+            raise ImageError(f"image is {w}x{h} px; style transfer needs at least "
+                             f"{self.manifest.min_size} px on each side")
+
+    def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """{"gram_<style layer>": [C,C] normalised by n_H·n_W, "content_relu4_2": [1,C,h,w]}."""
+        image = as_nchw(image)
+        self._check_size(image)
+        return dict(zip(self._feature_names, self._features.run(self._feature_names, {"image": image})))
+
+    def loss_and_grad(self, image: np.ndarray, targets: Targets, weights: LossWeights) -> tuple[LossTerms, np.ndarray]:
+        """Loss terms and d loss / d image (same layout as `image`) for one optimisation step."""
+        hwc = np.ndim(image) == 3
+        x = as_nchw(image)
+        self._check_size(x)
+        if len(self._feed_for) != 2 or self._feed_for[0] is not targets or self._feed_for[1] is not weights:
+            self._feed = self._constant_feed(targets, weights)  # build once per (targets, weights), not per step
+            self._feed_for = (targets, weights)
+        expected = _content_shape(x.shape[2], x.shape[3], self.channels[self.manifest.content_layer])
+        if self._feed["target_content"].shape != expected:
+            raise ValueError(f"content target has shape {list(self._feed['target_content'].shape)}, but a "
+                             f"{x.shape[3]}x{x.shape[2]} image needs {list(expected)}: take it from a content "
+                             f"image of the same size")
+        self._feed["image"] = x
+        total, content, style, tv, grad = self._grad.run(self._loss_names, self._feed)
+        terms = LossTerms(total=float(total), content=float(content), style=style, tv=float(tv))
+        return terms, (grad[0].transpose(1, 2, 0) if hwc else grad)
+
+    def _constant_feed(self, targets: Targets, weights: LossWeights) -> dict[str, np.ndarray]:
+        lam = np.asarray(weights.style_layer_weights, dtype=np.float32)
+        if lam.shape != (len(self.style_layers),):
+            raise ValueError(f"style_layer_weights needs {len(self.style_layers)} values "
+                             f"({', '.join(self.style_layers)}), got {lam.size}")
+        feed = {"target_content": np.ascontiguousarray(targets.content, dtype=np.float32),
+                "alpha": np.array(weights.alpha, np.float32), "beta": np.array(weights.beta, np.float32),
+                "tv_weight": np.array(weights.tv_weight, np.float32), "style_layer_weights": lam}
+        for layer in self.style_layers:
+            c = self.channels[layer]
+            gram = np.ascontiguousarray(targets.grams[layer], dtype=np.float32)
+            if gram.shape != (c, c):
+                raise ValueError(f"target gram for {layer} has shape {list(gram.shape)}, expected [{c}, {c}]")
+            feed[f"target_gram_{layer}"] = gram
+        return feed
+
+    def evaluate(self, content: np.ndarray, style: np.ndarray, current: np.ndarray, alpha: float, beta: float,
+                 layer_weights: Sequence[float], tv_weight: float = 0.0) -> tuple[LossTerms, np.ndarray]:
+        """One-shot loss and gradient at `current` (same size as `content`; `style` any size)."""
+        targets = Targets.from_features(content=self.features(content), style=self.features(style))
+        return self.loss_and_grad(current, targets, LossWeights(alpha, beta, layer_weights, tv_weight))
+
+
+def _content_shape(height: int, width: int, channels: int) -> tuple[int, int, int, int]:
+    """relu4_2's shape for an image: three floor-mode 2x2 pools."""
+    return (1, channels, height // 8, width // 8)
