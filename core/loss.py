@@ -1,0 +1,66 @@
+"""The style-transfer loss in numpy (Gatys et al. 2015, the seed document's definitions).
+
+Activations use the graphs' layout, [1, n_C, n_H, n_W] (or [n_C, n_H, n_W]). Sums are taken in float64.
+
+    G_kk'       = Σ_ij a_ijk · a_ijk'                 gram(a); gram(a, normalize=True) = G / (n_H n_W)
+    J_content   = 1/2 · Σ (a(C) - a(G))²
+    J_style[l]  = 1/(2 n_H n_W n_C)² · Σ (G(S) - G(G))²  = 1/(2 n_C)² · Σ (Ĝ(S) - Ĝ(G))²
+    J_tv        = Σ squared differences of vertically and horizontally neighbouring pixels
+    J           = α J_content + β Σ_l λ[l] J_style[l] + tv_weight J_tv
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def _channels_first(a: np.ndarray) -> np.ndarray:
+    """[1,C,h,w] or [C,h,w] -> float64 [C, h·w]."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 4:
+        if a.shape[0] != 1:
+            raise ValueError(f"expected one activation map [1,C,h,w], got {list(a.shape)}")
+        a = a[0]
+    if a.ndim != 3:
+        raise ValueError(f"expected activations [1,C,h,w] or [C,h,w], got {list(a.shape)}")
+    return a.reshape(a.shape[0], -1)
+
+
+def gram(a: np.ndarray, normalize: bool = False) -> np.ndarray:
+    """Gram matrix G = F Fᵀ of activations (F = [n_C, n_H·n_W]); divided by n_H·n_W when normalize."""
+    f = _channels_first(a)
+    g = f @ f.T
+    return g / f.shape[1] if normalize else g
+
+
+def content_cost(a_C: np.ndarray, a_G: np.ndarray) -> float:
+    """J_content = 1/2 Σ (a(C) - a(G))² (no size normalisation, as in the paper)."""
+    return 0.5 * float(np.sum((np.asarray(a_C, np.float64) - np.asarray(a_G, np.float64)) ** 2))
+
+
+def style_layer_cost(gram_S: np.ndarray, gram_G: np.ndarray) -> float:
+    """J_style for one layer from normalised Grams Ĝ [C,C]: 1/(2 n_C)² Σ (Ĝ(S) - Ĝ(G))² (the graphs' form)."""
+    gram_S, gram_G = np.asarray(gram_S, np.float64), np.asarray(gram_G, np.float64)
+    n_C = gram_S.shape[0]
+    return float(np.sum((gram_S - gram_G) ** 2)) / (2 * n_C) ** 2
+
+
+def style_cost(a_S: np.ndarray, a_G: np.ndarray) -> float:
+    """J_style for one layer from same-sized activations: 1/(2 n_H n_W n_C)² Σ (G(S) - G(G))²."""
+    f_S = _channels_first(a_S)
+    n_C, n_HW = f_S.shape
+    return float(np.sum((gram(a_S) - gram(a_G)) ** 2)) / (2 * n_HW * n_C) ** 2
+
+
+def total_variation(image: np.ndarray) -> float:
+    """J_tv: Σ squared differences of neighbouring pixels, both directions; image [H,W,3] or [1,3,H,W]."""
+    x = np.asarray(image, np.float64)
+    rows, cols = (0, 1) if x.ndim == 3 else (2, 3)
+    return float(np.sum(np.diff(x, axis=rows) ** 2) + np.sum(np.diff(x, axis=cols) ** 2))
+
+
+def total_cost(J_content: float, J_style: Sequence[float], alpha: float, beta: float,
+               style_layer_weights: Sequence[float], J_tv: float = 0.0, tv_weight: float = 0.0) -> float:
+    """J = α J_content + β Σ_l λ[l] J_style[l] + tv_weight J_tv."""
+    return alpha * J_content + beta * float(np.dot(style_layer_weights, J_style)) + tv_weight * J_tv
