@@ -1,0 +1,267 @@
+"""`onnxstyle gimp install|uninstall|doctor`: put the GIMP 3 plug-in where GIMP finds it.
+
+The plug-in file goes to `<GIMP profile>/plug-ins/onnxstyle-neural-style/onnxstyle-neural-style.py`
+(executable) with `onnxstyle-worker.json` beside it, which records this Python
+(`sys.executable`) as the one that runs `python -m onnxstyle.plugin.worker`: GIMP's own Python
+has neither numpy nor onnxruntime.
+
+Also runnable as `python -m onnxstyle.plugin.gimp_install install`, which is the command the
+plug-in's error messages quote (it names the exact Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PLUGIN_NAME = "onnxstyle-neural-style"
+CONFIG_NAME = "onnxstyle-worker.json"
+GIMP_VERSIONS = ("3.0", "3.2")
+WORKER_ARGS = ["-m", "onnxstyle.plugin.worker"]
+
+
+class InstallError(Exception):
+    """One line for the user."""
+
+
+def plugin_source() -> Path:
+    """The plug-in file shipped with this onnxstyle.
+
+    A wheel carries it as package data at onnxstyle/plugin/gimp/<name>/<name>.py; an editable
+    install or a source checkout has it at <repo>/gimp/<name>/<name>.py next to plugin/.
+    """
+    here = Path(__file__).resolve().parent
+    for base in (here / "gimp", here.parent / "gimp"):
+        candidate = base / PLUGIN_NAME / f"{PLUGIN_NAME}.py"
+        if candidate.is_file():
+            return candidate
+    raise InstallError(
+        f"the GIMP plug-in file {PLUGIN_NAME}.py is missing from this onnxstyle installation ({here}); reinstall onnxstyle"
+    )
+
+
+def _candidates(home: Path, env: dict[str, str], platform: str) -> list[Path]:
+    """Every place a GIMP 3 profile may live on this platform, most usual first."""
+    paths: list[Path] = []
+    for version in GIMP_VERSIONS:
+        if platform.startswith("win"):
+            appdata = env.get("APPDATA")
+            if appdata:
+                paths.append(Path(appdata) / "GIMP" / version)
+        elif platform == "darwin":
+            paths.append(home / "Library" / "Application Support" / "GIMP" / version)
+        else:
+            config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+            paths.append(config / "GIMP" / version)
+            paths.append(home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / version)
+            paths.append(home / "snap" / "gimp" / "current" / ".config" / "GIMP" / version)
+    return paths
+
+
+def gimp_dirs(
+    home: Path | None = None, env: dict[str, str] | None = None, platform: str | None = None
+) -> list[Path]:
+    """GIMP 3 profile folders that exist; $GIMP3_DIRECTORY (GIMP's own override) wins alone."""
+    env = dict(os.environ) if env is None else env
+    override = env.get("GIMP3_DIRECTORY")
+    if override:
+        return [Path(override).expanduser()]
+    home = Path.home() if home is None else home
+    found = []
+    for path in _candidates(home, env, platform or sys.platform):
+        if path.is_dir() and path not in found:
+            found.append(path)
+    return found
+
+
+def is_flatpak(gimp_dir: Path) -> bool:
+    return "org.gimp.GIMP" in gimp_dir.parts
+
+
+def install_into(gimp_dir: Path, python: str) -> Path:
+    """Copy the plug-in and its worker record into one profile; returns the plug-in path."""
+    source = plugin_source()
+    folder = gimp_dir / "plug-ins" / PLUGIN_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{PLUGIN_NAME}.py"
+    _write_atomic(target, source.read_bytes())
+    target.chmod(0o755)  # GIMP runs only executable plug-ins on Unix
+    record = {"python": python, "args": WORKER_ARGS, "installed": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _write_atomic(folder / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    return target
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, path)
+
+
+def _targets(args: argparse.Namespace) -> list[Path]:
+    if args.gimp_dir:
+        return [Path(args.gimp_dir).expanduser()]
+    found = gimp_dirs()
+    if not found:
+        raise InstallError(
+            "no GIMP 3 profile folder found (start GIMP 3 once so it creates one, or pass --gimp-dir DIR); "
+            "looked in: " + ", ".join(str(p) for p in _candidates(Path.home(), dict(os.environ), sys.platform))
+        )
+    return found
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    python = sys.executable
+    for gimp_dir in _targets(args):
+        target = install_into(gimp_dir, python)
+        print(f"installed {target}")
+        if is_flatpak(gimp_dir):
+            print(
+                "  note: Flatpak GIMP runs plug-ins in its sandbox; the worker Python "
+                f"{python} must be runnable there (a Python inside ~/, not /usr)."
+            )
+    print(f"worker Python: {python}")
+    print("restart GIMP; the filter is Filters > Artistic > Neural Style (ONNX)…")
+    return 0
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    removed = 0
+    dirs = [Path(args.gimp_dir).expanduser()] if args.gimp_dir else gimp_dirs()
+    for gimp_dir in dirs:
+        folder = gimp_dir / "plug-ins" / PLUGIN_NAME
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            print(f"removed {folder}")
+            removed += 1
+    if not removed:
+        print("the onnxstyle plug-in is not installed in any GIMP 3 profile found")
+    return 0
+
+
+def probe_worker(python: str, timeout: float = 120.0) -> tuple[dict | None, str]:
+    """Start the worker with `python`, say hello; (hello message or None, problem text)."""
+    from onnxstyle.plugin import protocol as P
+
+    try:
+        done = subprocess.run(
+            [python, *WORKER_ARGS],
+            input=P.encode({"type": "hello", "protocol": P.PROTOCOL_VERSION}),
+            capture_output=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"can't run {python}: {exc}"
+    for line in done.stdout.splitlines():
+        try:
+            message = P.decode(line)
+        except P.ProtocolError:
+            continue
+        if message.get("type") == "hello":
+            return message, ""
+    err = [l for l in done.stderr.decode("utf-8", "replace").splitlines() if l.strip()]
+    return None, (err[-1] if err else f"exit status {done.returncode}, no answer")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """What is installed where, and what to fix; exit 0 when a working setup was found."""
+    problems: list[str] = []
+    print(f"this Python: {sys.executable}")
+    try:
+        print(f"plug-in source: {plugin_source()}")
+    except InstallError as exc:
+        problems.append(str(exc))
+    dirs = [Path(args.gimp_dir).expanduser()] if args.gimp_dir else gimp_dirs()
+    if os.environ.get("GIMP3_DIRECTORY") and not args.gimp_dir:
+        print(f"GIMP3_DIRECTORY is set: only {dirs[0]} is used")
+    if not dirs:
+        problems.append("no GIMP 3 profile folder found: start GIMP 3 once, then run `onnxstyle gimp install`")
+    working = 0
+    for gimp_dir in dirs:
+        folder = gimp_dir / "plug-ins" / PLUGIN_NAME
+        plugin = folder / f"{PLUGIN_NAME}.py"
+        print(f"GIMP profile: {gimp_dir}{' (Flatpak)' if is_flatpak(gimp_dir) else ''}")
+        if not plugin.is_file():
+            print("  plug-in: not installed")
+            problems.append(f"plug-in missing in {gimp_dir}: run `onnxstyle gimp install`")
+            continue
+        current = _same_as_source(plugin)
+        print(f"  plug-in: {plugin}{'' if current else ' (differs from this onnxstyle: reinstall)'}")
+        if not current:
+            problems.append(f"plug-in in {gimp_dir} is from another onnxstyle version: run `onnxstyle gimp install`")
+        if os.name != "nt" and not os.access(plugin, os.X_OK):
+            problems.append(f"{plugin} is not executable: run `onnxstyle gimp install`")
+        try:
+            record = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+            python = record["python"]
+        except (OSError, ValueError, KeyError, TypeError):
+            print("  worker Python: not recorded")
+            problems.append(f"no worker record in {folder}: run `onnxstyle gimp install`")
+            continue
+        hello, problem = probe_worker(python)
+        if hello is None:
+            print(f"  worker Python: {python} — NOT working: {problem}")
+            problems.append(
+                f'worker Python {python} can\'t run the worker: `"{python}" -m pip install "onnxstyle[cpu]"` '
+                "or rerun `onnxstyle gimp install` from a Python that has onnxstyle"
+            )
+            continue
+        providers = hello.get("providers") or []
+        print(f"  worker Python: {python} (onnxstyle {hello.get('onnxstyle')}, protocol {hello.get('protocol')})")
+        print(f"  ONNX Runtime providers: {', '.join(providers) if providers else 'none: onnxruntime missing'}")
+        if not providers:
+            problems.append(f'onnxruntime missing for {python}: `"{python}" -m pip install "onnxstyle[cpu]"`')
+            continue
+        working += 1
+    if problems:
+        print("to fix:")
+        for problem in problems:
+            print(f"  - {problem}")
+    else:
+        print("all good")
+    return 0 if working and not problems else 1
+
+
+def _same_as_source(installed: Path) -> bool:
+    try:
+        return installed.read_bytes() == plugin_source().read_bytes()
+    except (OSError, InstallError):
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onnxstyle gimp", description="Install the GIMP 3 plug-in.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("install", "copy the plug-in into every GIMP 3 profile found (or --gimp-dir) and record this Python"),
+        ("uninstall", "remove the plug-in"),
+        ("doctor", "show what is installed and what to fix"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--gimp-dir", metavar="DIR", help="a GIMP 3 profile folder (like GIMP3_DIRECTORY)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error: argparse has printed it
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    handler = {"install": cmd_install, "uninstall": cmd_uninstall, "doctor": cmd_doctor}[args.command]
+    try:
+        return handler(args)
+    except InstallError as exc:
+        print(f"onnxstyle gimp: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"onnxstyle gimp: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

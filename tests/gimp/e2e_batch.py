@@ -1,0 +1,91 @@
+# python-fu-eval script run by tests/test_gimp_e2e.py inside headless GIMP 3 (GIMP's Python).
+# Parameters come from the environment: ONNXSTYLE_E2E_OUT (a folder for the report and the
+# pixel dumps), ONNXSTYLE_E2E_CONTENT (an RGBA PNG), ONNXSTYLE_E2E_STYLE (a style image),
+# ONNXSTYLE_E2E_BAD_STYLE (a corrupt one). It writes report.jsonl: one JSON line per case,
+# with each layer's name, offsets, size and a raw "R'G'B'A u8" dump of its pixels.
+import json
+import os
+import traceback
+
+from gi.repository import Gegl, Gimp, Gio
+
+PROC = "plug-in-onnxstyle-neural-style"
+OUT = os.environ["ONNXSTYLE_E2E_OUT"]
+CONTENT = os.environ["ONNXSTYLE_E2E_CONTENT"]
+STYLE = os.environ["ONNXSTYLE_E2E_STYLE"]
+BAD_STYLE = os.environ["ONNXSTYLE_E2E_BAD_STYLE"]
+CANVAS_PAD = 4  # the layer sits at offset (4, 4) of a larger canvas: offsets must be kept
+SELECTION = (20, 16, 40, 32)  # x, y, w, h in image coordinates
+
+
+def report(case, **fields):
+    fields["case"] = case
+    with open(os.path.join(OUT, "report.jsonl"), "a") as f:
+        f.write(json.dumps(fields) + "\n")
+
+
+def dump_layers(image, case):
+    layers = []
+    for i, layer in enumerate(image.get_layers()):
+        ok, ox, oy = layer.get_offsets()
+        w, h = layer.get_width(), layer.get_height()
+        data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
+        path = os.path.join(OUT, "%s-layer%d.raw" % (case, i))
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        layers.append({"name": layer.get_name(), "offsets": [ox, oy], "size": [w, h], "raw": path,
+                       "has_alpha": layer.has_alpha()})
+    return layers
+
+
+def load():
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(CONTENT))
+    image.resize(image.get_width() + 2 * CANVAS_PAD, image.get_height() + 2 * CANVAS_PAD, CANVAS_PAD, CANVAS_PAD)
+    return image
+
+
+def call(image, drawables, style, **props):
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    if proc is None:
+        raise RuntimeError("procedure %s is not registered" % PROC)
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    config.set_property("style-file", Gio.File.new_for_path(style))
+    config.set_property("quality", "draft")
+    for name, value in props.items():
+        config.set_property(name, value)
+    result = proc.run(config)
+    status = result.index(0)
+    error = Gimp.get_pdb().get_last_error() if status != Gimp.PDBStatusType.SUCCESS else ""
+    return status.value_nick, error
+
+
+def case(name, style, drawables_of=None, selection=SELECTION, feather=0.0, **props):
+    try:
+        image = load()
+        x, y, w, h = selection
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+        if feather:
+            Gimp.Selection.feather(image, feather)
+        layers = image.get_layers()
+        drawables = drawables_of(image, layers) if drawables_of else [layers[0]]
+        status, error = call(image, drawables, style, **props)
+        report(name, status=status, error=error, selection=list(selection), pad=CANVAS_PAD,
+               layers=dump_layers(image, name))
+        image.delete()
+    except Exception:
+        report(name, status="exception", error=traceback.format_exc(), layers=[])
+
+
+def two_layers(image, layers):
+    extra = layers[0].copy()
+    image.insert_layer(extra, None, 0)
+    return [layers[0], extra]
+
+
+case("new-layer", STYLE, seed=3)
+case("replace", STYLE, output="replace", feather=8.0)
+case("corrupt-style", BAD_STYLE)
+case("two-layers", STYLE, drawables_of=two_layers)
