@@ -140,7 +140,11 @@ def _resize_rgb(rgb, width: int, height: int):
 
 
 def _engine_options(options: dict[str, Any], weights: list[float]):
-    """Protocol options -> engine StyleOptions (names translated, unknown ones refused)."""
+    """Protocol options -> engine StyleOptions.
+
+    "style_strength" multiplies the preset's style weight; "preserve_colors": "none" is the
+    engine's None; a missing or null "max_size" keeps the preset's; several styles are blended
+    with their relative weights."""
     import dataclasses
 
     from onnxstyle.core.engine import StyleOptions
@@ -149,22 +153,29 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
     preset = options.pop("preset", "normal")
     if preset not in P.PRESETS:
         raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(P.PRESETS)})')
+    strength = float(options.pop("style_strength", 1.0) or 1.0)
+    if not strength > 0.0:
+        raise P.ProtocolError("style_strength must be > 0")
+    if options.get("preserve_colors") == "none":
+        options["preserve_colors"] = None
+    elif options.get("preserve_colors") not in (None, *P.PRESERVE_COLORS):
+        raise P.ProtocolError(f'unknown preserve_colors "{options["preserve_colors"]}"')
     known = {f.name for f in dataclasses.fields(StyleOptions)}
     overrides: dict[str, Any] = {}
     for name, value in options.items():
-        if value is None:
-            continue
-        target = _OPTION_NAMES.get(name, name)
-        if target not in known:
+        if name not in _OPTIONS:
             raise P.ProtocolError(f'unknown option "{name}"')
-        overrides[target] = value
-    if "style_weights" in known and len(weights) > 1:
-        overrides["style_weights"] = tuple(weights)
-    return StyleOptions.from_preset(preset, **overrides)
+        if name in known and (value is not None or name == "preserve_colors"):
+            overrides[name] = value
+    if len(weights) > 1:
+        total = sum(weights)
+        overrides["style_blend"] = tuple(w / total for w in weights)
+    base = StyleOptions.from_preset(preset, **overrides)
+    return dataclasses.replace(base, style_weight=base.style_weight * strength)
 
 
-# protocol option name -> StyleOptions field name, where they differ
-_OPTION_NAMES: dict[str, str] = {}
+# the options the protocol accepts besides "preset" and "style_strength" (StyleOptions fields)
+_OPTIONS = ("max_size", "preserve_colors", "device", "seed")
 
 
 def _styles(specs: Any) -> tuple[list, list[float]]:

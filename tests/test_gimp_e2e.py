@@ -1,0 +1,204 @@
+"""The plug-in in a real, headless GIMP 3: install, run non-interactively, inspect the pixels.
+
+GIMP 3 comes from the host (`gimp-console-3.0` on PATH, e.g. Debian 13's `apt-get install gimp`)
+or from the Debian 13 root that tests/gimp/gimp-root.sh makes and caches at
+/var/cache/onnxstyle/trixie (ONNXSTYLE_GIMP_ROOT overrides). In the root, GIMP runs under
+chroot in a private mount namespace where the worker's Python (the venv and the interpreter it
+links to), the onnxstyle sources and this test's folder are bind-mounted at their own paths
+(tests/gimp/gimp-batch.sh), so the plug-in starts exactly the worker a user would have.
+
+Without GIMP 3 the test skips, except under CI=true, where a missing GIMP is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import onnxstyle.plugin
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = HERE / "gimp"
+DEFAULT_ROOT = Path("/var/cache/onnxstyle/trixie")
+PAD = 4  # tests/gimp/e2e_batch.py: the layer sits at (4, 4) on a larger canvas
+SELECTION = (20, 16, 40, 32)  # x, y, w, h in image coordinates (e2e_batch.py)
+FEATHER = 8
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"GIMP 3 end-to-end test can't run under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def gimp_root() -> str:
+    """'/' for a host GIMP 3, else the path of a ready Debian root; skips (or fails under CI)."""
+    if shutil.which("gimp-console-3.0"):
+        return "/"
+    root = Path(os.environ.get("ONNXSTYLE_GIMP_ROOT", DEFAULT_ROOT))
+    if not (root / "usr/bin/gimp-console-3.0").exists():
+        _unavailable(f"no GIMP 3: no gimp-console-3.0 on PATH and no root at {root}; make one with tests/gimp/gimp-root.sh")
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        _unavailable(f"GIMP 3 is in {root}, but running it needs root and unshare (chroot + bind mounts)")
+    return str(root)
+
+
+def _binds(folder: Path) -> list[str]:
+    """What GIMP's plug-in must see of this host: the worker's Python and onnxstyle, our files."""
+    paths = {
+        Path(sys.prefix).resolve(),  # the venv
+        Path(sys.base_prefix).resolve(),  # the interpreter the venv's python links to
+        Path(sys.executable).resolve().parents[1],
+        Path(onnxstyle.plugin.__file__).resolve().parents[1],  # the sources (editable) or site-packages
+        folder.resolve(),
+    }
+    ordered = sorted(paths, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in ordered:  # a folder inside another bound one comes with it
+        if not any(path == k or k in path.parents for k in kept):
+            kept.append(path)
+    return [str(p) for p in kept]
+
+
+def _install(gimp_dir: Path) -> None:
+    cli = Path(sys.executable).with_name("onnxstyle")
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "onnxstyle.plugin.cli"]
+    done = subprocess.run([*command, "gimp", "install", "--gimp-dir", str(gimp_dir)], capture_output=True, text=True)
+    assert done.returncode == 0, f"onnxstyle gimp install failed: {done.stdout}{done.stderr}"
+    plugin = gimp_dir / "plug-ins/onnxstyle-neural-style/onnxstyle-neural-style.py"
+    assert plugin.is_file() and os.access(plugin, os.X_OK)
+    record = json.loads((plugin.parent / "onnxstyle-worker.json").read_text())
+    assert record["python"] == sys.executable
+
+
+def _make_images(folder: Path) -> dict[str, Path]:
+    yy, xx = np.mgrid[0:64, 0:80]
+    rgba = np.zeros((64, 80, 4), np.uint8)
+    rgba[..., 0] = xx * 3
+    rgba[..., 1] = yy * 4
+    rgba[..., 2] = np.where(((xx // 8) + (yy // 8)) % 2 == 0, 200, 60)
+    rgba[..., 3] = 255
+    rgba[:10, :10, 3] = 0  # transparent corner
+    rgba[40:, 50:, 3] = 128  # half-transparent block, partly inside the selection
+    Image.fromarray(rgba, "RGBA").save(folder / "content.png")
+    rng = np.random.default_rng(5)
+    stripes = (np.sin(xx[:48, :48, None] / 2.5 + np.array([0.0, 2.0, 4.0])) + 1) * 110 + rng.integers(0, 30, (48, 48, 3))
+    Image.fromarray(np.clip(stripes, 0, 255).astype(np.uint8)).save(folder / "style.png")
+    good = (folder / "style.png").read_bytes()
+    (folder / "corrupt.png").write_bytes(good[: len(good) // 3])
+    return {"content": folder / "content.png", "style": folder / "style.png", "corrupt": folder / "corrupt.png"}
+
+
+@pytest.fixture(scope="module")
+def gimp_run(tmp_path_factory):
+    root = gimp_root()
+    folder = tmp_path_factory.mktemp("gimp-e2e")
+    gimp_dir, home, out = folder / "gimp3", folder / "home", folder / "out"
+    for d in (gimp_dir, home, out):
+        d.mkdir()
+    _install(gimp_dir)
+    images = _make_images(folder)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "GIMP3_DIRECTORY": str(gimp_dir),
+        "ONNXSTYLE_E2E_OUT": str(out),
+        "ONNXSTYLE_E2E_CONTENT": str(images["content"]),
+        "ONNXSTYLE_E2E_STYLE": str(images["style"]),
+        "ONNXSTYLE_E2E_BAD_STYLE": str(images["corrupt"]),
+    }
+    command = [str(SCRIPTS / "gimp-batch.sh"), root, str(SCRIPTS / "e2e_batch.py")]
+    if root != "/":
+        command += _binds(folder)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    log = done.stdout + done.stderr
+    (folder / "gimp.log").write_text(log)
+    assert done.returncode == 0, f"GIMP failed (rc {done.returncode}):\n{log[-4000:]}"
+    report_file = out / "report.jsonl"
+    assert report_file.exists(), f"the batch script wrote no report:\n{log[-4000:]}"
+    report = {r["case"]: r for r in map(json.loads, report_file.read_text().splitlines())}
+    original = np.asarray(Image.open(images["content"]).convert("RGBA"))
+    return report, original, log
+
+
+def pixels(layer: dict) -> np.ndarray:
+    w, h = layer["size"]
+    return np.fromfile(layer["raw"], np.uint8).reshape(h, w, 4)
+
+
+def selection_mask(shape, grow: int = 0) -> np.ndarray:
+    """The rectangle in layer coordinates, grown (or shrunk, grow < 0) by some pixels."""
+    x, y, w, h = SELECTION
+    x, y = x - PAD, y - PAD
+    mask = np.zeros(shape[:2], bool)
+    mask[max(y - grow, 0) : max(y + h + grow, 0), max(x - grow, 0) : max(x + w + grow, 0)] = True
+    return mask
+
+
+def _case(gimp_run, name: str) -> dict:
+    report, _, log = gimp_run
+    assert name in report, f"case {name} did not run:\n{log[-3000:]}"
+    case = report[name]
+    assert case["status"] != "exception", case["error"]
+    return case
+
+
+def test_new_layer_above_changes_only_the_selection(gimp_run):
+    _, original, _ = gimp_run
+    case = _case(gimp_run, "new-layer")
+    assert case["status"] == "success", case["error"]
+    new, source = case["layers"]  # top first
+    assert new["name"] == "Background (neural style)" and source["name"] == "Background"
+    assert new["offsets"] == source["offsets"] == [PAD, PAD] and new["size"] == source["size"]
+    assert np.array_equal(pixels(source), original), "the original layer must be untouched"
+    result = pixels(new)
+    inside = selection_mask(result.shape)
+    assert np.array_equal(result[~inside], original[~inside]), "pixels outside the selection changed"
+    diff = np.abs(result[..., :3].astype(int) - original[..., :3])
+    opaque_inside = inside & (original[..., 3] > 0)
+    assert diff[opaque_inside].mean() > 2.0, "the selection was not stylised"
+    assert np.array_equal(result[..., 3], original[..., 3]), "alpha must be kept"
+
+
+def test_replace_blends_through_a_feathered_selection(gimp_run):
+    _, original, _ = gimp_run
+    case = _case(gimp_run, "replace")
+    assert case["status"] == "success", case["error"]
+    (layer,) = case["layers"]
+    assert layer["offsets"] == [PAD, PAD]
+    result = pixels(layer)
+    far = ~selection_mask(result.shape, grow=FEATHER + 1)
+    assert np.array_equal(result[far], original[far]), "pixels beyond the feathered edge changed"
+    core = selection_mask(result.shape, grow=-FEATHER)
+    diff = np.abs(result[..., :3].astype(int) - original[..., :3]).sum(axis=2)
+    assert diff[core].mean() > 6.0, "the selection's core was not stylised"
+    assert np.array_equal(result[..., 3], original[..., 3])
+    # the feather: some pixels just outside the hard edge got part of the change
+    ring = selection_mask(result.shape, grow=FEATHER // 2) & ~selection_mask(result.shape)
+    assert (diff[ring] > 0).any()
+
+
+def test_corrupt_style_fails_and_leaves_the_image_unchanged(gimp_run):
+    _, original, _ = gimp_run
+    case = _case(gimp_run, "corrupt-style")
+    assert case["status"] == "execution-error"
+    assert case["error"] and "\n" not in case["error"].strip()
+    (layer,) = case["layers"]
+    assert np.array_equal(pixels(layer), original)
+
+
+def test_several_selected_layers_are_refused(gimp_run):
+    _, original, _ = gimp_run
+    case = _case(gimp_run, "two-layers")
+    assert case["status"] == "execution-error"
+    assert "one layer" in case["error"]
+    assert len(case["layers"]) == 2
+    assert all(np.array_equal(pixels(layer), original) for layer in case["layers"])
