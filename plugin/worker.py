@@ -52,6 +52,7 @@ class Job:
     request: dict[str, Any]
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # set before its final message
     orphaned: bool = False  # stdin closed while it ran: clean up its workdir
 
 
@@ -259,7 +260,7 @@ def run_job(job: Job, out: Channel) -> None:
         if result.shape[:2] != (height, width):
             result = _resize_rgb(result, width, height)
         _write_output(output, result, alpha, fmt)
-        out.send(
+        final = (
             {
                 "type": "result",
                 "id": job.id,
@@ -272,15 +273,15 @@ def run_job(job: Job, out: Channel) -> None:
         )
     except Cancelled:
         log.info("job %s cancelled", job.id)
-        out.send({"type": "cancelled", "id": job.id})
+        final = {"type": "cancelled", "id": job.id}
     except P.ProtocolError as exc:
-        out.send(P.error(job.id, "protocol", str(exc)))
+        final = P.error(job.id, "protocol", str(exc))
     except (StyleError, MemoryError) as exc:
         kind = _kind_of(exc)
         message = str(exc) or "out of memory"
         if kind == "memory" and not isinstance(exc, StyleError):
             message = "out of memory: try a smaller maximum size or the draft preset"
-        out.send(P.error(job.id, kind, message))
+        final = P.error(job.id, kind, message)
     except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
         traceback.print_exc(file=sys.stderr)
         kind = _kind_of(exc)
@@ -288,10 +289,12 @@ def run_job(job: Job, out: Channel) -> None:
             message = f"out of memory: {exc}"
         else:
             message = f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
-        out.send(P.error(job.id, kind, message))
-    finally:
-        if job.orphaned:
-            _remove_workdir(request.get("workdir"))
+        final = P.error(job.id, kind, message)
+    if job.orphaned:
+        _remove_workdir(request.get("workdir"))
+    # done first: a request that follows the final message must not find the worker busy
+    job.done.set()
+    out.send(final)
 
 
 def _remove_workdir(workdir: Any) -> None:
@@ -332,7 +335,7 @@ class Worker:
         self.job: Job | None = None
 
     def busy(self) -> bool:
-        return self.job is not None and self.job.thread is not None and self.job.thread.is_alive()
+        return self.job is not None and not self.job.done.is_set()
 
     def handle(self, line: bytes) -> None:
         try:
@@ -366,6 +369,7 @@ class Worker:
             self.job.orphaned = True
             self.job.cancel.set()
             self.job.thread.join()
+            _remove_workdir(self.job.request.get("workdir"))
         return 0
 
 
