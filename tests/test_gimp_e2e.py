@@ -202,3 +202,16 @@ def test_several_selected_layers_are_refused(gimp_run):
     assert "one layer" in case["error"]
     assert len(case["layers"]) == 2
     assert all(np.array_equal(pixels(layer), original) for layer in case["layers"])
+
+
+def test_grey_float_image(gimp_run):
+    """A grey, 32-bit float linear image: float pixels both ways, result written back as grey."""
+    case = _case(gimp_run, "gray-float")
+    assert case["status"] == "success", case["error"]
+    new, source = case["layers"]
+    assert new["name"].endswith("(neural style)") and new["offsets"] == source["offsets"] == [PAD, PAD]
+    result, before = pixels(new), pixels(source)
+    assert np.array_equal(result[..., 0], result[..., 1]), "a grey layer stays grey"
+    inside = selection_mask(result.shape)
+    assert np.array_equal(result[~inside], before[~inside])
+    assert np.abs(result[..., :3].astype(int) - before[..., :3])[inside & (before[..., 3] > 0)].mean() > 2.0

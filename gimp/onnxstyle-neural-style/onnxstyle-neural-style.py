@@ -451,7 +451,9 @@ class NeuralStyle(Gimp.PlugIn):
         rw = GObject.ParamFlags.READWRITE
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         procedure.set_image_types("RGB*, GRAY*")
-        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        # active with several layers selected too, so the user gets a clear message, not a grey item
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE |
+                                       Gimp.ProcedureSensitivityMask.DRAWABLES)
         procedure.set_menu_label("Neural Style (ONNX)…")
         procedure.add_menu_path("<Image>/Filters/Artistic")
         procedure.set_documentation(

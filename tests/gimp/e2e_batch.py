@@ -62,9 +62,11 @@ def call(image, drawables, style, **props):
     return status.value_nick, error
 
 
-def case(name, style, drawables_of=None, selection=SELECTION, feather=0.0, **props):
+def case(name, style, drawables_of=None, selection=SELECTION, feather=0.0, prepare=None, **props):
     try:
         image = load()
+        if prepare:
+            prepare(image)
         x, y, w, h = selection
         image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
         if feather:
@@ -85,7 +87,14 @@ def two_layers(image, layers):
     return [layers[0], extra]
 
 
+def gray_float(image):
+    # a grey, 32-bit linear-light image: the plug-in must hand the worker sRGB-encoded floats
+    image.convert_grayscale()
+    image.convert_precision(Gimp.Precision.FLOAT_LINEAR)
+
+
 case("new-layer", STYLE, seed=3)
 case("replace", STYLE, output="replace", feather=8.0)
 case("corrupt-style", BAD_STYLE)
 case("two-layers", STYLE, drawables_of=two_layers)
+case("gray-float", STYLE, prepare=gray_float)
