@@ -76,7 +76,7 @@ def _install(gimp_dir: Path) -> None:
     plugin = gimp_dir / "plug-ins/onnxstyle-neural-style/onnxstyle-neural-style.py"
     assert plugin.is_file() and os.access(plugin, os.X_OK)
     record = json.loads((plugin.parent / "onnxstyle-worker.json").read_text())
-    assert record["python"] == sys.executable
+    assert Path(record["python"]).resolve() == Path(sys.executable).resolve()
 
 
 def _make_images(folder: Path) -> dict[str, Path]:
@@ -215,3 +215,52 @@ def test_grey_float_image(gimp_run):
     inside = selection_mask(result.shape)
     assert np.array_equal(result[~inside], before[~inside])
     assert np.abs(result[..., :3].astype(int) - before[..., :3])[inside & (before[..., 3] > 0)].mean() > 2.0
+
+
+# ------------------------------------------------------------------ the installer (no GIMP needed)
+
+from onnxstyle.plugin import gimp_install  # noqa: E402
+
+
+def test_gimp_profile_folders_per_platform(tmp_path):
+    home = tmp_path / "home"
+    linux = home / ".config/GIMP/3.0"
+    flatpak = home / ".var/app/org.gimp.GIMP/config/GIMP/3.2"
+    mac = home / "Library/Application Support/GIMP/3.0"
+    appdata = tmp_path / "AppData/Roaming"
+    for d in (linux, flatpak, mac, appdata / "GIMP/3.0"):
+        d.mkdir(parents=True)
+    assert gimp_install.gimp_dirs(home, {}, "linux") == [linux, flatpak]
+    assert gimp_install.gimp_dirs(home, {}, "darwin") == [mac]
+    assert gimp_install.gimp_dirs(home, {"APPDATA": str(appdata)}, "win32") == [appdata / "GIMP/3.0"]
+    assert gimp_install.gimp_dirs(home, {"GIMP3_DIRECTORY": "/x/y"}, "linux") == [Path("/x/y")]
+    assert gimp_install.is_flatpak(flatpak) and not gimp_install.is_flatpak(linux)
+
+
+def test_install_doctor_uninstall(tmp_path, capsys):
+    gimp_dir = tmp_path / "gimp"
+    assert gimp_install.main(["install", "--gimp-dir", str(gimp_dir)]) == 0
+    folder = gimp_dir / "plug-ins" / gimp_install.PLUGIN_NAME
+    plugin = folder / f"{gimp_install.PLUGIN_NAME}.py"
+    assert os.access(plugin, os.X_OK) and plugin.read_bytes() == gimp_install.plugin_source().read_bytes()
+    assert json.loads((folder / gimp_install.CONFIG_NAME).read_text())["python"] == sys.executable
+    capsys.readouterr()
+    assert gimp_install.main(["doctor", "--gimp-dir", str(gimp_dir)]) == 0
+    report = capsys.readouterr().out
+    assert "CPUExecutionProvider" in report and "all good" in report
+    # a worker Python that has gone: doctor says so and what to run
+    (folder / gimp_install.CONFIG_NAME).write_text(json.dumps({"python": str(tmp_path / "gone/python")}))
+    assert gimp_install.main(["doctor", "--gimp-dir", str(gimp_dir)]) == 1
+    report = capsys.readouterr().out
+    assert "NOT working" in report and "pip install" in report
+    assert gimp_install.main(["uninstall", "--gimp-dir", str(gimp_dir)]) == 0
+    assert not folder.exists()
+
+
+def test_install_without_a_gimp_profile_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("APPDATA", raising=False)
+    assert gimp_install.main(["install"]) == 2
+    assert "start GIMP 3 once" in capsys.readouterr().err
