@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _delegate(command, [a for a in argv[at + 1:] if a != "--debug"])
         args = build_parser().parse_args(argv)
         return args.run(args)
+    except SystemExit as exc:  # argparse's --help/--version (0) and usage errors (2), here or delegated
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
     except StyleError as exc:
         _error(str(exc))
         return EXIT_USER_ERROR
@@ -86,12 +88,19 @@ def _delegate(command: str, rest: list[str]) -> int:
 
 # ---------------------------------------------------------------------------------------- the parser
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, like every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line (export and gimp are listed here but parsed by their own modules)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Neural style transfer (Gatys et al.) on ONNX Runtime.")
+    parser = _Parser(prog=PROG, description="Neural style transfer (Gatys et al.) on ONNX Runtime.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version('onnxstyle')}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     _add_stylize(commands)
     info = commands.add_parser("info", help="ONNX Runtime, devices, model files and versions",
                                description="Show ONNX Runtime's variant and devices, the model files found and versions.")
@@ -260,11 +269,7 @@ def run_stylize(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     imageio.check_output_path(output)
-    overrides = {field: getattr(args, field) for _, field, _ in _engine_flags() if getattr(args, field) is not None}
-    # "none"/"random" spelled out on the command line mean the field's None
-    for field, word in (("preserve_colors", "none"), ("max_size", "none"), ("seed", "random")):
-        if overrides.get(field) == word:
-            overrides[field] = None
+    overrides = engine_overrides(args)
     _check_blend(overrides.get("style_blend"), len(args.styles))
     if "model_dir" in overrides and not Path(overrides["model_dir"]).is_dir():
         raise StyleError(f"--model-dir {overrides['model_dir']}: no such folder")
@@ -290,6 +295,16 @@ def run_stylize(args: argparse.Namespace) -> int:
         height, width = result.shape[:2]
         print(f"{PROG}: wrote {output} ({width}×{height}) in {_duration(time.monotonic() - started)}", file=sys.stderr)
     return 0
+
+
+def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """StyleOptions fields given on the command line (the rest come from the preset)."""
+    overrides = {field: getattr(args, field) for _, field, _ in _engine_flags() if getattr(args, field) is not None}
+    # "none"/"random" spelled out on the command line mean the field's None
+    for field, word in (("preserve_colors", "none"), ("max_size", "none"), ("seed", "random")):
+        if overrides.get(field) == word:
+            overrides[field] = None
+    return overrides
 
 
 def _stylize(content, styles, options, progress, cancel):

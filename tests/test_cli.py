@@ -1,0 +1,320 @@
+"""The `onnxstyle` command end to end: real engine, tiny images, a few steps.
+
+Happy paths check the written file (format, size, mode, alpha, grey, 16-bit, EXIF, ICC); every bad
+input must give exactly one line on stderr, exit 2, and leave no output (nor temporary) file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from onnxstyle.core.engine import Progress, StyleOptions
+from onnxstyle.plugin import cli
+
+SCRIPT = Path(sys.executable).with_name("onnxstyle")
+FAST = ["--preset", "draft", "--steps", "2", "--scales", "1", "--max-size", "64", "-q"]
+RNG = np.random.default_rng(3)
+
+
+def smooth_rgb(height: int, width: int) -> np.ndarray:
+    """A photo-like uint8 image (smoothed noise): structure for the network to see."""
+    noise = RNG.random((height // 4 + 2, width // 4 + 2, 3))
+    image = Image.fromarray((noise * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+    return np.asarray(image)
+
+
+@pytest.fixture
+def pictures(tmp_path) -> Path:
+    """content.png (64×48 RGB) and style.png (48×48) in tmp_path."""
+    Image.fromarray(smooth_rgb(48, 64)).save(tmp_path / "content.png")
+    Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
+    return tmp_path
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def stylize(capsys, folder: Path, output: str, *extra: str, content: str = "content.png") -> tuple[int, str]:
+    code, _, err = run_main(capsys, "stylize", folder / content, folder / "style.png", "-o", folder / output,
+                            *FAST, *extra)
+    return code, err
+
+
+def names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+# --------------------------------------------------------------------------- happy paths
+
+def test_console_script_writes_the_result(pictures):
+    out = pictures / "result.png"
+    done = subprocess.run([SCRIPT, "stylize", pictures / "content.png", pictures / "style.png", "-o", out,
+                           "--preset", "draft", "--steps", "3", "--scales", "1", "--max-size", "64"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "scale 1/1" in done.stderr and f"wrote {out}" in done.stderr  # progress bar and summary
+    with Image.open(out) as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (64, 48))
+    assert names(pictures) == {"content.png", "style.png", "result.png"}
+
+
+def test_python_dash_m_works(pictures):
+    done = subprocess.run([sys.executable, "-m", "onnxstyle.plugin.cli", "stylize", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--style-blend" in done.stdout
+
+
+@pytest.mark.parametrize("ext, fmt", [(".jpg", "JPEG"), (".tif", "TIFF"), (".webp", "WEBP")])
+def test_output_format_follows_the_extension(capsys, pictures, ext, fmt):
+    code, err = stylize(capsys, pictures, f"out{ext}")
+    assert code == 0, err
+    with Image.open(pictures / f"out{ext}") as im:
+        assert (im.format, im.size) == (fmt, (64, 48))
+
+
+def test_alpha_is_preserved(capsys, pictures):
+    alpha = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
+    Image.fromarray(np.dstack([smooth_rgb(48, 64), alpha]), "RGBA").save(pictures / "rgba.png")
+    code, err = stylize(capsys, pictures, "out.png", content="rgba.png")
+    assert code == 0, err
+    with Image.open(pictures / "out.png") as im:
+        assert im.mode == "RGBA" and np.array_equal(np.asarray(im)[..., 3], alpha)
+
+
+def test_grey_content_gives_grey_output(capsys, pictures):
+    Image.fromarray(smooth_rgb(48, 64)).convert("L").save(pictures / "grey.png")
+    code, err = stylize(capsys, pictures, "out.png", content="grey.png")
+    assert code == 0, err
+    with Image.open(pictures / "out.png") as im:
+        assert im.mode == "L" and im.size == (64, 48)
+
+
+def test_16_bit_content_gives_16_bit_output(capsys, pictures):
+    grey = smooth_rgb(48, 64)[..., 0].astype(np.uint16) * 257
+    Image.fromarray(grey).save(pictures / "deep.png")
+    code, err = stylize(capsys, pictures, "out.tif", content="deep.png")
+    assert code == 0, err
+    with Image.open(pictures / "out.tif") as im:
+        assert im.mode.startswith("I;16") and im.size == (64, 48)
+
+
+def test_exif_orientation_is_honoured(capsys, pictures):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90°: 64×48 stored, 48×64 shown
+    Image.fromarray(smooth_rgb(48, 64)).save(pictures / "turned.jpg", exif=exif)
+    code, err = stylize(capsys, pictures, "out.png", content="turned.jpg")
+    assert code == 0, err
+    with Image.open(pictures / "out.png") as im:
+        assert im.size == (48, 64)
+
+
+def test_icc_profile_is_carried(capsys, pictures):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(smooth_rgb(48, 64)).save(pictures / "tagged.png", icc_profile=icc)
+    code, err = stylize(capsys, pictures, "out.jpg", content="tagged.png")
+    assert code == 0, err
+    with Image.open(pictures / "out.jpg") as im:
+        assert im.info.get("icc_profile") == icc
+
+
+def test_max_size_shrinks_and_upscale_restores(capsys, pictures):
+    code, err = stylize(capsys, pictures, "small.png", "--max-size", "32")
+    assert code == 0, err
+    with Image.open(pictures / "small.png") as im:
+        assert im.size == (32, 24)
+    code, err = stylize(capsys, pictures, "big.png", "--max-size", "32", "--upscale")
+    assert code == 0, err
+    with Image.open(pictures / "big.png") as im:
+        assert im.size == (64, 48)
+
+
+def test_two_styles_with_blend_weights(capsys, pictures):
+    Image.fromarray(smooth_rgb(40, 56)).save(pictures / "style2.png")
+    code, _, err = run_main(capsys, "stylize", pictures / "content.png", pictures / "style.png",
+                            pictures / "style2.png", "-o", pictures / "out.png", *FAST, "--style-blend", "0.7,0.3")
+    assert code == 0, err
+    assert (pictures / "out.png").is_file()
+
+
+@pytest.mark.skipif("image" not in {f.name for f in dataclasses.fields(Progress)},
+                    reason="this engine's Progress carries no image")
+def test_save_every_writes_intermediate_images(capsys, pictures):
+    code, err = stylize(capsys, pictures, "out.png", "--steps", "4", "--save-every", "2")
+    assert code == 0, err
+    assert {"out-scale1-step0002.png", "out-scale1-step0004.png", "out.png"} <= names(pictures)
+    assert not [n for n in names(pictures) if n.endswith(".part")]
+
+
+@pytest.mark.skipif("image" in {f.name for f in dataclasses.fields(Progress)},
+                    reason="this engine's Progress carries the image")
+def test_save_every_unsupported_fails_fast(capsys, pictures):
+    code, err = stylize(capsys, pictures, "out.png", "--save-every", "2")
+    assert code == 2 and err.count("\n") == 1 and "Progress.image" in err
+    assert names(pictures) == {"content.png", "style.png"}
+
+
+def test_info_lists_runtime_devices_and_models(capsys):
+    code, out, _ = run_main(capsys, "info")
+    assert code == 0
+    assert "onnxruntime 1." in out and "CPUExecutionProvider" in out
+    assert "vgg19-avg-grad.onnx" in out and "numpy" in out
+
+
+# --------------------------------------------------------------------------- every option maps
+
+ALL_FLAGS = ["--steps", "7", "--scales", "2", "--max-size", "none", "--min-size", "20", "--content-weight", "2",
+             "--style-weight", "3", "--tv-weight", "0", "--style-layer-weights", "1,0,2,0,1", "--style-blend", "2",
+             "--style-scale", "0.5", "--init", "noise", "--seed", "random", "--optimizer", "adam",
+             "--learning-rate", "0.1", "--preserve-colors", "luminance", "--device", "cpu", "--pooling", "max",
+             "--model-dir", "models", "--tile-budget", "0.5", "--tile-overlap", "16"]
+
+
+def test_every_engine_field_has_a_flag():
+    mapped = {field for _, field, _ in cli._engine_flags()}
+    assert mapped == {f.name for f in dataclasses.fields(StyleOptions)}
+
+
+def test_flags_reach_the_options():
+    args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", *ALL_FLAGS])
+    options = StyleOptions.from_preset("draft", **cli.engine_overrides(args))
+    expected = dict(steps=7, scales=2, max_size=None, min_size=20, content_weight=2.0, style_weight=3.0,
+                    tv_weight=0.0, style_layer_weights=(1.0, 0.0, 2.0, 0.0, 1.0), style_blend=(2.0,),
+                    style_scale=0.5, init="noise", seed=None, optimizer="adam", learning_rate=0.1,
+                    preserve_colors="luminance", device="cpu", pooling="max", model_dir="models",
+                    tile_budget_mpx=0.5, tile_overlap=16)
+    assert {name: getattr(options, name) for name in expected} == expected
+
+
+def test_flags_not_given_keep_the_preset():
+    args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", "--preset", "high"])
+    assert StyleOptions.from_preset("high", **cli.engine_overrides(args)) == StyleOptions.from_preset("high")
+
+
+def test_preserve_colors_none_means_none():
+    args = cli.build_parser().parse_args(["stylize", "c", "s", "-o", "o.png", "--preserve-colours", "none"])
+    assert cli.engine_overrides(args)["preserve_colors"] is None
+
+
+# --------------------------------------------------------------------------- bad input
+
+def png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def truncated_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()[:600]
+
+
+BAD_CONTENT = {
+    "missing": None,
+    "text": b"this is not a picture\n",
+    "empty": b"",
+    "corrupt": truncated_png(),
+    "zero-sized": png_header_only(0, 0),
+    "bomb": png_header_only(12_000, 10_000),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_CONTENT))
+@pytest.mark.parametrize("role", ["content", "style"])
+def test_bad_image_is_one_line_exit_2_no_output(capsys, pictures, kind, role):
+    bad = pictures / f"bad-{kind}.png"
+    if BAD_CONTENT[kind] is not None:
+        bad.write_bytes(BAD_CONTENT[kind])
+    before = names(pictures)
+    images = [bad, pictures / "style.png"] if role == "content" else [pictures / "content.png", bad]
+    code, out, err = run_main(capsys, "stylize", *images, "-o", pictures / "out.png", *FAST)
+    assert code == 2
+    assert err.startswith("onnxstyle: error: ") and err.count("\n") == 1 and str(bad) in err, err
+    assert "Traceback" not in err and out == ""
+    assert names(pictures) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_image(capsys, pictures):
+    os.chmod(pictures / "content.png", 0)
+    code, err = stylize(capsys, pictures, "out.png")
+    assert code == 2 and "permission denied" in err and err.count("\n") == 1
+    assert "out.png" not in names(pictures)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--preset", "ultra"], "invalid choice: 'ultra'"),
+    (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--preserve-colors", "sepia"], "invalid choice: 'sepia'"),
+    (["--steps", "many"], "invalid integer value"),
+    (["--steps", "0"], "must be ≥ 1"),
+    (["--style-weight", "-1"], "finite number ≥ 0"),
+    (["--style-layer-weights", "1,2"], "needs 5"),
+    (["--frobnicate"], "unrecognized arguments"),
+])
+def test_bad_option_value_is_argparse_one_line(capsys, pictures, argv, words):
+    code, err = stylize(capsys, pictures, "out.png", *argv)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert "out.png" not in names(pictures)
+
+
+@pytest.mark.parametrize("extra, output, words", [
+    (["--style-blend", "1,2"], "out.png", "--style-blend has 2 weight(s) for 1 style"),
+    ([], "missing-folder/out.png", "does not exist"),
+    ([], "out.gifx", "unknown output extension"),
+    (["--init", "nowhere.png"], "out.png", "no such file"),
+    (["--model-dir", "no-models"], "out.png", "no such folder"),
+    (["--pooling", "max", "--model-dir", "."], "out.png", "onnxstyle export --pooling max"),
+])
+def test_bad_request_fails_before_work(capsys, pictures, monkeypatch, extra, output, words):
+    monkeypatch.chdir(pictures)
+    monkeypatch.setenv("ONNXSTYLE_MODEL_DIR", str(pictures / "no-user-models"))  # no exported max model
+    code, err = stylize(capsys, pictures, output, *extra)
+    assert code == 2 and err.startswith("onnxstyle: error: ") and err.count("\n") == 1 and words in err, err
+    assert names(pictures) == {"content.png", "style.png"}
+
+
+def test_unknown_command(capsys):
+    code, _, err = run_main(capsys, "paint")
+    assert code == 2 and err.count("\n") == 1 and "invalid choice: 'paint'" in err
+
+
+# --------------------------------------------------------------------------- cancellation
+
+def test_ctrl_c_cancels_and_writes_nothing(tmp_path):
+    Image.fromarray(smooth_rgb(64, 96)).save(tmp_path / "content.png")
+    Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
+    out = tmp_path / "out.png"
+    process = subprocess.Popen([SCRIPT, "stylize", tmp_path / "content.png", tmp_path / "style.png", "-o", out,
+                                "--preset", "draft", "--steps", "500", "--scales", "1"],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    seen = b""
+    deadline = time.monotonic() + 90
+    while b"loss" not in seen and time.monotonic() < deadline:  # the first progress report
+        chunk = os.read(process.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    assert b"loss" in seen, seen
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 130
+    assert b"cancelled; nothing written" in rest and b"Traceback" not in rest
+    assert names(tmp_path) == {"content.png", "style.png"}
