@@ -32,6 +32,7 @@ MAX_PIXELS = 100_000_000
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
 GREY_MODES = {"1", "L", "LA", "La", "I", "F"}
+ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}  # not by band name: LAB has an "A" band too
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
 
 
@@ -138,7 +139,7 @@ def _to_float(im: Image.Image, grey: bool, transparency: bool) -> tuple[np.ndarr
         return _grey_to_rgb(np.clip(values / 65535.0, 0.0, 1.0)), None
     if im.mode == "F":
         return _grey_to_rgb(np.clip(np.nan_to_num(np.asarray(im, dtype=np.float32)), 0.0, 1.0)), None
-    has_alpha = "A" in im.getbands() or transparency or im.mode in ("La", "RGBa", "PA")
+    has_alpha = im.mode in ALPHA_MODES or transparency
     target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
     if im.mode != target:
         im = im.convert(target)

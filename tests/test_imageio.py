@@ -287,3 +287,26 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         _write_atomically(target, write_half_then_fail)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode, ext, grey, alpha", [
+    ("CMYK", ".jpg", False, False), ("CMYK", ".tif", False, False), ("LAB", ".tif", False, False),
+    ("F", ".tif", True, False), ("I", ".tif", True, False), ("LA", ".tif", True, True),
+])
+def test_other_modes_load_as_rgb(tmp_path, mode, ext, grey, alpha):
+    if mode in ("F", "I"):
+        values = RNG.random((24, 40)) * (1.0 if mode == "F" else 65535)
+        image = Image.fromarray(values.astype(np.float32 if mode == "F" else np.int32))
+    else:
+        image = Image.fromarray(noise_rgb()).convert(mode)
+    image.save(tmp_path / f"in{ext}")
+    loaded = load_image(tmp_path / f"in{ext}")
+    assert loaded.rgb.shape == (24, 40, 3) and 0 <= loaded.rgb.min() and loaded.rgb.max() <= 1
+    assert loaded.grey == grey and (loaded.alpha is not None) == alpha
+
+
+def test_gif_transparency_becomes_alpha(tmp_path):
+    image = Image.fromarray(noise_rgb()).convert("P")
+    image.save(tmp_path / "in.gif", transparency=int(np.asarray(image)[0, 0]))
+    loaded = load_image(tmp_path / "in.gif")
+    assert loaded.alpha is not None and loaded.alpha[0, 0] == 0
