@@ -51,13 +51,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print(f"{PROG}: cancelled; nothing written", file=sys.stderr)
         return EXIT_CANCELLED
-    except Exception as exc:  # a bug: one line, the traceback only when asked for
+    except Exception as exc:  # a bug (or memory): one line, the traceback only when asked for
+        if _out_of_memory(exc):
+            _error("out of memory; try a smaller --max-size or --tile-budget, or --device cpu")
+            return EXIT_USER_ERROR
         if debug:
             traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _error(f"unexpected {type(exc).__name__}{': ' + first if first else ''}"
                + ("" if debug else " (rerun with --debug for the traceback)"))
         return EXIT_BUG
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # ONNX Runtime reports allocation failures as its own RuntimeException, not MemoryError
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "Failed to allocate memory" in text or "bad_alloc" in text
 
 
 def _error(message: str) -> None:
