@@ -60,6 +60,13 @@ def _binds(folder: Path) -> list[str]:
         Path(onnxstyle.plugin.__file__).resolve().parents[1],  # the sources (editable) or site-packages
         folder.resolve(),
     }
+    system = [p for p in paths if p == Path("/") or p.parts[1] in ("usr", "bin", "lib", "lib64", "etc", "sbin")]
+    if system:
+        # the root has its own /usr (GIMP's Python 3.13): a system Python can't be shared into it
+        _unavailable(
+            f"the worker's Python lives in {system[0]}, which the GIMP 3 root can't share; run the tests from a venv "
+            "made with a Python outside /usr (pyenv, uv), or on a host with GIMP 3 installed"
+        )
     ordered = sorted(paths, key=lambda p: len(p.parts))
     kept: list[Path] = []
     for path in ordered:  # a folder inside another bound one comes with it
