@@ -121,6 +121,8 @@ def gimp_run(tmp_path_factory):
         "ONNXSTYLE_E2E_CONTENT": str(images["content"]),
         "ONNXSTYLE_E2E_STYLE": str(images["style"]),
         "ONNXSTYLE_E2E_BAD_STYLE": str(images["corrupt"]),
+        # the interpreter under the venv: a Python without onnxstyle
+        "ONNXSTYLE_E2E_BARE_PYTHON": str(Path(sys.executable).resolve()),
     }
     command = [str(SCRIPTS / "gimp-batch.sh"), root, str(SCRIPTS / "e2e_batch.py")]
     if root != "/":
@@ -222,6 +224,18 @@ def test_grey_float_image(gimp_run):
     inside = selection_mask(result.shape)
     assert np.array_equal(result[~inside], before[~inside])
     assert np.abs(result[..., :3].astype(int) - before[..., :3])[inside & (before[..., 3] > 0)].mean() > 2.0
+
+
+def test_broken_worker_setups_say_how_to_fix_them(gimp_run):
+    _, original, _ = gimp_run
+    gone = _case(gimp_run, "worker-python-gone")
+    assert gone["status"] == "execution-error" and "onnxstyle gimp install" in gone["error"], gone["error"]
+    bare = _case(gimp_run, "worker-without-onnxstyle")
+    assert bare["status"] == "execution-error"
+    assert "onnxstyle is not installed" in bare["error"] and "pip install" in bare["error"], bare["error"]
+    for case in (gone, bare):
+        (layer,) = case["layers"]
+        assert np.array_equal(pixels(layer), original)
 
 
 # ------------------------------------------------------------------ the installer (no GIMP needed)

@@ -98,3 +98,18 @@ case("replace", STYLE, output="replace", feather=8.0)
 case("corrupt-style", BAD_STYLE)
 case("two-layers", STYLE, drawables_of=two_layers)
 case("gray-float", STYLE, prepare=gray_float)
+
+# a broken setup: the recorded worker Python is gone, then it lacks onnxstyle
+RECORD = os.path.join(os.environ["GIMP3_DIRECTORY"], "plug-ins", "onnxstyle-neural-style", "onnxstyle-worker.json")
+with open(RECORD) as f:
+    saved = f.read()
+try:
+    with open(RECORD, "w") as f:
+        json.dump({"python": "/nonexistent/bin/python3"}, f)
+    case("worker-python-gone", STYLE)
+    with open(RECORD, "w") as f:
+        json.dump({"python": os.environ["ONNXSTYLE_E2E_BARE_PYTHON"]}, f)
+    case("worker-without-onnxstyle", STYLE)
+finally:
+    with open(RECORD, "w") as f:
+        f.write(saved)
