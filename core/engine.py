@@ -1,0 +1,398 @@
+"""Style transfer (Gatys, Ecker & Bethge 2015): optimise the pixels of a generated image G so that its
+VGG19 features match the content image C at relu4_2 and the Gram matrices of the style image(s) S.
+
+Schedule: coarse to fine. The coarsest scale has its smaller side ≥ `min_size` px; each next scale
+doubles the size and starts from the previous result, upsampled; the last scale is the output size
+(the input's, or smaller so the longer side ≤ `max_size`). Coarse scales settle the large structures
+cheaply; the fine ones add detail. Scales bigger than the memory budget run in overlapping tiles.
+
+User-facing weights (each scale normalises so that their balance doesn't drift with resolution):
+  content_weight · ½·mean over relu4_2 elements of (a(G) − a(C))²
++ style_weight   · Σ_l λ_l · 1/(2 n_C)² Σ (Ĝ_l(G) − Ĝ_l(S))²      (normalised Grams: size-independent)
++ tv_weight      · mean over pixels·channels of squared neighbour differences (both directions)
+The graph computes plain sums (DEVELOPERS.md); `_graph_weights` turns these into its α, β, tv_weight.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import color
+from .errors import Cancelled, ImageError, StyleError
+from .graph import LossWeights, StyleGraph, Targets
+from .optim import OPTIMISERS
+from .tiling import Blender, tile_grid, tile_weights
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = "relu4_2"
+DOWNSAMPLING = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4, "relu4_1": 8, "relu4_2": 8, "relu5_1": 16}
+MIN_SIDE = 16  # the graphs' smallest input side
+PRESERVE_COLORS = (None, "luminance", "histogram")
+
+
+@dataclass
+class StyleOptions:
+    """Every knob of a run. The CLI maps its flags 1:1 onto these fields; presets set a few of them."""
+
+    steps: int = 150
+    """Loss-and-gradient evaluations per scale (the unit of cost; L-BFGS usually spends one per iteration)."""
+    max_size: int | None = 1024
+    """Longer side of the processed image; larger inputs are downscaled first and the RESULT HAS THIS
+    SIZE (callers upscale it if they need the original size). None: keep the input's size."""
+    min_size: int = 64
+    """Smaller side of the coarsest scale, px (the schedule halves the output size down to it)."""
+    scales: int | None = None
+    """Number of scales; None: as many as min_size allows. 1: single-scale, as in the paper."""
+    content_weight: float = 1.0
+    """Weight of the content cost (½·mean squared relu4_2 difference)."""
+    style_weight: float = 3e-5
+    """Weight of the style cost (Σ_l λ_l · style cost of layer l, with normalised Grams)."""
+    tv_weight: float = 10.0
+    """Weight of total variation (mean squared neighbour difference): smooths high-frequency noise."""
+    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
+    """λ per style layer, in the order relu1_1, relu2_1, relu3_1, relu4_1, relu5_1."""
+    style_blend: tuple[float, ...] | None = None
+    """Weights of the style images (blend of their Gram targets); None: equal. Count must match."""
+    style_scale: float = 1.0
+    """Style image's longer side relative to the processed image's longer side at each scale:
+    < 1 gives finer, smaller patterns, > 1 bigger ones."""
+    init: str | np.ndarray = "content"
+    """Start image: "content", "noise" (uniform, seeded), a file path, or an RGB array [H,W,3]."""
+    preserve_colors: str | None = None
+    """None; "luminance": transfer luminance only, keep the content's chroma (YIQ);
+    "histogram": match the style's colour mean and covariance to the content's before transfer."""
+    optimizer: str = "lbfgs"
+    """"lbfgs" (projected L-BFGS, Armijo line search) or "adam"."""
+    learning_rate: float = 0.02
+    """Adam's step, in [0,1] pixel units (unused by L-BFGS)."""
+    seed: int | None = 0
+    """Seed for noise init; with it a CPU run is reproducible. None: a fresh random seed."""
+    pooling: str = "avg"
+    """"avg" (shipped model, smoother results, as the paper recommends) or "max"."""
+    device: str = "auto"
+    """"auto" (cuda, then directml, then cpu), "cpu", "cuda" or "directml"."""
+    model_dir: str | None = None
+    """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
+    tile_budget_mpx: float = 1.0
+    """Largest image, in megapixels, optimised in one piece; bigger scales run in overlapping tiles of
+    about this area (the grad graph needs roughly 1.5 GB per Mpx on the CPU)."""
+    tile_overlap: int = 64
+    """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
+
+    @classmethod
+    def from_preset(cls, name: str = "normal", **overrides) -> "StyleOptions":
+        """A preset ("draft", "normal", "high") with any field overridden by keyword."""
+        if name not in PRESETS:
+            raise StyleError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise StyleError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return replace(cls(**PRESETS[name]), **overrides)
+
+
+PRESETS: dict[str, dict] = {
+    "draft": {"steps": 60, "max_size": 512},
+    "normal": {"steps": 150, "max_size": 1024},
+    "high": {"steps": 300, "max_size": 2048},
+}
+
+
+@dataclass
+class Progress:
+    """One report per evaluation. scale/step are 1-based; steps counts all tiles of the scale."""
+
+    scale: int
+    scales: int
+    step: int
+    steps: int
+    loss: float
+    eta_s: float | None  # seconds left for the whole run; None until measured
+    tile: int = 1
+    tiles: int = 1
+
+
+ProgressFn = Callable[[Progress], None]
+CancelFn = Callable[[], bool]
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+def _check_image(image: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ImageError(f"{what} must be an RGB array [H,W,3], got shape {a.shape}")
+    if min(a.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"{what} is too small ({a.shape[1]}x{a.shape[0]}); at least {MIN_SIDE} px a side")
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise ImageError(f"{what} contains NaN or infinite values")
+    return np.clip(a, 0, 1)
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resample an [H,W,C] float image (Lanczos when shrinking: antialiased; bicubic when enlarging)."""
+    if image.shape[:2] == (height, width):
+        return image
+    shrink = height * width < image.shape[0] * image.shape[1]
+    method = Image.Resampling.LANCZOS if shrink else Image.Resampling.BICUBIC
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
+                         .resize((width, height), method)) for c in range(image.shape[2])]
+    return np.clip(np.stack(planes, axis=2), 0, 1).astype(np.float32)
+
+
+def fit_size(height: int, width: int, longer: int) -> tuple[int, int]:
+    """(h, w) with the longer side = `longer`, aspect kept, each side ≥ MIN_SIDE."""
+    k = longer / max(height, width)
+    return max(MIN_SIDE, round(height * k)), max(MIN_SIDE, round(width * k))
+
+
+def scale_sizes(height: int, width: int, options: StyleOptions) -> list[tuple[int, int]]:
+    """Sizes of the schedule, coarse to fine: halving from the output size while the smaller side
+    stays ≥ min_size (or exactly `scales` of them)."""
+    sizes = [(height, width)]
+    while True:
+        h, w = sizes[-1]
+        if options.scales is not None and len(sizes) >= options.scales:
+            break
+        if options.scales is None and min(h, w) // 2 < options.min_size:
+            break
+        if min(h, w) // 2 < MIN_SIDE:
+            break
+        sizes.append((max(MIN_SIDE, round(h / 2)), max(MIN_SIDE, round(w / 2))))
+    return sizes[::-1]
+
+
+def _load_init(init, height: int, width: int, rng: np.random.Generator) -> np.ndarray | None:
+    """The start image at the coarsest size; None means "the content"."""
+    if isinstance(init, str) and init == "content":
+        return None
+    if isinstance(init, str) and init == "noise":
+        return rng.uniform(0, 1, (height, width, 3)).astype(np.float32)
+    if isinstance(init, (str, Path)):
+        from .imageio import load_image  # only when a file is asked for
+        init = load_image(init).rgb
+    return resize(_check_image(init, "init image"), height, width)
+
+
+# ------------------------------------------------------------------------------------------ the graph
+
+def _features(graph: StyleGraph, image: np.ndarray) -> dict[str, np.ndarray]:
+    return graph.features(image)
+
+
+def _style_grams(graph: StyleGraph, style: np.ndarray, budget_px: int) -> dict[str, np.ndarray]:
+    """Normalised Grams of the whole style image. Above the budget, the image is cut into
+    non-overlapping tiles and their Grams are summed weighted by n_H·n_W per layer — the Gram of the
+    whole image up to the convolutions' padding at the cuts."""
+    h, w = style.shape[:2]
+    if h * w <= budget_px:
+        feats = _features(graph, style)
+        return {l: feats[f"gram_{l}"] for l in STYLE_LAYERS}
+    side = max(256, int(math.sqrt(budget_px)) // 16 * 16)  # multiples of 16: pooling drops nothing inside
+    acc = {l: 0.0 for l in STYLE_LAYERS}
+    count = {l: 0 for l in STYLE_LAYERS}
+    for y in range(0, h, side):
+        for x in range(0, w, side):
+            piece = style[y:y + side, x:x + side]
+            if min(piece.shape[:2]) < MIN_SIDE:
+                continue
+            feats = _features(graph, piece)
+            for l in STYLE_LAYERS:
+                n = (piece.shape[0] // DOWNSAMPLING[l]) * (piece.shape[1] // DOWNSAMPLING[l])
+                acc[l] = acc[l] + feats[f"gram_{l}"] * n
+                count[l] += n
+    return {l: (acc[l] / count[l]).astype(np.float32) for l in STYLE_LAYERS}
+
+
+def _graph_weights(options: StyleOptions, content_target: np.ndarray, height: int, width: int) -> LossWeights:
+    """The graph's α, β, tv_weight, λ for one image (or tile) size: plain sums → means (module doc)."""
+    return LossWeights(alpha=options.content_weight / content_target.size, beta=options.style_weight,
+                       style_layer_weights=tuple(options.style_layer_weights),
+                       tv_weight=options.tv_weight / (3 * height * width))
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+class _Run:
+    """State of one stylize call: progress, ETA, cancel, NaN guard."""
+
+    def __init__(self, options: StyleOptions, sizes: list[tuple[int, int]], tiles_per_scale: list[int],
+                 progress: ProgressFn | None, cancel: CancelFn | None):
+        self.options, self.sizes, self.tiles = options, sizes, tiles_per_scale
+        self.progress, self.cancel = progress, cancel
+        self.scale = self.step = 0
+        self.tile = 1
+        self.sec_per_px = None  # seconds per evaluated pixel, running mean
+        self.done_px = 0.0
+        self.total_px = float(sum(options.steps * h * w for h, w in sizes))
+
+    def eta(self) -> float | None:
+        if self.sec_per_px is None:
+            return None
+        return max(0.0, (self.total_px - self.done_px) * self.sec_per_px)
+
+    def evaluate(self, graph: StyleGraph, image: np.ndarray, targets: Targets,
+                 weights: LossWeights) -> tuple[float, np.ndarray]:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled()
+        t0 = time.perf_counter()
+        terms, grad = graph.loss_and_grad(image, targets, weights)
+        loss = terms.total
+        if not math.isfinite(loss) or not np.isfinite(grad).all():
+            raise StyleError(f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at scale "
+                             f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower style_weight, "
+                             f"content_weight or tv_weight")
+        px = image.shape[0] * image.shape[1]
+        dt = (time.perf_counter() - t0) / px
+        self.sec_per_px = dt if self.sec_per_px is None else 0.8 * self.sec_per_px + 0.2 * dt
+        scale_px = self.sizes[self.scale - 1][0] * self.sizes[self.scale - 1][1]
+        self.done_px += scale_px / self.tiles[self.scale - 1]
+        self.step += 1
+        if self.progress is not None:
+            self.progress(Progress(self.scale, len(self.sizes), self.step,
+                                   self.options.steps * self.tiles[self.scale - 1], loss, self.eta(),
+                                   self.tile, self.tiles[self.scale - 1]))
+        return loss, grad
+
+
+def _optimise(run: _Run, graph: StyleGraph, start: np.ndarray, content: np.ndarray,
+              grams: dict[str, np.ndarray]) -> np.ndarray:
+    """One image (or tile) at one scale: content target from `content`, style targets `grams`."""
+    content_target = _features(graph, content)[f"content_{CONTENT_LAYER}"]
+    targets = Targets(grams=grams, content=content_target)
+    weights = _graph_weights(run.options, content_target, *start.shape[:2])
+    optimiser = OPTIMISERS[run.options.optimizer]
+    kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
+    result = optimiser(lambda x: run.evaluate(graph, x, targets, weights), start, run.options.steps, **kwargs)
+    return result.x
+
+
+def _tile_side(options: StyleOptions) -> int:
+    return max(MIN_SIDE * 4, int(math.sqrt(options.tile_budget_mpx * 1e6)))
+
+
+def _tiles_for(height: int, width: int, options: StyleOptions):
+    side = _tile_side(options)
+    if height * width <= options.tile_budget_mpx * 1e6 or max(height, width) <= side:
+        return None
+    overlap = min(options.tile_overlap, side // 2)
+    return tile_grid(height, width, side, overlap)
+
+
+def _optimise_tiled(run: _Run, graph: StyleGraph, start: np.ndarray, content: np.ndarray,
+                    grams: dict[str, np.ndarray], tiles) -> np.ndarray:
+    """Each tile optimised on its own (content target from its own crop, style targets global),
+    starting from the canvas so far: tiles after the first start from their neighbours' results in
+    the overlap, which keeps the strokes continuous; results are blended with feathered weights."""
+    blender = Blender(*start.shape[:2])
+    canvas = start.copy()
+    for i, tile in enumerate(tiles, 1):
+        run.tile = i
+        ys, xs = tile.slices
+        out = _optimise(run, graph, canvas[ys, xs], content[ys, xs], grams)
+        blender.add(tile, out, tile_weights(tile, tiles))
+        covered = blender.wsum[..., 0] > 0
+        canvas[covered] = blender.result()[covered]
+    run.tile = 1
+    return np.clip(blender.result(), 0, 1)
+
+
+def _prepare(content: np.ndarray, styles: list[np.ndarray], mode: str | None):
+    """Colour preservation applied to the inputs: what the network sees."""
+    if mode == "luminance":
+        cy = color.luminance(content)
+        return color.gray3(cy), [color.gray3(color.match_luminance(color.luminance(s), cy)) for s in styles]
+    if mode == "histogram":
+        return content, [color.match_color_histogram(s, content) for s in styles]
+    return content, styles
+
+
+def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
+    """Validate; returns the normalised style blend weights."""
+    if options.preserve_colors not in PRESERVE_COLORS:
+        raise StyleError(f"preserve_colors must be one of luminance, histogram or none, not {options.preserve_colors!r}")
+    if options.optimizer not in OPTIMISERS:
+        raise StyleError(f"optimizer must be one of {', '.join(OPTIMISERS)}, not {options.optimizer!r}")
+    if options.steps < 1:
+        raise StyleError("steps must be at least 1")
+    if len(options.style_layer_weights) != len(STYLE_LAYERS):
+        raise StyleError(f"style_layer_weights needs {len(STYLE_LAYERS)} values ({', '.join(STYLE_LAYERS)})")
+    for name in ("content_weight", "style_weight", "tv_weight", "style_scale", "tile_budget_mpx"):
+        value = getattr(options, name)
+        if not math.isfinite(value) or value < 0:
+            raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
+    if options.style_scale <= 0:
+        raise StyleError("style_scale must be > 0")
+    if n_styles < 1:
+        raise StyleError("at least one style image is needed")
+    blend = np.ones(n_styles) if options.style_blend is None else np.asarray(options.style_blend, np.float64)
+    if blend.shape != (n_styles,):
+        raise StyleError(f"{n_styles} style image(s) but {blend.size} blend weight(s); give one weight per style")
+    if (blend < 0).any() or not np.isfinite(blend).all() or blend.sum() <= 0:
+        raise StyleError("style blend weights must be ≥ 0 and not all 0")
+    return blend / blend.sum()
+
+
+def stylize(content: np.ndarray, styles: Sequence[np.ndarray], options: StyleOptions | None = None,
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> np.ndarray:
+    """Stylise `content` (float32 [H,W,3] RGB in [0,1]) with `styles`; returns float32 [h,w,3] in [0,1],
+    where (h,w) is the content's size, shrunk so the longer side ≤ options.max_size.
+
+    progress(Progress) is called after every evaluation; cancel() is polled before every evaluation
+    and a True makes stylize raise Cancelled. User errors raise StyleError subclasses (one line)."""
+    options = options or StyleOptions()
+    content = _check_image(content, "content image")
+    styles = [_check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
+    blend = _check_options(options, len(styles))
+    height, width = content.shape[:2]
+    if options.max_size and max(height, width) > options.max_size:
+        height, width = fit_size(height, width, options.max_size)
+        content = resize(content, height, width)
+    original_content = content
+    content, styles = _prepare(content, styles, options.preserve_colors)
+
+    graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
+    sizes = scale_sizes(height, width, options)
+    tilings = [_tiles_for(h, w, options) for h, w in sizes]
+    run = _Run(options, sizes, [len(t) if t else 1 for t in tilings], progress, cancel)
+    rng = np.random.default_rng(options.seed)
+    image = _load_init(options.init, *sizes[0], rng)
+    if image is not None and options.preserve_colors == "luminance":
+        image = color.gray3(color.luminance(image))
+    budget_px = int(options.tile_budget_mpx * 1e6)
+
+    for index, ((h, w), tiles) in enumerate(zip(sizes, tilings), 1):
+        run.scale, run.step = index, 0
+        scaled_content = resize(content, h, w)
+        start = scaled_content if image is None else resize(image, h, w)
+        grams = _blended_grams(graph, styles, blend, h, w, options.style_scale, budget_px)
+        if tiles is None:
+            image = _optimise(run, graph, start, scaled_content, grams)
+        else:
+            image = _optimise_tiled(run, graph, start, scaled_content, grams, tiles)
+
+    if options.preserve_colors == "luminance":
+        image = color.recombine(color.luminance(image), original_content)
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def _blended_grams(graph: StyleGraph, styles: list[np.ndarray], blend: np.ndarray, height: int, width: int,
+                   style_scale: float, budget_px: int) -> dict[str, np.ndarray]:
+    """Target Grams for one scale: each style resized relative to the image's current size, then the
+    blend-weighted mean of their Grams (Gatys et al. 2017, §4: mixing styles by their Gram targets)."""
+    longer = max(MIN_SIDE, round(max(height, width) * style_scale))
+    out = {l: np.zeros((1, 1), np.float64) for l in STYLE_LAYERS}
+    for style, weight in zip(styles, blend):
+        if weight == 0:
+            continue
+        grams = _style_grams(graph, resize(style, *fit_size(*style.shape[:2], longer)), budget_px)
+        for l in STYLE_LAYERS:
+            out[l] = out[l] + weight * grams[l]
+    return {l: out[l].astype(np.float32) for l in STYLE_LAYERS}
+
