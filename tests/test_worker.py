@@ -143,13 +143,15 @@ def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     assert not list(tmp_path.glob("*.part"))
 
 
-def test_float_format_and_max_size_keep_the_content_size(worker, images, tmp_path):
+def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
     """rgbf32 in and out; a max_size below the content's makes the engine work smaller, and the
-    worker brings the result back to the content's size."""
+    worker brings the result back to the content's size; two styles blended by weight."""
     content = np.fromfile(images["content"], np.uint8).reshape(40, 48, 4)[..., :3].astype("<f4") / 255.0
     (tmp_path / "c.raw").write_bytes(content.tobytes())
     request = stylize_request(images, "f", tmp_path / "r.raw", max_size=32)
     request["content"].update(path=str(tmp_path / "c.raw"), format="rgbf32")
+    Image.open(images["style"]).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "style2.png")
+    request["styles"] = [{"path": str(images["style"]), "weight": 0.7}, {"path": str(tmp_path / "style2.png"), "weight": 0.3}]
     worker.send(request)
     final, _ = worker.until_final("f")
     assert final["type"] == "result", final
