@@ -246,3 +246,54 @@ def test_exits_when_stdin_closes_idle():
     w = WorkerProcess()
     assert w.close() == 0
     assert w.process.stdout.read() == b""
+
+
+PARENT = r"""
+import json, subprocess, sys, time
+request = json.loads(sys.argv[1])
+worker = subprocess.Popen([sys.executable, "-m", "onnxstyle.plugin.worker"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+print(worker.pid, flush=True)
+worker.stdin.write((json.dumps(request) + "\n").encode())
+worker.stdin.flush()
+worker.stdout.readline()  # the first progress line: the job runs
+print("running", flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")  # exited; its new parent has yet to reap it
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_a_killed_editor_takes_the_worker_down(images, tmp_path):
+    """GIMP's progress cancel SIGKILLs the plug-in: its worker must stop and clean up on its own."""
+    import os
+    import signal
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    request = stylize_request(images, "k", workdir / "result.raw", preset="normal")
+    request["workdir"] = str(workdir)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, json.dumps(request)], stdout=subprocess.PIPE, text=True)
+    worker_pid = None
+    try:
+        worker_pid = int(parent.stdout.readline())
+        assert parent.stdout.readline().strip() == "running"
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while not _gone(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(worker_pid), "the worker outlived its killed editor"
+        assert not workdir.exists()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if worker_pid is not None and not _gone(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
