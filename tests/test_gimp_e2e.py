@@ -48,6 +48,9 @@ def gimp_root() -> str:
         _unavailable(f"no GIMP 3: no gimp-console-3.0 on PATH and no root at {root}; make one with tests/gimp/gimp-root.sh")
     if os.geteuid() != 0 or not shutil.which("unshare"):
         _unavailable(f"GIMP 3 is in {root}, but running it needs root and unshare (chroot + bind mounts)")
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        _unavailable(f"GIMP 3 is in {root}, but this machine refuses a private mount namespace: {probe.stderr.strip()}")
     return str(root)
 
 
