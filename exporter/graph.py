@@ -180,7 +180,8 @@ def _pool_backward(g: _Graph, d: str, x: str, pooled: str, pooling: str) -> str:
 
     # Floor-mode pooling ignores an odd last row/column: their gradient is zero.
     size_in = g.op("Slice", [g.op("Shape", [x]), g.const([2]), g.const([4])])
-    size_out = g.op("Slice", [g.op("Shape", [pooled]), g.const([2]), g.const([4])])
+    # d has the pooled shape; taking it from d (NCHW) spares ORT a layout copy of the NCHWc pool output.
+    size_out = g.op("Slice", [g.op("Shape", [d]), g.const([2]), g.const([4])])
     extra = g.op("Sub", [size_in, g.op("Mul", [size_out, g.const([2])])])
     pads = g.op("Concat", [g.const([0, 0, 0, 0, 0, 0]), extra], axis=0)
     up = g.op("Pad", [upsample(d), pads])
