@@ -346,12 +346,16 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
 
 
 def stylize(content: np.ndarray, styles: Sequence[np.ndarray], options: StyleOptions | None = None,
-            progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> np.ndarray:
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None, *,
+            graph: StyleGraph | None = None) -> np.ndarray:
     """Stylise `content` (float32 [H,W,3] RGB in [0,1]) with `styles`; returns float32 [h,w,3] in [0,1],
     where (h,w) is the content's size, shrunk so the longer side ≤ options.max_size.
 
     progress(Progress) is called after every evaluation; cancel() is polled before every evaluation
-    and a True makes stylize raise Cancelled. User errors raise StyleError subclasses (one line)."""
+    and a True makes stylize raise Cancelled. User errors raise StyleError subclasses (one line).
+    graph: an already loaded StyleGraph to reuse (sessions take a second or two to create); None loads
+    the one for options.pooling and options.device (anything with its features/loss_and_grad will do:
+    the benchmark passes the PyTorch reference)."""
     options = options or StyleOptions()
     content = _check_image(content, "content image")
     styles = [_check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
@@ -363,7 +367,8 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], options: StyleOpt
     original_content = content
     content, styles = _prepare(content, styles, options.preserve_colors)
 
-    graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
+    if graph is None:
+        graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
     sizes = scale_sizes(height, width, options)
     tilings = [_tiles_for(h, w, options) for h, w in sizes]
     run = _Run(options, sizes, [len(t) if t else 1 for t in tilings], progress, cancel)

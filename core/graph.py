@@ -136,6 +136,9 @@ class StyleGraph:
         self._loss_names = ["loss", "content_loss", "style_losses", "tv_loss", "grad"]
         self._feed: dict[str, np.ndarray] = {}
         self._feed_for: tuple = ()  # the (targets, weights) objects self._feed was built from
+        self._binding = None  # GPU only: an IOBinding holding the constant inputs on the device
+        self._device_feed: dict = {}  # their OrtValues (the binding doesn't keep them alive)
+        self._bind_device = _ORT_DEVICE.get(self._grad.get_providers()[0])
 
     @classmethod
     def load(cls, pooling: str = "avg", device: str = "cpu", model_dir: Path | str | None = None) -> "StyleGraph":
@@ -161,15 +164,44 @@ class StyleGraph:
         if len(self._feed_for) != 2 or self._feed_for[0] is not targets or self._feed_for[1] is not weights:
             self._feed = self._constant_feed(targets, weights)  # build once per (targets, weights), not per step
             self._feed_for = (targets, weights)
+            self._binding, self._device_feed = None, {}  # GPU: rebind the new constants on first use
         expected = _content_shape(x.shape[2], x.shape[3], self.channels[self.manifest.content_layer])
         if self._feed["target_content"].shape != expected:
             raise ValueError(f"content target has shape {list(self._feed['target_content'].shape)}, but a "
                              f"{x.shape[3]}x{x.shape[2]} image needs {list(expected)}: take it from a content "
                              f"image of the same size")
         self._feed["image"] = x
-        total, content, style, tv, grad = self._grad.run(self._loss_names, self._feed)
+        if self._bind_device is None:  # CPU: a plain run; inputs are read in place, nothing is copied
+            total, content, style, tv, grad = self._grad.run(self._loss_names, self._feed)
+        else:
+            total, content, style, tv, grad = self._run_bound(x)
         terms = LossTerms(total=float(total), content=float(content), style=style, tv=float(tv))
         return terms, (grad[0].transpose(1, 2, 0) if hwc else grad)
+
+    def _run_bound(self, x: np.ndarray) -> list[np.ndarray]:
+        """One grad-graph run on the GPU with IOBinding.
+
+        What stays where: the targets (Grams, content relu4_2 — at 2048 px the content target alone is
+        128 MB) and the scalars are copied to the device once per (targets, weights) pair and stay
+        bound there for every step; per step only the image goes up and the loss terms and the
+        gradient come down (the optimiser runs on the host in numpy). All activations stay on the
+        device inside the run."""
+        import onnxruntime as ort  # present: the session exists
+        if self._binding is None:
+            self._binding = self._grad.io_binding()
+            device, device_id = self._bind_device
+            for name, value in self._feed.items():
+                if name != "image":  # constants: one upload, kept alive by self._device_feed
+                    ortvalue = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, device_id)
+                    self._device_feed[name] = ortvalue
+                    self._binding.bind_ortvalue_input(name, ortvalue)
+            for name in self._loss_names:
+                self._binding.bind_output(name, "cpu")
+        self._binding.bind_cpu_input("image", x)  # host -> device copy of this step's image
+        self._grad.run_with_iobinding(self._binding)
+        total, content, style, tv, grad = (value.numpy() for value in self._binding.get_outputs())
+        # bound outputs can come back as [1] where a plain run gives [] (seen with ORT 1.32 on "loss")
+        return [total.reshape(()), content.reshape(()), style, tv.reshape(()), grad]
 
     def _constant_feed(self, targets: Targets, weights: LossWeights) -> dict[str, np.ndarray]:
         lam = np.asarray(weights.style_layer_weights, dtype=np.float32)
@@ -192,6 +224,11 @@ class StyleGraph:
         """One-shot loss and gradient at `current` (same size as `content`; `style` any size)."""
         targets = Targets.from_features(content=self.features(content), style=self.features(style))
         return self.loss_and_grad(current, targets, LossWeights(alpha, beta, layer_weights, tv_weight))
+
+
+# Providers whose sessions get IOBinding (device name, id for OrtValue). DirectML is left on plain runs:
+# ORT's Python OrtValue allocation on "dml" devices is not available in every release we support.
+_ORT_DEVICE = {"CUDAExecutionProvider": ("cuda", 0)}
 
 
 def _content_shape(height: int, width: int, channels: int) -> tuple[int, int, int, int]:
