@@ -14,7 +14,7 @@ content_relu4_2 [1,C,h,w].
 Backward (standard ops only, no training ops):
     dJ_style/dF = (Ĝ - Ĝ(S)) F / (n_C² n_H n_W)          (Ĝ symmetric)
     dJ_content/da = a - a(C)
-    ReLU:    da_in = da_out · Sign(a_out)           (a_out >= 0: the 0/1 mask [a_out > 0])
+    ReLU:    da_in = da_out · [a_out > 0]           (as Ceil(Min(a_out, 1)): exact, and fast in ORT)
     Conv:    dx = Conv(dy, W transposed in<->out, flipped in H and W), pads 1 (bias has no input grad)
     AvgPool: dx = nearest ×2 upsample of dy × 1/4 (the 1/4 is folded into the flipped kernel of the
              conv above the pool), padded with zeros to odd input sizes (floor-mode pooling drops them)
@@ -164,12 +164,14 @@ def build_features(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto
 
 
 def _relu_backward(g: _Graph, d: str, a: str) -> str:
-    """da_in = da_out · [a > 0], with a the ReLU's output (>= 0, so Sign(a) is exactly the 0/1 mask).
+    """da_in = da_out · [a > 0], with a the ReLU's output.
 
-    Measured on ORT's CPU provider: Mul by Sign is ~15% faster per evaluation than Where(a > 0, d, 0)
-    (ORT's Where is a slow broadcasting kernel); Greater+Cast+Mul and Ceil(Min(a, 1)) tie with Sign.
+    a >= 0, so Ceil(Min(a, 1)) is exactly 0 where a == 0 and 1 where a > 0 (subnormals included).
+    Measured on ORT's CPU provider (2 pinned cores, best of 5, 256/512 px): this form 404/1740 ms,
+    Mul by Cast(a > 0) 418/1790, Mul by Sign(a) 423/1874, Where(a > 0, d, 0) 452/1887.
     """
-    return g.op("Mul", [d, g.op("Sign", [a])])
+    mask = g.op("Ceil", [g.op("Min", [a, g.const(1.0, np.float32)])])
+    return g.op("Mul", [d, mask])
 
 
 def _pool_backward(g: _Graph, d: str, x: str, pooled: str, pooling: str) -> str:
