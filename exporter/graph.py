@@ -59,12 +59,12 @@ class _Graph:
         self._count = 0
         self._consts: dict[tuple, str] = {}
 
-    def op(self, op_type: str, inputs: list[str], name: str | None = None, outputs: int = 1, **attrs):
+    def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs) -> str:
+        """Append one node; returns its output's name (`name`, or one made from the op and a counter)."""
         self._count += 1
-        base = name or f"{op_type.lower()}_{self._count}"
-        outs = [base] if outputs == 1 else [f"{base}_{i}" for i in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=f"n{self._count}_{op_type}", **attrs))
-        return outs[0] if outputs == 1 else outs
+        output = name or f"{op_type.lower()}_{self._count}"
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=f"n{self._count}_{op_type}", **attrs))
+        return output
 
     def init(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))  # keeps 0-d shapes
