@@ -135,7 +135,7 @@ def _preload_cuda_libraries() -> None:
     ort = import_onnxruntime()
     if hasattr(ort, "preload_dlls"):
         try:
-            ort.preload_dlls(directory="")
+            ort.preload_dlls()  # default search order: torch's CUDA libraries, nvidia-* wheels, system paths
         except Exception:  # missing wheels: the session check below names the problem
             pass
 
