@@ -7,7 +7,6 @@ Nothing is written unless a run finishes: outputs go to a temporary file that is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import math
 import signal
@@ -282,8 +281,6 @@ def run_stylize(args: argparse.Namespace) -> int:
     _check_blend(overrides.get("style_blend"), len(args.styles))
     if "model_dir" in overrides and not Path(overrides["model_dir"]).is_dir():
         raise StyleError(f"--model-dir {overrides['model_dir']}: no such folder")
-    if args.save_every:
-        _check_snapshots_supported()
     content = imageio.load_image(args.content)
     styles = [imageio.load_image(path).rgb for path in args.styles]
     if overrides.get("init") not in (None, "content", "noise"):
@@ -291,11 +288,13 @@ def run_stylize(args: argparse.Namespace) -> int:
     options = StyleOptions.from_preset(args.preset, **overrides)
 
     started = time.monotonic()
+    graph = None
     with _progress_bar(args.quiet) as show, _ctrl_c_cancels() as cancelled:
         on_progress = show
         if args.save_every:
-            on_progress = _saving_snapshots(show, output, content, args.save_every)
-        result = _stylize(content.rgb, styles, options, on_progress, cancelled)
+            graph = _RecordingGraph.load(options)
+            on_progress = _saving_snapshots(show, graph, output, content, args.save_every)
+        result = _stylize(content.rgb, styles, options, on_progress, cancelled, graph)
     if args.upscale and result.shape[:2] != content.rgb.shape[:2]:
         from onnxstyle.core.engine import resize
         result = resize(result, *content.rgb.shape[:2])
@@ -316,9 +315,9 @@ def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _stylize(content, styles, options, progress, cancel):
+def _stylize(content, styles, options, progress, cancel, graph=None):
     from onnxstyle.core.engine import stylize
-    return stylize(content, styles, options, progress=progress, cancel=cancel)
+    return stylize(content, styles, options, progress=progress, cancel=cancel, graph=graph)
 
 
 def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:
@@ -326,11 +325,28 @@ def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:
         raise StyleError(f"--style-blend has {len(blend)} weight(s) for {n_styles} style image(s); give one per style")
 
 
-def _check_snapshots_supported() -> None:
-    from onnxstyle.core.engine import Progress
-    if "image" not in {f.name for f in dataclasses.fields(Progress)}:
-        raise StyleError("--save-every needs an engine that reports the image in progress (Progress.image); "
-                         "this version doesn't")
+class _RecordingGraph:
+    """The StyleGraph, remembering the image of its latest loss evaluation (for --save-every).
+
+    The engine takes any object with the graph's features/loss_and_grad; this one passes every call
+    through, so a snapshot is exactly the image whose loss the progress report shows.
+    """
+
+    def __init__(self, graph) -> None:
+        self._graph = graph
+        self.image = None
+
+    @classmethod
+    def load(cls, options) -> "_RecordingGraph":
+        from onnxstyle.core.graph import StyleGraph
+        return cls(StyleGraph.load(options.pooling, options.device, options.model_dir))
+
+    def features(self, image):
+        return self._graph.features(image)
+
+    def loss_and_grad(self, image, targets, weights):
+        self.image = image
+        return self._graph.loss_and_grad(image, targets, weights)
 
 
 def snapshot_path(output: Path, scale: int, step: int) -> Path:
@@ -338,14 +354,21 @@ def snapshot_path(output: Path, scale: int, step: int) -> Path:
     return output.with_name(f"{output.stem}-scale{scale}-step{step:04d}{output.suffix}")
 
 
-def _saving_snapshots(show: Callable, output: Path, content, every: int) -> Callable:
+def _saving_snapshots(show: Callable, graph: _RecordingGraph, output: Path, content, every: int) -> Callable:
+    """Progress callback that also writes the current image every `every` steps of each scale.
+    Tiled scales are skipped: their current image is one tile, not the picture."""
+    import numpy as np
+
     from onnxstyle.core import imageio
 
     def on_progress(progress) -> None:
         show(progress)
-        image = getattr(progress, "image", None)
-        if image is not None and (progress.step % every == 0 or progress.step == progress.steps):
-            imageio.save_image(snapshot_path(output, progress.scale, progress.step), image, like=content)
+        if graph.image is None or progress.tiles > 1 or progress.step % every:
+            return
+        image = np.asarray(graph.image)
+        if image.ndim == 4:  # the graphs' [1,3,H,W] layout
+            image = image[0].transpose(1, 2, 0)
+        imageio.save_image(snapshot_path(output, progress.scale, progress.step), image, like=content)
     return on_progress
 
 
