@@ -228,7 +228,8 @@ class _Run:
         self.progress, self.cancel = progress, cancel
         self.scale = self.step = 0
         self.tile = 1
-        self.sec_per_px = None  # seconds per evaluated pixel, running mean
+        self.sec_per_px = None  # wall seconds per evaluated pixel (graph + optimiser), running mean
+        self.last = time.perf_counter()
         self.done_px = 0.0
         self.total_px = float(sum(options.steps * h * w for h, w in sizes))
 
@@ -241,15 +242,14 @@ class _Run:
                  weights: LossWeights) -> tuple[float, np.ndarray]:
         if self.cancel is not None and self.cancel():
             raise Cancelled()
-        t0 = time.perf_counter()
         terms, grad = graph.loss_and_grad(image, targets, weights)
         loss = terms.total
         if not math.isfinite(loss) or not np.isfinite(grad).all():
             raise StyleError(f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at scale "
                              f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower style_weight, "
                              f"content_weight or tv_weight")
-        px = image.shape[0] * image.shape[1]
-        dt = (time.perf_counter() - t0) / px
+        now = time.perf_counter()
+        dt, self.last = (now - self.last) / (image.shape[0] * image.shape[1]), now
         self.sec_per_px = dt if self.sec_per_px is None else 0.8 * self.sec_per_px + 0.2 * dt
         scale_px = self.sizes[self.scale - 1][0] * self.sizes[self.scale - 1][1]
         self.done_px += scale_px / self.tiles[self.scale - 1]
