@@ -157,6 +157,16 @@ def test_init_from_an_array(content, swirls):
     assert result.shape == content.shape
 
 
+def test_init_from_a_file(content, swirls, tmp_path):
+    path = tmp_path / "start.png"
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(path)
+    first = []
+    stylize(content, [swirls], fast(init=str(path), steps=1, content_weight=1.0), progress=first.append)
+    from_array = []
+    stylize(content, [swirls], fast(init=np.full((30, 40, 3), 128 / 255, np.float32), steps=1), progress=from_array.append)
+    assert first[0].loss == pytest.approx(from_array[0].loss, rel=1e-5)  # the same start image
+
+
 def test_nan_or_inf_loss_is_a_clear_error(content, swirls):
     with pytest.raises(StyleError, match="infinite|NaN"):
         stylize(content, [swirls], fast(style_weight=1e38, steps=3))
