@@ -273,7 +273,7 @@ for _helper, _name in ((_positive_int, "integer"), (_non_negative_int, "integer"
 def run_stylize(args: argparse.Namespace) -> int:
     """Validate everything cheap first, then load, run with a progress bar, and write atomically."""
     from onnxstyle.core import imageio
-    from onnxstyle.core.engine import StyleOptions
+    from onnxstyle.core.engine import StyleOptions, stylize
 
     output = Path(args.output)
     imageio.check_output_path(output)
@@ -281,10 +281,10 @@ def run_stylize(args: argparse.Namespace) -> int:
     _check_blend(overrides.get("style_blend"), len(args.styles))
     if "model_dir" in overrides and not Path(overrides["model_dir"]).is_dir():
         raise StyleError(f"--model-dir {overrides['model_dir']}: no such folder")
-    content = imageio.load_image(args.content)
-    styles = [imageio.load_image(path).rgb for path in args.styles]
+    content = _load_checked(args.content)
+    styles = [_load_checked(path).rgb for path in args.styles]
     if overrides.get("init") not in (None, "content", "noise"):
-        overrides["init"] = imageio.load_image(overrides["init"]).rgb
+        overrides["init"] = _load_checked(overrides["init"]).rgb
     options = StyleOptions.from_preset(args.preset, **overrides)
 
     started = time.monotonic()
@@ -294,7 +294,7 @@ def run_stylize(args: argparse.Namespace) -> int:
         if args.save_every:
             graph = _RecordingGraph.load(options)
             on_progress = _saving_snapshots(show, graph, output, content, args.save_every)
-        result = _stylize(content.rgb, styles, options, on_progress, cancelled, graph)
+        result = stylize(content.rgb, styles, options, progress=on_progress, cancel=cancelled, graph=graph)
     if args.upscale and result.shape[:2] != content.rgb.shape[:2]:
         from onnxstyle.core.engine import resize
         result = resize(result, *content.rgb.shape[:2])
@@ -315,9 +315,17 @@ def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _stylize(content, styles, options, progress, cancel, graph=None):
-    from onnxstyle.core.engine import stylize
-    return stylize(content, styles, options, progress=progress, cancel=cancel, graph=graph)
+def _load_checked(path: str):
+    """load_image, plus the engine's smallest side, so the error names the file."""
+    from onnxstyle.core.engine import MIN_SIDE
+    from onnxstyle.core.errors import ImageError
+    from onnxstyle.core.imageio import load_image
+
+    image = load_image(path)
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{path}: image too small ({width}×{height}); at least {MIN_SIDE} px a side")
+    return image
 
 
 def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:

@@ -23,7 +23,8 @@ from PIL import Image, ImageCms
 from onnxstyle.core.engine import StyleOptions
 from onnxstyle.plugin import cli
 
-SCRIPT = Path(sys.executable).with_name("onnxstyle")
+SCRIPT = Path(sys.executable).with_name("onnxstyle")  # the console script of this environment
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onnxstyle.plugin.cli"]
 FAST = ["--preset", "draft", "--steps", "2", "--scales", "1", "--max-size", "64", "-q"]
 RNG = np.random.default_rng(3)
 
@@ -63,7 +64,7 @@ def names(folder: Path) -> set[str]:
 
 def test_console_script_writes_the_result(pictures):
     out = pictures / "result.png"
-    done = subprocess.run([SCRIPT, "stylize", pictures / "content.png", pictures / "style.png", "-o", out,
+    done = subprocess.run([*COMMAND, "stylize", pictures / "content.png", pictures / "style.png", "-o", out,
                            "--preset", "draft", "--steps", "3", "--scales", "1", "--max-size", "64"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -228,6 +229,13 @@ def truncated_png() -> bytes:
     return buffer.getvalue()[:600]
 
 
+def tiny_png() -> bytes:
+    """A valid 8×8 image: smaller than the network's 16 px minimum."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 BAD_CONTENT = {
     "missing": None,
     "text": b"this is not a picture\n",
@@ -235,6 +243,7 @@ BAD_CONTENT = {
     "corrupt": truncated_png(),
     "zero-sized": png_header_only(0, 0),
     "bomb": png_header_only(12_000, 10_000),
+    "tiny": tiny_png(),
 }
 
 
@@ -301,11 +310,12 @@ def test_unknown_command(capsys):
 
 # --------------------------------------------------------------------------- cancellation
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT can't be sent to a child process on Windows")
 def test_ctrl_c_cancels_and_writes_nothing(tmp_path):
     Image.fromarray(smooth_rgb(64, 96)).save(tmp_path / "content.png")
     Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
     out = tmp_path / "out.png"
-    process = subprocess.Popen([SCRIPT, "stylize", tmp_path / "content.png", tmp_path / "style.png", "-o", out,
+    process = subprocess.Popen([*COMMAND, "stylize", tmp_path / "content.png", tmp_path / "style.png", "-o", out,
                                 "--preset", "draft", "--steps", "500", "--scales", "1"],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     seen = b""
