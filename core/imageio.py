@@ -328,7 +328,6 @@ def _write_tiff16(file, samples: np.ndarray, icc: bytes | None) -> None:
     ifd_size = 2 + 12 * len(entries) + 4
     extra = bytearray()  # values that don't fit in an entry's 4 bytes, after the IFD
     extra_start = 8 + ifd_size
-    image_offset = None
     records = []
     for tag, kind, values in entries:
         raw = bytes(values) if kind == 7 else struct.pack(f"<{len(values)}{'H' if kind == 3 else 'I'}", *values)
