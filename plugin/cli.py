@@ -156,11 +156,13 @@ def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
         (["--learning-rate", "--lr"], "learning_rate", dict(type=_positive_float, metavar="LR",
                                                             help="Adam's step in [0,1] pixel units")),
         (["--preserve-colors", "--preserve-colours"], "preserve_colors",
-         dict(choices=["none"] + [c for c in PRESERVE_COLORS if c], help="keep the content's colours")),
+         dict(choices=["none"] + [c for c in PRESERVE_COLORS if c], metavar="MODE",
+              help="keep the content's colours: " + ", ".join(["none"] + [c for c in PRESERVE_COLORS if c]))),
         (["--device"], "device", dict(choices=list(DEVICES), help="where ONNX Runtime computes")),
         (["--pooling"], "pooling", dict(choices=["avg", "max"],
                                         help="VGG19 pooling (max needs 'onnxstyle export --pooling max')")),
-        (["--model-dir"], "model_dir", dict(metavar="DIR", help="folder holding vgg19-<pooling>-*.onnx")),
+        (["--model-dir"], "model_dir", dict(metavar="DIR", help="folder holding vgg19-<pooling>-*.onnx (default: the user "
+                                                               "model dir, then the shipped models)")),
         (["--tile-budget"], "tile_budget_mpx", dict(type=_positive_float, metavar="MPX",
                                                     help="largest image optimised in one piece, megapixels; "
                                                          "bigger ones run in tiles (about 1.5 GB per Mpx on CPU)")),
