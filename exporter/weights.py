@@ -86,8 +86,10 @@ def _torch_load(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; the user needs one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a torch.save file of VGG19 weights ({reason[:120]})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        # torch's own first lines can be long advice about weights_only; keep the reason short.
+        reason = first if first and len(first) <= 80 and not first.startswith("Weights only") else type(exc).__name__
+        raise ModelError(f"{path}: not a torch.save file of VGG19 weights ({reason})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -145,3 +145,28 @@ def test_torchvision_state_dict(tmp_path, reference_vgg):
     ref_terms.total.backward()
     assert terms.total == pytest.approx(ref_terms.total.item(), rel=1e-4)
     assert np.abs(grad - image.grad.numpy()).max() <= 1e-4 * np.abs(image.grad.numpy()).max()
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_pool_backward_ties_and_odd_sizes(pooling):
+    """The pool backward subgraph on a hand-made map: floor mode drops the odd last row and column
+    (zero gradient there); max pooling gives the whole gradient to every tied maximum; avg pooling
+    spreads it (its 1/4 lives in the backward kernel of the conv above, so it is not applied here)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from onnxstyle.exporter import graph as G
+
+    g = G._Graph()
+    pooled = g.op("MaxPool" if pooling == "max" else "AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2])
+    g.op("Identity", [G._pool_backward(g, "d", "x", pooled, pooling)], name="dx")
+    io = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+    model = G._model(g, "pool_backward", [io("x", [1, 1, 3, 5]), io("d", [1, 1, 1, 2])], [io("dx", [1, 1, 3, 5])], "")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.array([[1, 3, 2, 2, 9], [0, 3, 1, 0, 9], [5, 5, 5, 5, 9]], np.float32).reshape(1, 1, 3, 5)
+    d = np.array([10, 20], np.float32).reshape(1, 1, 1, 2)
+    (dx,) = session.run(None, {"x": x, "d": d})
+    if pooling == "max":
+        expected = [[0, 10, 20, 20, 0], [0, 10, 0, 0, 0], [0, 0, 0, 0, 0]]  # windows [1 3; 0 3] and [2 2; 1 0]
+    else:
+        expected = [[10, 10, 20, 20, 0], [10, 10, 20, 20, 0], [0, 0, 0, 0, 0]]
+    assert dx[0, 0].tolist() == expected
