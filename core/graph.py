@@ -199,7 +199,9 @@ class StyleGraph:
                 self._binding.bind_output(name, "cpu")
         self._binding.bind_cpu_input("image", x)  # host -> device copy of this step's image
         self._grad.run_with_iobinding(self._binding)
-        total, content, style, tv, grad = (value.numpy() for value in self._binding.get_outputs())
+        # .numpy() of a bound output is a view of a buffer ORT reuses on the next run: copy, or the
+        # optimiser's previous gradient silently becomes the new one (L-BFGS then sees y = 0)
+        total, content, style, tv, grad = (value.numpy().copy() for value in self._binding.get_outputs())
         # bound outputs can come back as [1] where a plain run gives [] (seen with ORT 1.32 on "loss")
         return [total.reshape(()), content.reshape(()), style, tv.reshape(()), grad]
 

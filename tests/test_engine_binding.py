@@ -19,3 +19,17 @@ def test_bound_run_equals_plain_run_and_rebinds_new_targets():
             assert t1.total == t2.total and np.array_equal(g1, g2)
             assert np.array_equal(t1.style, t2.style)
     assert bound._binding is not None
+
+
+def test_bound_outputs_are_not_overwritten_by_the_next_step():
+    """The optimiser keeps the previous gradient (L-BFGS's y = g_new − g): it must stay as it was."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (40, 48, 3)).astype(np.float32)
+    graph = StyleGraph.load("avg", "cpu")
+    graph._bind_device = ("cpu", 0)
+    targets = Targets.from_features(content=graph.features(x), style=graph.features(x[::-1].copy()))
+    weights = LossWeights(alpha=1e-3, beta=1e-5, style_layer_weights=(1, 1, 1, 1, 1), tv_weight=1.0)
+    _, first = graph.loss_and_grad(x, targets, weights)
+    kept = first.copy()
+    _, second = graph.loss_and_grad(np.clip(x + 0.1, 0, 1), targets, weights)
+    assert np.array_equal(first, kept) and not np.shares_memory(first, second)
