@@ -117,6 +117,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", help="longer side(s), px (cpu: 256 512; cuda: 2048)")
     ap.add_argument("--preset", default="normal")
     ap.add_argument("--steps", type=int, help="evaluations per scale (default: the preset's)")
+    ap.add_argument("--engines", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"])
     ap.add_argument("--repeat", type=int, default=1, help="runs per engine and size (best time kept)")
     args = ap.parse_args()
     sizes = args.sizes or ([2048] if args.device == "cuda" else [256, 512])
@@ -126,7 +127,7 @@ def main() -> None:
           + (f", {torch.cuda.get_device_name()}" if cuda else ""))
 
     onnx_graph = StyleGraph.load("avg", args.device)
-    torch_graph = TorchGraph("avg", args.device)
+    torch_graph = TorchGraph("avg", args.device) if "torch" in args.engines else None
     style = load("swirls.jpg", 512)
     rows = []
     for size in sizes:
@@ -136,9 +137,11 @@ def main() -> None:
             overrides["steps"] = args.steps
         options = StyleOptions.from_preset(args.preset, **overrides)
         # warm-up: session/graph set-up and first-shape costs stay out of the table
-        for graph in (onnx_graph, torch_graph):
+        for graph in (g for g in (onnx_graph, torch_graph) if g is not None):
             stylize(content[:64, :64], [style], replace(options, steps=2, max_size=64), graph=graph)
         for name, graph in (("onnxruntime", onnx_graph), ("torch", torch_graph)):
+            if name not in args.engines:
+                continue
             best = min((run_one(graph, content, style, options, cuda) for _ in range(args.repeat)),
                        key=lambda r: r["wall"])
             rows.append((size, f"{content.shape[1]}x{content.shape[0]}", name, best))
@@ -147,6 +150,8 @@ def main() -> None:
     print(f"\n{'size':>9} {'engine':>12} {'evals':>6} {'wall s':>8} {'peak MB':>8} {'final loss':>12}")
     for size, dims, name, r in rows:
         print(f"{dims:>9} {name:>12} {r['evals']:>6} {r['wall']:>8.1f} {r['mem']:>8.0f} {r['loss']:>12.5g}")
+    if len(args.engines) < 2:
+        return
     print(f"\n{'size':>9} {'speed-up (torch/onnx)':>22} {'memory (onnx/torch)':>20} {'loss diff':>10}")
     for i in range(0, len(rows), 2):
         (_, dims, _, o), (_, _, _, t) = rows[i], rows[i + 1]
