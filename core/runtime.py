@@ -154,7 +154,16 @@ def make_session(path: Path | str, device: str = "cpu", threads: int | None = No
 
     ORT quietly falls back to the CPU when the CUDA libraries are missing; we check the session's
     providers and raise DeviceUnavailable instead, so a forced GPU never runs silently on the CPU.
+    "auto" does fall back to the CPU when the GPU it picked can't start a session.
     """
+    if device == "auto":
+        picked = resolve_device("auto")
+        try:
+            return make_session(path, picked, threads)
+        except DeviceUnavailable:
+            if picked == "cpu":
+                raise
+            return make_session(path, "cpu", threads)
     ort = import_onnxruntime()
     device = resolve_device(device)
     path = Path(path)

@@ -64,3 +64,8 @@ def test_provider_options_are_deliberate():
     assert cuda["cudnn_conv_algo_search"] == "HEURISTIC" and cuda["do_copy_in_default_stream"] == "1"
     opts = runtime.session_options("directml")
     assert opts.enable_mem_pattern is False
+
+
+def test_auto_session_runs_here(tiny_model):
+    sess = runtime.make_session(tiny_model, "auto")
+    assert sess.get_providers()[0] == "CPUExecutionProvider"
