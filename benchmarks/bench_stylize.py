@@ -9,6 +9,10 @@ used), final loss (best of the last scale) and the ratios.
     python benchmarks/bench_stylize.py                          # CPU, 256 and 512 px, normal preset
     python benchmarks/bench_stylize.py --sizes 256 512 1024 --steps 150
     python benchmarks/bench_stylize.py --device cuda            # GPU machine: 2048 px vs torch on cuda
+
+--device cuda needs onnxruntime-gpu (not the CPU package) and a CUDA build of torch in one environment;
+ONNXSTYLE_CUDA_TF32=1 lets ONNX Runtime use TF32 (it runs in float32 by default, see core/runtime.py).
+Tiling is switched off here (tile budget 64 Mpx) so both run the same whole-image schedule.
 """
 from __future__ import annotations
 
