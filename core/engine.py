@@ -81,7 +81,7 @@ class StyleOptions:
     """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
     tile_budget_mpx: float = 1.0
     """Largest image, in megapixels, optimised in one piece; bigger scales run in overlapping tiles of
-    about this area (the grad graph needs roughly 1.5 GB per Mpx on the CPU)."""
+    about this area (the grad graph needs about 3 GB per Mpx on the CPU, 6 GB on CUDA)."""
     tile_overlap: int = 64
     """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
 

@@ -84,6 +84,11 @@ def session_options(device: str, threads: int | None = None):
     # The graphs are static VGG convs: ORT_ENABLE_ALL fuses Conv+ReLU and picks NCHWc layouts on CPU.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: a missing CUDA library is reported by us, in one line
+    if device == "cpu":
+        # Memory patterns pre-plan one block for all of a shape's tensors. Measured on the grad graph
+        # (CPU, one step): 1024x1024 peak +4.8 GB with them, +3.1 GB without, at equal speed (5.8 s
+        # vs 6.1 s); 512x512 +1.1 GB vs +0.57 GB. Shapes change every scale anyway.
+        opts.enable_mem_pattern = False
     if device == "directml":
         # DirectML can't use memory patterns or parallel execution (ORT's DirectML EP documentation).
         opts.enable_mem_pattern = False
