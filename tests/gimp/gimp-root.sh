@@ -29,6 +29,7 @@ VERSION_ID=0
 ID=unknown
 [ -r /etc/os-release ] && . /etc/os-release
 if [ "$ID" = debian ] && [ "${VERSION_ID%%.*}" -ge 13 ] 2>/dev/null; then
+    apt-get update -qq >&2  # a fresh machine's package lists may be empty or stale
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $GIMP_PACKAGES >&2
     echo /
     exit 0
@@ -52,7 +53,10 @@ if [ -e "$PART" ]; then
     rm -rf --one-file-system "$PART"
 fi
 
-command -v debootstrap >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap >&2
+if ! command -v debootstrap >/dev/null 2>&1; then
+    apt-get update -qq >&2  # a fresh machine's package lists may be empty or stale
+    DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap >&2
+fi
 echo "gimp-root.sh: building a Debian 13 root with GIMP 3 in $PART (several minutes)" >&2
 debootstrap --variant=minbase trixie "$PART" "$MIRROR" >&2
 cp /etc/resolv.conf "$PART/etc/resolv.conf" 2>/dev/null || true
