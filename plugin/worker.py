@@ -128,18 +128,6 @@ def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
     os.replace(part, path)
 
 
-def _resize_rgb(rgb, width: int, height: int):
-    """Bring an engine result back to the content size (the engine may work smaller)."""
-    import numpy as np
-    from PIL import Image
-
-    planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c]), mode="F").resize((width, height), Image.BICUBIC))
-        for c in range(3)
-    ]
-    return np.clip(np.stack(planes, axis=2), 0.0, 1.0).astype(np.float32)
-
-
 def _engine_options(options: dict[str, Any], weights: list[float]):
     """Protocol options -> engine StyleOptions.
 
@@ -242,7 +230,7 @@ def run_job(job: Job, out: Channel) -> None:
         if job.cancel.is_set():
             raise Cancelled()
 
-        from onnxstyle.core.engine import stylize
+        from onnxstyle.core.engine import resize, stylize
 
         last = [0.0]
 
@@ -257,8 +245,7 @@ def run_job(job: Job, out: Channel) -> None:
         if job.cancel.is_set():
             raise Cancelled()
         height, width = content.shape[:2]
-        if result.shape[:2] != (height, width):
-            result = _resize_rgb(result, width, height)
+        result = resize(result, height, width)  # the engine may work smaller; a no-op at the same size
         _write_output(output, result, alpha, fmt)
         final = (
             {
