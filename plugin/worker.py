@@ -149,12 +149,11 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
         options["preserve_colors"] = None
     elif options.get("preserve_colors") not in (None, *P.PRESERVE_COLORS):
         raise P.ProtocolError(f'unknown preserve_colors "{options["preserve_colors"]}"')
-    known = {f.name for f in dataclasses.fields(StyleOptions)}
     overrides: dict[str, Any] = {}
     for name, value in options.items():
         if name not in _OPTIONS:
             raise P.ProtocolError(f'unknown option "{name}"')
-        if name in known and (value is not None or name == "preserve_colors"):
+        if value is not None or name == "preserve_colors":
             overrides[name] = value
     if len(weights) > 1:
         total = sum(weights)
