@@ -156,8 +156,7 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
         if value is not None or name == "preserve_colors":
             overrides[name] = value
     if len(weights) > 1:
-        total = sum(weights)
-        overrides["style_blend"] = tuple(w / total for w in weights)
+        overrides["style_blend"] = tuple(weights)  # relative: the engine normalises them
     base = StyleOptions.from_preset(preset, **overrides)
     return dataclasses.replace(base, style_weight=base.style_weight * strength)
 
