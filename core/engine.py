@@ -182,17 +182,13 @@ def _load_init(init, height: int, width: int, rng: np.random.Generator) -> np.nd
 
 # ------------------------------------------------------------------------------------------ the graph
 
-def _features(graph: StyleGraph, image: np.ndarray) -> dict[str, np.ndarray]:
-    return graph.features(image)
-
-
 def _style_grams(graph: StyleGraph, style: np.ndarray, budget_px: int) -> dict[str, np.ndarray]:
     """Normalised Grams of the whole style image. Above the budget, the image is cut into
     non-overlapping tiles and their Grams are summed weighted by n_H·n_W per layer — the Gram of the
     whole image up to the convolutions' padding at the cuts."""
     h, w = style.shape[:2]
     if h * w <= budget_px:
-        feats = _features(graph, style)
+        feats = graph.features(style)
         return {l: feats[f"gram_{l}"] for l in STYLE_LAYERS}
     side = max(256, int(math.sqrt(budget_px)) // 16 * 16)  # multiples of 16: pooling drops nothing inside
     acc = {l: 0.0 for l in STYLE_LAYERS}
@@ -202,7 +198,7 @@ def _style_grams(graph: StyleGraph, style: np.ndarray, budget_px: int) -> dict[s
             piece = style[y:y + side, x:x + side]
             if min(piece.shape[:2]) < MIN_SIDE:
                 continue
-            feats = _features(graph, piece)
+            feats = graph.features(piece)
             for l in STYLE_LAYERS:
                 n = (piece.shape[0] // DOWNSAMPLING[l]) * (piece.shape[1] // DOWNSAMPLING[l])
                 acc[l] = acc[l] + feats[f"gram_{l}"] * n
@@ -264,7 +260,7 @@ class _Run:
 def _optimise(run: _Run, graph: StyleGraph, start: np.ndarray, content: np.ndarray,
               grams: dict[str, np.ndarray]) -> np.ndarray:
     """One image (or tile) at one scale: content target from `content`, style targets `grams`."""
-    content_target = _features(graph, content)[f"content_{CONTENT_LAYER}"]
+    content_target = graph.features(content)[f"content_{CONTENT_LAYER}"]
     targets = Targets(grams=grams, content=content_target)
     weights = _graph_weights(run.options, content_target, *start.shape[:2])
     optimiser = OPTIMISERS[run.options.optimizer]
@@ -302,7 +298,7 @@ def _optimise_tiled(run: _Run, graph: StyleGraph, start: np.ndarray, content: np
     for i, tile in enumerate(tiles, 1):
         run.tile = i
         ys, xs = tile.slices
-        own = _features(graph, start[ys, xs])
+        own = graph.features(start[ys, xs])
         shifted = {l: grams[l] + own[f"gram_{l}"] - whole[l] for l in STYLE_LAYERS}
         blender.add(tile, _optimise(run, graph, start[ys, xs], content[ys, xs], shifted), tile_weights(tile, tiles))
     run.tile = 1
