@@ -12,6 +12,7 @@ kill-on-close Job object on Windows); the GIMP plug-in does both.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -185,27 +186,25 @@ def _styles(specs: Any) -> tuple[list, list[float]]:
 
 
 def _progress_message(job_id: str, p: Any) -> dict[str, Any]:
-    scales = max(int(getattr(p, "scales", 1) or 1), 1)
-    scale = int(getattr(p, "scale", 1) or 0)
-    steps = max(int(getattr(p, "steps", 1) or 1), 1)
-    step = int(getattr(p, "step", 0) or 0)
-    # the engine counts scales from 1 (Progress.scale in 1..scales); tolerate 0-based too
-    scale1 = scale + 1 if scale < 1 else scale
-    fraction = min(max(((scale1 - 1) + step / steps) / scales, 0.0), 1.0)
-    loss = getattr(p, "loss", None)
-    eta = getattr(p, "eta_s", None)
+    """An engine Progress (scale and step 1-based) as a protocol progress line."""
+    fraction = min(max(((p.scale - 1) + p.step / p.steps) / p.scales, 0.0), 1.0)
     return {
         "type": "progress",
         "id": job_id,
-        "scale": scale1,
-        "scales": scales,
-        "step": step,
-        "steps": steps,
+        "scale": p.scale,
+        "scales": p.scales,
+        "step": p.step,
+        "steps": p.steps,
         "fraction": round(fraction, 4),
-        "loss": float(loss) if loss is not None and loss == loss and abs(loss) != float("inf") else None,
-        "eta_s": float(eta) if eta is not None and eta == eta and abs(eta) != float("inf") else None,
-        "text": P.progress_text(scale1, scales, step, steps),
+        "loss": _finite_or_none(p.loss),
+        "eta_s": _finite_or_none(p.eta_s),
+        "text": P.progress_text(p.scale, p.scales, p.step, p.steps),
     }
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity (P.encode refuses them)."""
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def run_job(job: Job, out: Channel) -> None:
@@ -234,7 +233,7 @@ def run_job(job: Job, out: Channel) -> None:
 
         def on_progress(p: Any) -> None:
             now = time.monotonic()
-            done = getattr(p, "step", 0) >= getattr(p, "steps", 1) and getattr(p, "scale", 1) >= getattr(p, "scales", 1)
+            done = p.step >= p.steps and p.scale >= p.scales
             if now - last[0] >= PROGRESS_INTERVAL_S or done:
                 last[0] = now
                 out.send(_progress_message(job.id, p))
