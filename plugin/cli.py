@@ -217,18 +217,18 @@ def _add_stylize(commands) -> None:
 
 # argparse `type=` helpers: a ValueError/ArgumentTypeError becomes argparse's one-line usage error.
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, not {text}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, not {text}")
+        return value
+    parse.__name__ = "integer"  # argparse names the type in its message
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, not {text}")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _non_negative_float(text: str) -> float:
@@ -265,8 +265,8 @@ def _float_list(count: int | None) -> Callable[[str], tuple[float, ...]]:
     return parse
 
 
-for _helper, _name in ((_positive_int, "integer"), (_non_negative_int, "integer"), (_non_negative_float, "number"),
-                       (_positive_float, "number"), (_size_or_none, "size"), (_seed, "seed")):
+for _helper, _name in ((_non_negative_float, "number"), (_positive_float, "number"), (_size_or_none, "size"),
+                       (_seed, "seed")):
     _helper.__name__ = _name
 
 
