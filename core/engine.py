@@ -25,13 +25,12 @@ from PIL import Image
 
 from . import color
 from .errors import Cancelled, ImageError, StyleError
-from .graph import LossWeights, StyleGraph, Targets
+from .graph import DOWNSAMPLING, LossWeights, StyleGraph, Targets
 from .optim import OPTIMISERS
 from .tiling import Blender, tile_grid, tile_weights
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
-DOWNSAMPLING = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4, "relu4_1": 8, "relu4_2": 8, "relu5_1": 16}
 MIN_SIDE = 16  # the graphs' smallest input side
 PRESERVE_COLORS = (None, "luminance", "histogram")
 

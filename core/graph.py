@@ -27,6 +27,8 @@ from .errors import ImageError, ModelError
 from .runtime import make_session
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
+# How much smaller than the image each layer's maps are: the 2x2 floor-mode pools before it (n_H = H // k).
+DOWNSAMPLING = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4, "relu4_1": 8, "relu4_2": 8, "relu5_1": 16}
 
 
 def user_model_dir() -> Path:
@@ -165,7 +167,8 @@ class StyleGraph:
             self._feed = self._constant_feed(targets, weights)  # build once per (targets, weights), not per step
             self._feed_for = (targets, weights)
             self._binding, self._device_feed = None, {}  # GPU: rebind the new constants on first use
-        expected = _content_shape(x.shape[2], x.shape[3], self.channels[self.manifest.content_layer])
+        layer = self.manifest.content_layer
+        expected = _layer_shape(x.shape[2], x.shape[3], self.channels[layer], DOWNSAMPLING[layer])
         if self._feed["target_content"].shape != expected:
             raise ValueError(f"content target has shape {list(self._feed['target_content'].shape)}, but a "
                              f"{x.shape[3]}x{x.shape[2]} image needs {list(expected)}: take it from a content "
@@ -233,6 +236,6 @@ class StyleGraph:
 _ORT_DEVICE = {"CUDAExecutionProvider": ("cuda", 0)}
 
 
-def _content_shape(height: int, width: int, channels: int) -> tuple[int, int, int, int]:
-    """relu4_2's shape for an image: three floor-mode 2x2 pools."""
-    return (1, channels, height // 8, width // 8)
+def _layer_shape(height: int, width: int, channels: int, downsampling: int) -> tuple[int, int, int, int]:
+    """A layer's activation shape [1,C,h,w] for an image of height x width."""
+    return (1, channels, height // downsampling, width // downsampling)
