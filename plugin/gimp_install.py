@@ -87,7 +87,7 @@ def is_flatpak(gimp_dir: Path) -> bool:
 def install_into(gimp_dir: Path, python: str) -> Path:
     """Copy the plug-in and its worker record into one profile; returns the plug-in path."""
     source = plugin_source()
-    folder = gimp_dir / "plug-ins" / PLUGIN_NAME
+    folder = plugin_folder(gimp_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{PLUGIN_NAME}.py"
     _write_atomic(target, source.read_bytes())
@@ -97,16 +97,24 @@ def install_into(gimp_dir: Path, python: str) -> Path:
     return target
 
 
+def plugin_folder(gimp_dir: Path) -> Path:
+    """Where the plug-in lives in a GIMP profile."""
+    return gimp_dir / "plug-ins" / PLUGIN_NAME
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     part = path.with_name(path.name + ".part")
     part.write_bytes(data)
     os.replace(part, path)
 
 
+def _chosen_dirs(args: argparse.Namespace) -> list[Path]:
+    """--gimp-dir if given, else every GIMP 3 profile found (possibly none)."""
+    return [Path(args.gimp_dir).expanduser()] if args.gimp_dir else gimp_dirs()
+
+
 def _targets(args: argparse.Namespace) -> list[Path]:
-    if args.gimp_dir:
-        return [Path(args.gimp_dir).expanduser()]
-    found = gimp_dirs()
+    found = _chosen_dirs(args)
     if not found:
         raise InstallError(
             "no GIMP 3 profile folder found (start GIMP 3 once so it creates one, or pass --gimp-dir DIR); "
@@ -132,9 +140,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     removed = 0
-    dirs = [Path(args.gimp_dir).expanduser()] if args.gimp_dir else gimp_dirs()
-    for gimp_dir in dirs:
-        folder = gimp_dir / "plug-ins" / PLUGIN_NAME
+    for gimp_dir in _chosen_dirs(args):
+        folder = plugin_folder(gimp_dir)
         if folder.is_dir():
             shutil.rmtree(folder)
             print(f"removed {folder}")
@@ -176,14 +183,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"plug-in source: {plugin_source()}")
     except InstallError as exc:
         problems.append(str(exc))
-    dirs = [Path(args.gimp_dir).expanduser()] if args.gimp_dir else gimp_dirs()
+    dirs = _chosen_dirs(args)
     if os.environ.get("GIMP3_DIRECTORY") and not args.gimp_dir:
         print(f"GIMP3_DIRECTORY is set: only {dirs[0]} is used")
     if not dirs:
         problems.append("no GIMP 3 profile folder found: start GIMP 3 once, then run `onnxstyle gimp install`")
     working = 0
     for gimp_dir in dirs:
-        folder = gimp_dir / "plug-ins" / PLUGIN_NAME
+        folder = plugin_folder(gimp_dir)
         plugin = folder / f"{PLUGIN_NAME}.py"
         print(f"GIMP profile: {gimp_dir}{' (Flatpak)' if is_flatpak(gimp_dir) else ''}")
         if not plugin.is_file():
