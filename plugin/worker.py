@@ -60,8 +60,6 @@ class Job:
 def _kind_of(exc: BaseException) -> str:
     from onnxstyle.core import errors
 
-    if isinstance(exc, MemoryError):
-        return "memory"
     if isinstance(exc, errors.ImageError):
         return "image"
     if isinstance(exc, errors.DeviceUnavailable):
@@ -260,12 +258,10 @@ def run_job(job: Job, out: Channel) -> None:
         final = {"type": "cancelled", "id": job.id}
     except P.ProtocolError as exc:
         final = P.error(job.id, "protocol", str(exc))
-    except (StyleError, MemoryError) as exc:
-        kind = _kind_of(exc)
-        message = str(exc) or "out of memory"
-        if kind == "memory" and not isinstance(exc, StyleError):
-            message = "out of memory: try a smaller maximum size or the draft preset"
-        final = P.error(job.id, kind, message)
+    except MemoryError:
+        final = P.error(job.id, "memory", "out of memory: try a smaller maximum size or the draft preset")
+    except StyleError as exc:
+        final = P.error(job.id, _kind_of(exc), str(exc))
     except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
         traceback.print_exc(file=sys.stderr)
         kind = _kind_of(exc)
