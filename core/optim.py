@@ -67,7 +67,7 @@ def lbfgs(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, 
         f, g = budget(x)
         while True:
             free = ~(((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0)))
-            gf = np.where(free, g, 0).astype(np.float32)
+            gf = np.where(free, g, 0).astype(np.float32, copy=False)
             if float(np.abs(gf).max()) <= tol:
                 break
             d = _two_loop(gf, pairs) * free
@@ -134,7 +134,7 @@ def adam(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, u
             m = beta1 * m + (1 - beta1) * g
             v = beta2 * v + (1 - beta2) * g * g
             step = lr * (m / (1 - beta1 ** k)) / (np.sqrt(v / (1 - beta2 ** k)) + eps)
-            x = np.clip(x - step, lower, upper).astype(np.float32)
+            x = np.clip(x - step, lower, upper).astype(np.float32, copy=False)
     except _Spent:
         pass
     return OptimResult(budget.best_x if budget.best_x is not None else x, budget.best_f, budget.evals)
