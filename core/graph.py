@@ -137,7 +137,7 @@ class StyleGraph:
         self._feature_names = [o.name for o in self._features.get_outputs()]
         self._loss_names = ["loss", "content_loss", "style_losses", "tv_loss", "grad"]
         self._feed: dict[str, np.ndarray] = {}
-        self._feed_for: tuple = ()  # the (targets, weights) objects self._feed was built from
+        self._feed_for: tuple = (None, None)  # the (targets, weights) objects self._feed was built from
         self._binding = None  # GPU only: an IOBinding holding the constant inputs on the device
         self._device_feed: dict = {}  # their OrtValues (the binding doesn't keep them alive)
         self._bind_device = _ORT_DEVICE.get(self._grad.get_providers()[0])
@@ -163,7 +163,7 @@ class StyleGraph:
         hwc = np.ndim(image) == 3
         x = as_nchw(image)
         self._check_size(x)
-        if len(self._feed_for) != 2 or self._feed_for[0] is not targets or self._feed_for[1] is not weights:
+        if self._feed_for[0] is not targets or self._feed_for[1] is not weights:
             self._feed = self._constant_feed(targets, weights)  # build once per (targets, weights), not per step
             self._feed_for = (targets, weights)
             self._binding, self._device_feed = None, {}  # GPU: rebind the new constants on first use
