@@ -63,10 +63,6 @@ ERROR_KINDS = (
     "internal",  # a bug: details on the worker's stderr
 )
 
-PRESETS = ("draft", "normal", "high")
-PRESERVE_COLORS = ("none", "luminance", "histogram")
-DEVICES = ("auto", "cpu", "cuda", "directml")
-
 
 class ProtocolError(ValueError):
     """A request that can't be understood; str() is one line."""

@@ -135,18 +135,18 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
     with their relative weights."""
     import dataclasses
 
-    from onnxstyle.core.engine import StyleOptions
+    from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions
 
     options = dict(options)
     preset = options.pop("preset", "normal")
-    if preset not in P.PRESETS:
-        raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(P.PRESETS)})')
+    if not isinstance(preset, str) or preset not in PRESETS:  # PRESETS is a dict: a JSON list would raise TypeError
+        raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(PRESETS)})')
     strength = float(options.pop("style_strength", 1.0) or 1.0)
     if not strength > 0.0:
         raise P.ProtocolError("style_strength must be > 0")
     if options.get("preserve_colors") == "none":
         options["preserve_colors"] = None
-    elif options.get("preserve_colors") not in (None, *P.PRESERVE_COLORS):
+    elif options.get("preserve_colors") not in PRESERVE_COLORS:
         raise P.ProtocolError(f'unknown preserve_colors "{options["preserve_colors"]}"')
     overrides: dict[str, Any] = {}
     for name, value in options.items():
