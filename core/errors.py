@@ -19,3 +19,9 @@ class ModelError(StyleError):
 
 class Cancelled(Exception):
     """The caller asked to stop; nothing was written."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library exception's message (they can run to pages), else its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

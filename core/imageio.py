@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, first_line
 
 # Far beyond anything a style transfer can use, small enough to refuse decompression bombs
 # before Pillow allocates them. Our own check, so Pillow's global limit is left alone.
@@ -79,7 +79,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: not enough memory to decode this image") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as exc:
         # Pillow reports truncated/corrupt data with these; one line with its reason.
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
 
 

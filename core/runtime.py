@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from .errors import DeviceUnavailable, ModelError
+from .errors import DeviceUnavailable, ModelError, first_line
 
 # The three distributions all install the same `onnxruntime` module; two at once overwrite each other.
 VARIANTS = {"onnxruntime": "cpu", "onnxruntime-gpu": "cuda", "onnxruntime-directml": "directml"}
@@ -183,7 +183,7 @@ def make_session(path: Path | str, device: str = "cpu", threads: int | None = No
         session = ort.InferenceSession(str(path), sess_options=session_options(device, threads),
                                        providers=providers)
     except Exception as exc:  # ORT raises its own types; the user needs the file and the reason
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if device != "cpu" and "model" not in first.lower():
             raise DeviceUnavailable(f"{device} session failed: {first}") from None
         raise ModelError(f"cannot load model {path}: {first}") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxstyle.core.errors import ModelError
+from onnxstyle.core.errors import ModelError, first_line
 
 # VGG19's convolutions up to conv5_1 (the last layer the loss uses): (name, in channels, out channels).
 CONVS: tuple[tuple[str, int, int], ...] = (
@@ -86,9 +86,9 @@ def _torch_load(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         # torch's own first lines can be long advice about weights_only; keep the reason short.
-        reason = first if first and len(first) <= 80 and not first.startswith("Weights only") else type(exc).__name__
+        reason = first if len(first) <= 80 and not first.startswith("Weights only") else type(exc).__name__
         raise ModelError(f"{path}: not a torch.save file of VGG19 weights ({reason})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
