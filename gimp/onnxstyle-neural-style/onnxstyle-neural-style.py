@@ -315,10 +315,9 @@ def build_request(config, width, height, fmt, workdir):
     style = file_path(config, "style-file")
     if style is None:
         raise PluginError("Choose a style image.")
-    styles = [style]
     second = file_path(config, "style-file-2")
     blend = float(config.get_property("style-blend"))
-    for path in styles + ([second] if second else []):
+    for path in [style] + ([second] if second else []):
         if not os.path.isfile(path):
             raise PluginError("The style image %s does not exist." % path)
         if not os.access(path, os.R_OK):
