@@ -408,10 +408,10 @@ def run(procedure, run_mode, image, drawables, config, data):
         GimpUi.init(PROC_NAME)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style (ONNX)")
         dialog.fill(None)
-        if not dialog.run():
-            dialog.destroy()
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        confirmed = dialog.run()
         dialog.destroy()
+        if not confirmed:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     Gimp.progress_init("Neural style")
     try:
         stylize(image, drawables, config)
