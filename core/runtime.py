@@ -35,6 +35,7 @@ def installed_variants() -> list[str]:
     return found
 
 
+@lru_cache(maxsize=1)  # every session and device check asks; the distribution scan is done once (errors aren't cached)
 def import_onnxruntime() -> ModuleType:
     """Import onnxruntime, or raise a one-line error naming the extra to install."""
     variants = installed_variants()
