@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .color import gray3
 from .errors import ImageError, first_line
 
 # Far beyond anything a style transfer can use, small enough to refuse decompression bombs
@@ -136,9 +137,9 @@ def _to_float(im: Image.Image, grey: bool, transparency: bool) -> tuple[np.ndarr
     """Float32 RGB [H,W,3] and alpha [H,W] (or None) in [0,1]."""
     if im.mode.startswith("I;16") or im.mode == "I":
         values = np.asarray(im).astype(np.float32)
-        return _grey_to_rgb(np.clip(values / 65535.0, 0.0, 1.0)), None
+        return gray3(values / 65535.0), None
     if im.mode == "F":
-        return _grey_to_rgb(np.clip(np.nan_to_num(np.asarray(im, dtype=np.float32)), 0.0, 1.0)), None
+        return gray3(np.nan_to_num(np.asarray(im, dtype=np.float32))), None
     has_alpha = im.mode in ALPHA_MODES or transparency
     target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
     if im.mode != target:
@@ -146,15 +147,11 @@ def _to_float(im: Image.Image, grey: bool, transparency: bool) -> tuple[np.ndarr
     pixels = np.asarray(im, dtype=np.float32) / 255.0
     if grey:
         pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
-        rgb = _grey_to_rgb(pixels[..., 0])
+        rgb = gray3(pixels[..., 0])
     else:
         rgb = np.ascontiguousarray(pixels[..., :3])
     alpha = np.ascontiguousarray(pixels[..., -1]) if has_alpha else None
     return rgb, alpha
-
-
-def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
-    return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- saving
