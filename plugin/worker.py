@@ -54,7 +54,6 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set before its final message
-    orphaned: bool = False  # stdin closed while it ran: clean up its workdir
 
 
 def _kind_of(exc: BaseException) -> str:
@@ -270,8 +269,6 @@ def run_job(job: Job, out: Channel) -> None:
         else:
             message = f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
         final = P.error(job.id, kind, message)
-    if job.orphaned:
-        _remove_workdir(request.get("workdir"))
     # done first: a request that follows the final message must not find the worker busy
     job.done.set()
     out.send(final)
@@ -346,7 +343,6 @@ class Worker:
                 self.handle(line)
         # stdin closed: the editor is gone or done
         if self.busy():
-            self.job.orphaned = True
             self.job.cancel.set()
             self.job.thread.join()
             _remove_workdir(self.job.request.get("workdir"))
