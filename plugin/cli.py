@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from onnxstyle.core.errors import Cancelled, StyleError
+from onnxstyle.core.errors import Cancelled, StyleError, first_line
 
 PROG = "onnxstyle"
 EXIT_USER_ERROR = 2  # argparse's code for usage errors; we use it for every user-facing error
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USER_ERROR
         if debug:
             traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc) if str(exc).strip() else ""
         _error(f"unexpected {type(exc).__name__}{': ' + first if first else ''}"
                + ("" if debug else " (rerun with --debug for the traceback)"))
         return EXIT_BUG
