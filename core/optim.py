@@ -62,7 +62,7 @@ def lbfgs(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, 
     """
     budget = _Budget(fun, max_evals)
     x = np.clip(np.asarray(x0, dtype=np.float32), lower, upper)
-    pairs: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=history)  # (s, y, 1/(y·s))
+    pairs: deque[tuple[np.ndarray, np.ndarray, float, float]] = deque(maxlen=history)  # (s, y, 1/(y·s), y·s/y·y)
     try:
         f, g = budget(x)
         while True:
@@ -89,9 +89,9 @@ def lbfgs(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, 
                 pairs.clear()
                 continue
             s, y = (x_new - x).ravel(), (g_new - g).ravel()
-            sy = float(np.dot(s, y))
-            if sy > 1e-10 * float(np.dot(y, y)):  # keep only pairs with positive curvature (H stays SPD)
-                pairs.append((s, y, 1.0 / sy))
+            sy, yy = float(np.dot(s, y)), float(np.dot(y, y))
+            if sy > 1e-10 * yy:  # keep only pairs with positive curvature (H stays SPD)
+                pairs.append((s, y, 1.0 / sy, sy / yy))
             x, f, g = x_new, f_new, g_new
     except _Spent:
         pass
@@ -104,14 +104,13 @@ def _two_loop(g: np.ndarray, pairs: deque) -> np.ndarray:
     double the memory traffic of what is, on a GPU, a noticeable share of each step."""
     q = g.ravel().astype(np.float32)  # a copy: updated in place below
     alphas = []
-    for s, y, rho in reversed(pairs):
+    for s, y, rho, _ in reversed(pairs):
         a = rho * float(np.dot(s, q))
         q -= np.float32(a) * y
         alphas.append(a)
     if pairs:
-        s, y, _ = pairs[-1]
-        q *= np.float32(float(np.dot(s, y)) / float(np.dot(y, y)))  # H0 = γI (Nocedal & Wright 7.20)
-    for (s, y, rho), a in zip(pairs, reversed(alphas)):
+        q *= np.float32(pairs[-1][3])  # H0 = γI, γ = s·y / y·y of the newest pair (Nocedal & Wright 7.20)
+    for (s, y, rho, _), a in zip(pairs, reversed(alphas)):
         b = rho * float(np.dot(y, q))
         q += np.float32(a - b) * s
     return (-q).reshape(g.shape)
