@@ -393,7 +393,7 @@ def _blended_grams(graph: StyleGraph, styles: list[np.ndarray], blend: np.ndarra
     """Target Grams for one scale: each style resized relative to the image's current size, then the
     blend-weighted mean of their Grams (Gatys et al. 2017, §4: mixing styles by their Gram targets)."""
     longer = max(MIN_SIDE, round(max(height, width) * style_scale))
-    out = {l: np.zeros((1, 1), np.float64) for l in STYLE_LAYERS}
+    out = {l: 0.0 for l in STYLE_LAYERS}  # at least one weight is > 0 (_check_options)
     for style, weight in zip(styles, blend):
         if weight == 0:
             continue
