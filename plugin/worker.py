@@ -140,9 +140,10 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
     preset = options.pop("preset", "normal")
     if not isinstance(preset, str) or preset not in PRESETS:  # PRESETS is a dict: a JSON list would raise TypeError
         raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(PRESETS)})')
-    strength = float(options.pop("style_strength", 1.0) or 1.0)
-    if not strength > 0.0:
-        raise P.ProtocolError("style_strength must be > 0")
+    strength = options.pop("style_strength", None)
+    strength = 1.0 if strength is None else strength  # absent or null: the preset's own style weight
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0.0:
+        raise P.ProtocolError(f"style_strength must be a number > 0, not {strength!r}")
     if options.get("preserve_colors") == "none":
         options["preserve_colors"] = None
     elif options.get("preserve_colors") not in PRESERVE_COLORS:

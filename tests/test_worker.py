@@ -183,6 +183,10 @@ def test_missing_style_and_bad_requests(worker, images, tmp_path):
     worker.send(stylize_request(images, "o", tmp_path / "o.raw", colour="blue"))
     final, _ = worker.until_final("o")
     assert final["kind"] == "protocol" and "colour" in final["message"]
+    for strength in (0, -1, "strong"):  # 0 is refused, not silently read as "default"
+        worker.send(stylize_request(images, "t", tmp_path / "o.raw", style_strength=strength))
+        final, _ = worker.until_final("t")
+        assert final["kind"] == "protocol" and "style_strength" in final["message"], final
     bad_size = stylize_request(images, "s", tmp_path / "o.raw")
     bad_size["content"]["width"] = 47
     worker.send(bad_size)
