@@ -25,3 +25,12 @@ def first_line(exc: BaseException) -> str:
     """The first line of a library exception's message (they can run to pages), else its type name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is an allocation failure: ONNX Runtime (CPU and CUDA) reports those as
+    its own exception types, not MemoryError, so the message decides."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation"))

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from onnxstyle.core.errors import Cancelled, StyleError, first_line
+from onnxstyle.core.errors import Cancelled, StyleError, first_line, is_out_of_memory
 
 PROG = "onnxstyle"
 EXIT_USER_ERROR = 2  # argparse's code for usage errors; we use it for every user-facing error
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: cancelled; nothing written", file=sys.stderr)
         return EXIT_CANCELLED
     except Exception as exc:  # a bug (or memory): one line, the traceback only when asked for
-        if _out_of_memory(exc):
+        if is_out_of_memory(exc):
             _error("out of memory; try a smaller --max-size or --tile-budget, or --device cpu")
             return EXIT_USER_ERROR
         if debug:
@@ -60,12 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"unexpected {type(exc).__name__}{': ' + first if first else ''}"
                + ("" if debug else " (rerun with --debug for the traceback)"))
         return EXIT_BUG
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    # ONNX Runtime reports allocation failures as its own RuntimeException, not MemoryError
-    text = str(exc)
-    return isinstance(exc, MemoryError) or "Failed to allocate memory" in text or "bad_alloc" in text
 
 
 def _error(message: str) -> None:

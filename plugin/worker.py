@@ -65,9 +65,7 @@ def _kind_of(exc: BaseException) -> str:
         return "device"
     if isinstance(exc, errors.ModelError):
         return "model"
-    text = str(exc).lower()
-    # ONNX Runtime reports allocation failures as its own exception types
-    if any(s in text for s in ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation")):
+    if errors.is_out_of_memory(exc):
         return "memory"
     if isinstance(exc, errors.StyleError):
         return "style"
