@@ -5,6 +5,7 @@ Run: python benchmarks/bench_graph.py [--sizes 256 512] [--reps 5] [--threads N]
 Prints a table; never asserts. The two are timed alternately (best of --reps after a warm-up), so load from other processes
 hits both columns alike; the ratio is the number to read, the absolute times depend on that load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,11 +13,15 @@ import time
 
 import numpy as np
 
+from onnxstyle.core import runtime
+from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
+
 
 def conv_gflop(height: int, width: int) -> float:
     """Forward conv FLOPs (2·mul-add) of VGG19 up to conv5_1, in GFLOP."""
-    from onnxstyle.exporter.graph import SEQUENCE
+    from onnxstyle.exporter.build import SEQUENCE
     from onnxstyle.exporter.weights import CONVS
+
     shapes = {name: (c_in, c_out) for name, c_in, c_out in CONVS}
     flops, h, w = 0, height, width
     for layer in SEQUENCE:
@@ -45,26 +50,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="ORT intra-op and torch threads (0: defaults)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="ORT intra-op and torch threads (0: defaults)"
+    )
     args = parser.parse_args()
 
     import torch
-    from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
+
     from onnxstyle.exporter.reference import ReferenceVGG
+
     if args.threads:
         torch.set_num_threads(args.threads)
     graph = StyleGraph.load("avg", "cpu")
     if args.threads:  # StyleGraph uses runtime.make_session's defaults; rebuild with a thread count
-        from onnxstyle.core import runtime
         graph._grad = runtime.make_session(graph.manifest.grad_path, "cpu", threads=args.threads)
     ref = ReferenceVGG.load(pooling="avg")
     layer_weights = [0.2] * 5
     weights = LossWeights(alpha=1.0, beta=1e4, style_layer_weights=layer_weights, tv_weight=1.0)
     rng = np.random.default_rng(0)
 
-    print(f"CPU, torch threads {torch.get_num_threads()}, ORT threads {args.threads or 'default'}; "
-          f"best of {args.reps}")
-    print(f"{'size':>5} {'GFLOP':>7} {'ONNX ms':>9} {'torch ms':>9} {'ratio':>6} {'ONNX GF/s':>10} {'torch GF/s':>10}")
+    print(
+        f"CPU, torch threads {torch.get_num_threads()}, ORT threads {args.threads or 'default'}; "
+        f"best of {args.reps}"
+    )
+    print(
+        f"{'size':>5} {'GFLOP':>7} {'ONNX ms':>9} {'torch ms':>9} {'ratio':>6} {'ONNX GF/s':>10} {'torch GF/s':>10}"
+    )
     for size in args.sizes:
         content = rng.random((1, 3, size, size), dtype=np.float32)
         style = rng.random((1, 3, size, size), dtype=np.float32)
@@ -72,15 +83,23 @@ def main() -> None:
         targets = Targets.from_features(graph.features(content), graph.features(style))
         ref_targets = ref.targets(torch.from_numpy(content), torch.from_numpy(style))
 
-        def torch_step():
+        def torch_step(image=image, ref_targets=ref_targets):  # called in this iteration
             x = torch.from_numpy(image).requires_grad_(True)
             ref.loss(x, ref_targets, 1.0, 1e4, layer_weights, 1.0).total.backward()
             return x.grad
 
-        onnx_ms, torch_ms = best_ms([lambda: graph.loss_and_grad(image, targets, weights), torch_step], args.reps)
+        onnx_ms, torch_ms = best_ms(
+            [
+                lambda image=image, targets=targets: graph.loss_and_grad(image, targets, weights),
+                torch_step,
+            ],
+            args.reps,
+        )
         gflop = 2 * conv_gflop(size, size)  # forward + input gradient (the same conv work again)
-        print(f"{size:>5} {gflop:>7.1f} {onnx_ms:>9.0f} {torch_ms:>9.0f} {torch_ms / onnx_ms:>5.2f}x "
-              f"{gflop / onnx_ms * 1e3:>10.1f} {gflop / torch_ms * 1e3:>10.1f}")
+        print(
+            f"{size:>5} {gflop:>7.1f} {onnx_ms:>9.0f} {torch_ms:>9.0f} {torch_ms / onnx_ms:>5.2f}x "
+            f"{gflop / onnx_ms * 1e3:>10.1f} {gflop / torch_ms * 1e3:>10.1f}"
+        )
 
 
 if __name__ == "__main__":

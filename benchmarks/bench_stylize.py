@@ -14,6 +14,7 @@ used), final loss (best of the last scale) and the ratios.
 ONNXSTYLE_CUDA_TF32=1 lets ONNX Runtime use TF32 (it runs in float32 by default, see core/runtime.py).
 Tiling is switched off here (tile budget 64 Mpx) so both run the same whole-image schedule.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,23 +45,39 @@ class TorchGraph:
         self._targets: dict[str, torch.Tensor] = {}
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).to(self.device)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).to(
+            self.device
+        )
 
     def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
         with torch.no_grad():
             return {k: v.cpu().numpy() for k, v in self.net.features(self._tensor(image)).items()}
 
     def loss_and_grad(self, image: np.ndarray, targets: Targets, weights: LossWeights):
-        if self._targets_for is not targets:  # upload once per target set, like the engine's feed cache
-            self._targets = {f"gram_{k}": torch.from_numpy(v).to(self.device) for k, v in targets.grams.items()}
+        if (
+            self._targets_for is not targets
+        ):  # upload once per target set, like the engine's feed cache
+            self._targets = {
+                f"gram_{k}": torch.from_numpy(v).to(self.device) for k, v in targets.grams.items()
+            }
             self._targets["content_relu4_2"] = torch.from_numpy(targets.content).to(self.device)
             self._targets_for = targets
         x = self._tensor(image).requires_grad_()
-        terms = self.net.loss(x, self._targets, weights.alpha, weights.beta,
-                              torch.tensor(weights.style_layer_weights, device=self.device), weights.tv_weight)
+        terms = self.net.loss(
+            x,
+            self._targets,
+            weights.alpha,
+            weights.beta,
+            torch.tensor(weights.style_layer_weights, device=self.device),
+            weights.tv_weight,
+        )
         terms.total.backward()
-        out = LossTerms(total=float(terms.total.detach()), content=float(terms.content.detach()),
-                        style=terms.style.detach().cpu().numpy(), tv=float(terms.tv.detach()))
+        out = LossTerms(
+            total=float(terms.total.detach()),
+            content=float(terms.content.detach()),
+            style=terms.style.detach().cpu().numpy(),
+            tv=float(terms.tv.detach()),
+        )
         return out, x.grad[0].permute(1, 2, 0).cpu().numpy()
 
 
@@ -118,17 +135,25 @@ def run_one(graph, content, style, options, cuda: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--sizes", type=int, nargs="+", help="longer side(s), px (cpu: 256 512; cuda: 2048)")
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", help="longer side(s), px (cpu: 256 512; cuda: 2048)"
+    )
     ap.add_argument("--preset", default="normal")
     ap.add_argument("--steps", type=int, help="evaluations per scale (default: the preset's)")
-    ap.add_argument("--engines", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"])
-    ap.add_argument("--repeat", type=int, default=1, help="runs per engine and size (best time kept)")
+    ap.add_argument(
+        "--engines", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"]
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs per engine and size (best time kept)"
+    )
     args = ap.parse_args()
     sizes = args.sizes or ([2048] if args.device == "cuda" else [256, 512])
     cuda = args.device == "cuda"
     torch.set_grad_enabled(True)
-    print(f"device {args.device}; torch {torch.__version__} threads {torch.get_num_threads()}"
-          + (f", {torch.cuda.get_device_name()}" if cuda else ""))
+    print(
+        f"device {args.device}; torch {torch.__version__} threads {torch.get_num_threads()}"
+        + (f", {torch.cuda.get_device_name()}" if cuda else "")
+    )
 
     onnx_graph = StyleGraph.load("avg", args.device)
     torch_graph = TorchGraph("avg", args.device) if "torch" in args.engines else None
@@ -136,7 +161,11 @@ def main() -> None:
     rows = []
     for size in sizes:
         content = load("chelsea.jpg", size)
-        overrides = {"max_size": size, "device": args.device, "tile_budget_mpx": 64.0}  # no tiling here
+        overrides = {
+            "max_size": size,
+            "device": args.device,
+            "tile_budget_mpx": 64.0,
+        }  # no tiling here
         if args.steps:
             overrides["steps"] = args.steps
         options = StyleOptions.from_preset(args.preset, **overrides)
@@ -146,21 +175,31 @@ def main() -> None:
         for name, graph in (("onnxruntime", onnx_graph), ("torch", torch_graph)):
             if name not in args.engines:
                 continue
-            best = min((run_one(graph, content, style, options, cuda) for _ in range(args.repeat)),
-                       key=lambda r: r["wall"])
+            best = min(
+                (run_one(graph, content, style, options, cuda) for _ in range(args.repeat)),
+                key=lambda r: r["wall"],
+            )
             rows.append((size, f"{content.shape[1]}x{content.shape[0]}", name, best))
             print(f"  {size}px {name}: {best['wall']:.1f}s", flush=True)
 
-    print(f"\n{'size':>9} {'engine':>12} {'evals':>6} {'wall s':>8} {'peak MB':>8} {'final loss':>12}")
-    for size, dims, name, r in rows:
-        print(f"{dims:>9} {name:>12} {r['evals']:>6} {r['wall']:>8.1f} {r['mem']:>8.0f} {r['loss']:>12.5g}")
+    print(
+        f"\n{'size':>9} {'engine':>12} {'evals':>6} {'wall s':>8} {'peak MB':>8} {'final loss':>12}"
+    )
+    for _size, dims, name, r in rows:
+        print(
+            f"{dims:>9} {name:>12} {r['evals']:>6} {r['wall']:>8.1f} {r['mem']:>8.0f} {r['loss']:>12.5g}"
+        )
     if len(args.engines) < 2:
         return
-    print(f"\n{'size':>9} {'speed-up (torch/onnx)':>22} {'memory (onnx/torch)':>20} {'loss diff':>10}")
+    print(
+        f"\n{'size':>9} {'speed-up (torch/onnx)':>22} {'memory (onnx/torch)':>20} {'loss diff':>10}"
+    )
     for i in range(0, len(rows), 2):
         (_, dims, _, o), (_, _, _, t) = rows[i], rows[i + 1]
-        print(f"{dims:>9} {t['wall'] / o['wall']:>21.2f}x {o['mem'] / max(t['mem'], 1):>19.2f}x "
-              f"{100 * (o['loss'] - t['loss']) / t['loss']:>+9.2f}%")
+        print(
+            f"{dims:>9} {t['wall'] / o['wall']:>21.2f}x {o['mem'] / max(t['mem'], 1):>19.2f}x "
+            f"{100 * (o['loss'] - t['loss']) / t['loss']:>+9.2f}%"
+        )
 
 
 if __name__ == "__main__":

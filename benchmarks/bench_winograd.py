@@ -17,6 +17,7 @@ Result on the 2-core dev machine (256 px, onnxruntime 1.32): Winograd wins only 
 (grouped Conv, DepthToSpace: memory-bound) cost more than the GEMM saves. Whole conv stack at best
 ~1.1-1.2×, so the grad graph keeps the direct Conv.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
-G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 
 
@@ -46,8 +47,13 @@ class _Builder:
         return f"c{self.n}"
 
     def model(self, out: str):
-        graph = helper.make_graph(self.nodes, "m", [helper.make_tensor_value_info("x", 1, [1, None, None, None])],
-                                  [helper.make_tensor_value_info(out, 1, None)], initializer=self.inits)
+        graph = helper.make_graph(
+            self.nodes,
+            "m",
+            [helper.make_tensor_value_info("x", 1, [1, None, None, None])],
+            [helper.make_tensor_value_info(out, 1, None)],
+            initializer=self.inits,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         model.ir_version = 9
         return model
@@ -66,7 +72,9 @@ def _transformed_kernel(b: _Builder, w: np.ndarray) -> str:
     return b.op("Transpose", [b.op("Reshape", [u, b.c([o, c, 16], np.int64)])], perm=[2, 0, 1])
 
 
-def _output_transform(b: _Builder, m: str, o: int, th: int, tw: int, h: int, w: int, bias: np.ndarray):
+def _output_transform(
+    b: _Builder, m: str, o: int, th: int, tw: int, h: int, w: int, bias: np.ndarray
+):
     m = b.op("Reshape", [m, b.c([16, o * th * tw], np.int64)])
     y = b.op("MatMul", [b.c(np.kron(AT, AT)), m])  # [4 (dy,dx), O·P]
     y = b.op("Reshape", [y, b.c([1, 4 * o, th, tw], np.int64)])
@@ -82,8 +90,14 @@ def winograd_a(w: np.ndarray, bias: np.ndarray, h: int, wd: int):
     b = _Builder()
     u = _transformed_kernel(b, w)
     k = np.einsum("ar,bs->abrs", BT, BT).reshape(16, 1, 4, 4)
-    v = b.op("Conv", ["x", b.c(np.tile(k, (c, 1, 1, 1)))], kernel_shape=[4, 4], strides=[2, 2], group=c,
-             pads=[1, 1, 2 * th + 1 - h, 2 * tw + 1 - wd])  # [1, 16C, th, tw], channel c·16 + k
+    v = b.op(
+        "Conv",
+        ["x", b.c(np.tile(k, (c, 1, 1, 1)))],
+        kernel_shape=[4, 4],
+        strides=[2, 2],
+        group=c,
+        pads=[1, 1, 2 * th + 1 - h, 2 * tw + 1 - wd],
+    )  # [1, 16C, th, tw], channel c·16 + k
     v = b.op("Transpose", [b.op("Reshape", [v, b.c([c, 16, th * tw], np.int64)])], perm=[1, 0, 2])
     return _output_transform(b, b.op("MatMul", [u, v]), o, th, tw, h, wd, bias)
 
@@ -95,15 +109,23 @@ def winograd_b(w: np.ndarray, bias: np.ndarray, h: int, wd: int):
     u = _transformed_kernel(b, w)
     p = b.op("Pad", ["x", b.c([0, 0, 1, 1, 0, 0, 2 * th + 1 - h, 2 * tw + 1 - wd], np.int64)])
     s = b.op("SpaceToDepth", [p], blocksize=2)  # [1, 4C, th+1, tw+1], channel (py·2+px)·C + c
-    shifts = [b.op("Slice", [s, b.c([dy, dx], np.int64), b.c([dy + th, dx + tw], np.int64), b.c([2, 3], np.int64)])
-              for dy in (0, 1) for dx in (0, 1)]
+    shifts = [
+        b.op(
+            "Slice",
+            [s, b.c([dy, dx], np.int64), b.c([dy + th, dx + tw], np.int64), b.c([2, 3], np.int64)],
+        )
+        for dy in (0, 1)
+        for dx in (0, 1)
+    ]
     d = b.op("Reshape", [b.op("Concat", shifts, axis=0), b.c([16, c * th * tw], np.int64)])
     mix = np.zeros((16, 16), np.float32)  # row a·4+b of Bᵀ d B from d's rows dy·8+dx·4+py·2+px
     for dy in (0, 1):
         for dx in (0, 1):
             for py in (0, 1):
                 for px in (0, 1):
-                    mix[:, dy * 8 + dx * 4 + py * 2 + px] = np.outer(BT[:, 2 * dy + py], BT[:, 2 * dx + px]).ravel()
+                    mix[:, dy * 8 + dx * 4 + py * 2 + px] = np.outer(
+                        BT[:, 2 * dy + py], BT[:, 2 * dx + px]
+                    ).ravel()
     v = b.op("Reshape", [b.op("MatMul", [b.c(mix), d]), b.c([16, c, th * tw], np.int64)])
     return _output_transform(b, b.op("MatMul", [u, v]), o, th, tw, h, wd, bias)
 
@@ -111,7 +133,9 @@ def winograd_b(w: np.ndarray, bias: np.ndarray, h: int, wd: int):
 def best_ms(model, x: np.ndarray, reps: int) -> tuple[float, np.ndarray]:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     y = session.run(None, {"x": x})[0]
     best = float("inf")
     for _ in range(reps):
@@ -127,25 +151,40 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     args = parser.parse_args()
     s = args.size
-    layers = [(64, 64, s), (64, 128, s // 2), (128, 128, s // 2), (128, 256, s // 4), (256, 256, s // 4),
-              (256, 512, s // 8), (512, 512, s // 8), (512, 512, s // 16)]
+    layers = [
+        (64, 64, s),
+        (64, 128, s // 2),
+        (128, 128, s // 2),
+        (128, 256, s // 4),
+        (256, 256, s // 4),
+        (256, 512, s // 8),
+        (512, 512, s // 8),
+        (512, 512, s // 16),
+    ]
     shapes = list(dict.fromkeys(shape for c, o, h in layers for shape in ((c, o, h), (o, c, h))))
     rng = np.random.default_rng(0)
-    print(f"{'C->O':>9} {'HxW':>8} {'direct ms':>10} {'A ms':>7} {'A x':>6} {'B ms':>7} {'B x':>6} {'max rel err':>11}")
+    print(
+        f"{'C->O':>9} {'HxW':>8} {'direct ms':>10} {'A ms':>7} {'A x':>6} {'B ms':>7} {'B x':>6} {'max rel err':>11}"
+    )
     for c, o, h in shapes:
         w = (rng.standard_normal((o, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
         bias = (0.1 * rng.standard_normal(o)).astype(np.float32)
         x = np.maximum(rng.standard_normal((1, c, h, h)), 0).astype(np.float32)
         times, outs = {}, {}
         for _ in range(2):  # two rounds, sessions one at a time, best of both
-            for name, build in (("direct", lambda: direct(w, bias)), ("A", lambda: winograd_a(w, bias, h, h)),
-                                ("B", lambda: winograd_b(w, bias, h, h))):
+            for name, build in (
+                ("direct", lambda w=w, bias=bias: direct(w, bias)),
+                ("A", lambda w=w, bias=bias, h=h: winograd_a(w, bias, h, h)),
+                ("B", lambda w=w, bias=bias, h=h: winograd_b(w, bias, h, h)),
+            ):
                 ms, outs[name] = best_ms(build(), x, args.reps)
                 times[name] = min(ms, times.get(name, float("inf")))
         ref = outs["direct"]
         err = max(np.abs(outs[n] - ref).max() / np.abs(ref).max() for n in ("A", "B"))
-        print(f"{c:>4}->{o:<4} {h:>4}x{h:<3} {times['direct']:>10.1f} {times['A']:>7.1f} "
-              f"{times['direct'] / times['A']:>5.2f}x {times['B']:>7.1f} {times['direct'] / times['B']:>5.2f}x {err:>11.1e}")
+        print(
+            f"{c:>4}->{o:<4} {h:>4}x{h:<3} {times['direct']:>10.1f} {times['A']:>7.1f} "
+            f"{times['direct'] / times['A']:>5.2f}x {times['B']:>7.1f} {times['direct'] / times['B']:>5.2f}x {err:>11.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,14 +3,16 @@ artistic style transfer"): luminance-only transfer and colour histogram (mean + 
 
 Images are float32 [H,W,3] RGB in [0,1].
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 # NTSC YIQ (the paper's choice): Y carries luminance, I and Q the chroma.
-RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
-                       [0.595716, -0.274453, -0.321263],
-                       [0.211456, -0.522591, 0.311135]], np.float64)
+RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]],
+    np.float64,
+)
 YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 
 

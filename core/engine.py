@@ -12,26 +12,26 @@ User-facing weights (each scale normalises so that their balance doesn't drift w
 + tv_weight      · mean over pixels·channels of squared neighbour differences (both directions)
 The graph computes plain sums (DEVELOPERS.md); `_graph_weights` turns these into its α, β, tv_weight.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from . import color
 from .errors import Cancelled, ImageError, StyleError
-from .graph import DOWNSAMPLING, LossWeights, StyleGraph, Targets
+from .graph import LossWeights, StyleGraph, Targets
+from .imageio import load_image
+from .layers import CONTENT_LAYER, DOWNSAMPLING, MIN_SIDE, STYLE_LAYERS
 from .optim import OPTIMISERS
 from .tiling import Blender, tile_grid, tile_weights
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-CONTENT_LAYER = "relu4_2"
-MIN_SIDE = 16  # the graphs' smallest input side
 PRESERVE_COLORS = (None, "luminance", "histogram")
 
 
@@ -85,7 +85,7 @@ class StyleOptions:
     """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
 
     @classmethod
-    def from_preset(cls, name: str = "normal", **overrides) -> "StyleOptions":
+    def from_preset(cls, name: str = "normal", **overrides) -> StyleOptions:
         """A preset ("draft", "normal", "high") with any field overridden by keyword."""
         if name not in PRESETS:
             raise StyleError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
@@ -122,12 +122,15 @@ CancelFn = Callable[[], bool]
 
 # ---------------------------------------------------------------------------------------------- images
 
+
 def _check_image(image: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(image)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ImageError(f"{what} must be an RGB array [H,W,3], got shape {a.shape}")
     if min(a.shape[:2]) < MIN_SIDE:
-        raise ImageError(f"{what} is too small ({a.shape[1]}x{a.shape[0]}); at least {MIN_SIDE} px a side")
+        raise ImageError(
+            f"{what} is too small ({a.shape[1]}x{a.shape[0]}); at least {MIN_SIDE} px a side"
+        )
     a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
         raise ImageError(f"{what} contains NaN or infinite values")
@@ -140,8 +143,14 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
         return image
     shrink = height * width < image.shape[0] * image.shape[1]
     method = Image.Resampling.LANCZOS if shrink else Image.Resampling.BICUBIC
-    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
-                         .resize((width, height), method)) for c in range(image.shape[2])]
+    planes = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize(
+                (width, height), method
+            )
+        )
+        for c in range(image.shape[2])
+    ]
     return np.clip(np.stack(planes, axis=2), 0, 1).astype(np.float32)
 
 
@@ -174,12 +183,12 @@ def _load_init(init, height: int, width: int, rng: np.random.Generator) -> np.nd
     if isinstance(init, str) and init == "noise":
         return rng.uniform(0, 1, (height, width, 3)).astype(np.float32)
     if isinstance(init, (str, Path)):
-        from .imageio import load_image  # only when a file is asked for
         init = load_image(init).rgb
     return resize(_check_image(init, "init image"), height, width)
 
 
 # ------------------------------------------------------------------------------------------ the graph
+
 
 def _style_grams(graph: StyleGraph, style: np.ndarray, budget_px: int) -> dict[str, np.ndarray]:
     """Normalised Grams of the whole style image. Above the budget, the image is cut into
@@ -188,37 +197,53 @@ def _style_grams(graph: StyleGraph, style: np.ndarray, budget_px: int) -> dict[s
     h, w = style.shape[:2]
     if h * w <= budget_px:
         feats = graph.features(style)
-        return {l: feats[f"gram_{l}"] for l in STYLE_LAYERS}
-    side = max(256, int(math.sqrt(budget_px)) // 16 * 16)  # multiples of 16: pooling drops nothing inside
-    acc = {l: 0.0 for l in STYLE_LAYERS}
-    count = {l: 0 for l in STYLE_LAYERS}
+        return {layer: feats[f"gram_{layer}"] for layer in STYLE_LAYERS}
+    side = max(
+        256, int(math.sqrt(budget_px)) // 16 * 16
+    )  # multiples of 16: pooling drops nothing inside
+    acc = {layer: 0.0 for layer in STYLE_LAYERS}
+    count = {layer: 0 for layer in STYLE_LAYERS}
     for y in range(0, h, side):
         for x in range(0, w, side):
-            piece = style[y:y + side, x:x + side]
+            piece = style[y : y + side, x : x + side]
             if min(piece.shape[:2]) < MIN_SIDE:
                 continue
             feats = graph.features(piece)
-            for l in STYLE_LAYERS:
-                n = (piece.shape[0] // DOWNSAMPLING[l]) * (piece.shape[1] // DOWNSAMPLING[l])
-                acc[l] = acc[l] + feats[f"gram_{l}"] * n
-                count[l] += n
-    return {l: (acc[l] / count[l]).astype(np.float32) for l in STYLE_LAYERS}
+            for layer in STYLE_LAYERS:
+                n = (piece.shape[0] // DOWNSAMPLING[layer]) * (
+                    piece.shape[1] // DOWNSAMPLING[layer]
+                )
+                acc[layer] = acc[layer] + feats[f"gram_{layer}"] * n
+                count[layer] += n
+    return {layer: (acc[layer] / count[layer]).astype(np.float32) for layer in STYLE_LAYERS}
 
 
-def _graph_weights(options: StyleOptions, content_target: np.ndarray, height: int, width: int) -> LossWeights:
+def _graph_weights(
+    options: StyleOptions, content_target: np.ndarray, height: int, width: int
+) -> LossWeights:
     """The graph's α, β, tv_weight, λ for one image (or tile) size: plain sums → means (module doc)."""
-    return LossWeights(alpha=options.content_weight / content_target.size, beta=options.style_weight,
-                       style_layer_weights=tuple(options.style_layer_weights),
-                       tv_weight=options.tv_weight / (3 * height * width))
+    return LossWeights(
+        alpha=options.content_weight / content_target.size,
+        beta=options.style_weight,
+        style_layer_weights=tuple(options.style_layer_weights),
+        tv_weight=options.tv_weight / (3 * height * width),
+    )
 
 
 # ------------------------------------------------------------------------------------------ the run
 
+
 class _Run:
     """State of one stylize call: progress, ETA, cancel, NaN guard."""
 
-    def __init__(self, options: StyleOptions, sizes: list[tuple[int, int]], tiles_per_scale: list[int],
-                 progress: ProgressFn | None, cancel: CancelFn | None):
+    def __init__(
+        self,
+        options: StyleOptions,
+        sizes: list[tuple[int, int]],
+        tiles_per_scale: list[int],
+        progress: ProgressFn | None,
+        cancel: CancelFn | None,
+    ):
         self.options, self.sizes, self.tiles = options, sizes, tiles_per_scale
         self.progress, self.cancel = progress, cancel
         self.scale = self.step = 0
@@ -233,16 +258,19 @@ class _Run:
             return None
         return max(0.0, (self.total_px - self.done_px) * self.sec_per_px)
 
-    def evaluate(self, graph: StyleGraph, image: np.ndarray, targets: Targets,
-                 weights: LossWeights) -> tuple[float, np.ndarray]:
+    def evaluate(
+        self, graph: StyleGraph, image: np.ndarray, targets: Targets, weights: LossWeights
+    ) -> tuple[float, np.ndarray]:
         if self.cancel is not None and self.cancel():
             raise Cancelled()
         terms, grad = graph.loss_and_grad(image, targets, weights)
         loss = terms.total
         if not math.isfinite(loss) or not np.isfinite(grad).all():
-            raise StyleError(f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at scale "
-                             f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower style_weight, "
-                             f"content_weight or tv_weight")
+            raise StyleError(
+                f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at scale "
+                f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower style_weight, "
+                f"content_weight or tv_weight"
+            )
         now = time.perf_counter()
         dt, self.last = (now - self.last) / (image.shape[0] * image.shape[1]), now
         self.sec_per_px = dt if self.sec_per_px is None else 0.8 * self.sec_per_px + 0.2 * dt
@@ -250,21 +278,37 @@ class _Run:
         self.done_px += scale_px / self.tiles[self.scale - 1]
         self.step += 1
         if self.progress is not None:
-            self.progress(Progress(self.scale, len(self.sizes), self.step,
-                                   self.options.steps * self.tiles[self.scale - 1], loss, self.eta(),
-                                   self.tile, self.tiles[self.scale - 1]))
+            self.progress(
+                Progress(
+                    self.scale,
+                    len(self.sizes),
+                    self.step,
+                    self.options.steps * self.tiles[self.scale - 1],
+                    loss,
+                    self.eta(),
+                    self.tile,
+                    self.tiles[self.scale - 1],
+                )
+            )
         return loss, grad
 
 
-def _optimise(run: _Run, graph: StyleGraph, start: np.ndarray, content: np.ndarray,
-              grams: dict[str, np.ndarray]) -> np.ndarray:
+def _optimise(
+    run: _Run,
+    graph: StyleGraph,
+    start: np.ndarray,
+    content: np.ndarray,
+    grams: dict[str, np.ndarray],
+) -> np.ndarray:
     """One image (or tile) at one scale: content target from `content`, style targets `grams`."""
     content_target = graph.features(content)[f"content_{CONTENT_LAYER}"]
     targets = Targets(grams=grams, content=content_target)
     weights = _graph_weights(run.options, content_target, *start.shape[:2])
     optimiser = OPTIMISERS[run.options.optimizer]
     kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
-    result = optimiser(lambda x: run.evaluate(graph, x, targets, weights), start, run.options.steps, **kwargs)
+    result = optimiser(
+        lambda x: run.evaluate(graph, x, targets, weights), start, run.options.steps, **kwargs
+    )
     return result.x
 
 
@@ -280,8 +324,15 @@ def _tiles_for(height: int, width: int, options: StyleOptions):
     return tile_grid(height, width, side, overlap)
 
 
-def _optimise_tiled(run: _Run, graph: StyleGraph, start: np.ndarray, content: np.ndarray,
-                    grams: dict[str, np.ndarray], tiles, budget_px: int) -> np.ndarray:
+def _optimise_tiled(
+    run: _Run,
+    graph: StyleGraph,
+    start: np.ndarray,
+    content: np.ndarray,
+    grams: dict[str, np.ndarray],
+    tiles,
+    budget_px: int,
+) -> np.ndarray:
     """Each tile optimised on its own from the same start (the previous scale, upsampled), content
     target from its own crop; results blended with raised-cosine weights in the overlaps.
 
@@ -298,8 +349,14 @@ def _optimise_tiled(run: _Run, graph: StyleGraph, start: np.ndarray, content: np
         run.tile = i
         ys, xs = tile.slices
         own = graph.features(start[ys, xs])
-        shifted = {l: grams[l] + own[f"gram_{l}"] - whole[l] for l in STYLE_LAYERS}
-        blender.add(tile, _optimise(run, graph, start[ys, xs], content[ys, xs], shifted), tile_weights(tile, tiles))
+        shifted = {
+            layer: grams[layer] + own[f"gram_{layer}"] - whole[layer] for layer in STYLE_LAYERS
+        }
+        blender.add(
+            tile,
+            _optimise(run, graph, start[ys, xs], content[ys, xs], shifted),
+            tile_weights(tile, tiles),
+        )
     run.tile = 1
     return np.clip(blender.result(), 0, 1)
 
@@ -308,7 +365,9 @@ def _prepare(content: np.ndarray, styles: list[np.ndarray], mode: str | None):
     """Colour preservation applied to the inputs: what the network sees."""
     if mode == "luminance":
         cy = color.luminance(content)
-        return color.gray3(cy), [color.gray3(color.match_luminance(color.luminance(s), cy)) for s in styles]
+        return color.gray3(cy), [
+            color.gray3(color.match_luminance(color.luminance(s), cy)) for s in styles
+        ]
     if mode == "histogram":
         return content, [color.match_color_histogram(s, content) for s in styles]
     return content, styles
@@ -317,13 +376,19 @@ def _prepare(content: np.ndarray, styles: list[np.ndarray], mode: str | None):
 def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
     """Validate; returns the normalised style blend weights."""
     if options.preserve_colors not in PRESERVE_COLORS:
-        raise StyleError(f"preserve_colors must be one of luminance, histogram or none, not {options.preserve_colors!r}")
+        raise StyleError(
+            f"preserve_colors must be one of luminance, histogram or none, not {options.preserve_colors!r}"
+        )
     if options.optimizer not in OPTIMISERS:
-        raise StyleError(f"optimizer must be one of {', '.join(OPTIMISERS)}, not {options.optimizer!r}")
+        raise StyleError(
+            f"optimizer must be one of {', '.join(OPTIMISERS)}, not {options.optimizer!r}"
+        )
     if options.steps < 1:
         raise StyleError("steps must be at least 1")
     if len(options.style_layer_weights) != len(STYLE_LAYERS):
-        raise StyleError(f"style_layer_weights needs {len(STYLE_LAYERS)} values ({', '.join(STYLE_LAYERS)})")
+        raise StyleError(
+            f"style_layer_weights needs {len(STYLE_LAYERS)} values ({', '.join(STYLE_LAYERS)})"
+        )
     for name in ("content_weight", "style_weight", "tv_weight", "style_scale", "tile_budget_mpx"):
         value = getattr(options, name)
         if not math.isfinite(value) or value < 0:
@@ -332,17 +397,29 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
         raise StyleError("style_scale must be > 0")
     if n_styles < 1:
         raise StyleError("at least one style image is needed")
-    blend = np.ones(n_styles) if options.style_blend is None else np.asarray(options.style_blend, np.float64)
+    blend = (
+        np.ones(n_styles)
+        if options.style_blend is None
+        else np.asarray(options.style_blend, np.float64)
+    )
     if blend.shape != (n_styles,):
-        raise StyleError(f"{n_styles} style image(s) but {blend.size} blend weight(s); give one weight per style")
+        raise StyleError(
+            f"{n_styles} style image(s) but {blend.size} blend weight(s); give one weight per style"
+        )
     if (blend < 0).any() or not np.isfinite(blend).all() or blend.sum() <= 0:
         raise StyleError("style blend weights must be ≥ 0 and not all 0")
     return blend / blend.sum()
 
 
-def stylize(content: np.ndarray, styles: Sequence[np.ndarray], options: StyleOptions | None = None,
-            progress: ProgressFn | None = None, cancel: CancelFn | None = None, *,
-            graph: StyleGraph | None = None) -> np.ndarray:
+def stylize(
+    content: np.ndarray,
+    styles: Sequence[np.ndarray],
+    options: StyleOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    *,
+    graph: StyleGraph | None = None,
+) -> np.ndarray:
     """Stylise `content` (float32 [H,W,3] RGB in [0,1]) with `styles`; returns float32 [h,w,3] in [0,1],
     where (h,w) is the content's size, shrunk so the longer side ≤ options.max_size.
 
@@ -388,17 +465,23 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], options: StyleOpt
     return np.clip(image, 0, 1).astype(np.float32)
 
 
-def _blended_grams(graph: StyleGraph, styles: list[np.ndarray], blend: np.ndarray, height: int, width: int,
-                   style_scale: float, budget_px: int) -> dict[str, np.ndarray]:
+def _blended_grams(
+    graph: StyleGraph,
+    styles: list[np.ndarray],
+    blend: np.ndarray,
+    height: int,
+    width: int,
+    style_scale: float,
+    budget_px: int,
+) -> dict[str, np.ndarray]:
     """Target Grams for one scale: each style resized relative to the image's current size, then the
     blend-weighted mean of their Grams (Gatys et al. 2017, §4: mixing styles by their Gram targets)."""
     longer = max(MIN_SIDE, round(max(height, width) * style_scale))
-    out = {l: 0.0 for l in STYLE_LAYERS}  # at least one weight is > 0 (_check_options)
+    out = {layer: 0.0 for layer in STYLE_LAYERS}  # at least one weight is > 0 (_check_options)
     for style, weight in zip(styles, blend):
         if weight == 0:
             continue
         grams = _style_grams(graph, resize(style, *fit_size(*style.shape[:2], longer)), budget_px)
-        for l in STYLE_LAYERS:
-            out[l] = out[l] + weight * grams[l]
-    return {l: out[l].astype(np.float32) for l in STYLE_LAYERS}
-
+        for layer in STYLE_LAYERS:
+            out[layer] = out[layer] + weight * grams[layer]
+    return {layer: out[layer].astype(np.float32) for layer in STYLE_LAYERS}

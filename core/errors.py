@@ -33,4 +33,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     text = str(exc).lower()
-    return any(s in text for s in ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation"))
+    return any(
+        s in text
+        for s in ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation")
+    )

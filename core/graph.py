@@ -12,23 +12,23 @@ the gradient comes back in the layout the image came in. The maths (Gram normali
 J_style = 1/(2 n_C)² Σ(ΔĜ)², J_content = 1/2 Σ(Δa)², J_tv on the [0,1] image) is in DEVELOPERS.md.
 Never imports torch.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from .errors import ImageError, ModelError
+from .layers import CONTENT_LAYER, DOWNSAMPLING, MANIFEST_FORMAT, STYLE_LAYERS
 from .runtime import make_session
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
-# How much smaller than the image each layer's maps are: the 2x2 floor-mode pools before it (n_H = H // k).
-DOWNSAMPLING = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4, "relu4_1": 8, "relu4_2": 8, "relu5_1": 16}
 
 
 def user_model_dir() -> Path:
@@ -45,6 +45,7 @@ def user_model_dir() -> Path:
 @dataclass(frozen=True)
 class Manifest:
     """vgg19-<pooling>.json: what the two graphs compute and where they are."""
+
     pooling: str
     opset: int
     weights: str
@@ -56,16 +57,43 @@ class Manifest:
     grad_path: Path
 
     @classmethod
-    def read(cls, path: Path) -> "Manifest":
+    def read(cls, path: Path) -> Manifest:
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
-            return cls(pooling=info["pooling"], opset=int(info["opset"]), weights=info["weights"],
-                       style_layers=tuple(info["style_layers"]), content_layer=info["content_layer"],
-                       channels={k: int(v) for k, v in info["channels"].items()}, min_size=int(info["min_size"]),
-                       features_path=path.parent / info["files"]["features"],
-                       grad_path=path.parent / info["files"]["grad"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{path}: not a valid onnxstyle model manifest ({type(exc).__name__}: {exc})") from None
+            _check_format(path, info)
+            manifest = cls(
+                pooling=info["pooling"],
+                opset=int(info["opset"]),
+                weights=info["weights"],
+                style_layers=tuple(info["style_layers"]),
+                content_layer=info["content_layer"],
+                channels={k: int(v) for k, v in info["channels"].items()},
+                min_size=int(info["min_size"]),
+                features_path=path.parent / info["files"]["features"],
+                grad_path=path.parent / info["files"]["grad"],
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(
+                f"{path}: not a valid onnxstyle model manifest ({type(exc).__name__}: {exc})"
+            ) from None
+        if (manifest.style_layers, manifest.content_layer) != (STYLE_LAYERS, CONTENT_LAYER):
+            raise ModelError(
+                f"{path}: the model's loss layers ({', '.join(manifest.style_layers)}; "
+                f"{manifest.content_layer}) are not the ones this onnxstyle uses: re-export it with "
+                "'onnxstyle export'"
+            )
+        return manifest
+
+
+def _check_format(path: Path, info: dict) -> None:
+    """A manifest of another format would be misread field by field: refuse it by name."""
+    found = info.get("format")
+    if found != MANIFEST_FORMAT:
+        raise ModelError(
+            f"{path}: model manifest format {found!r}, but this onnxstyle reads format "
+            f"{MANIFEST_FORMAT}: re-export the models with 'onnxstyle export' (or use the onnxstyle "
+            "that wrote them)"
+        )
 
 
 def find_manifest(pooling: str = "avg", model_dir: Path | str | None = None) -> Path:
@@ -78,20 +106,31 @@ def find_manifest(pooling: str = "avg", model_dir: Path | str | None = None) -> 
         path = folder / f"vgg19-{pooling}.json"
         if path.is_file():
             return path
-    hint = f"; make it with: onnxstyle export --pooling {pooling}" if pooling == "max" else " (broken install?)"
-    raise ModelError(f"no VGG19 {pooling}-pooling model in {', '.join(str(f) for f in folders)}{hint}")
+    hint = (
+        f"; make it with: onnxstyle export --pooling {pooling}"
+        if pooling == "max"
+        else " (broken install?)"
+    )
+    raise ModelError(
+        f"no VGG19 {pooling}-pooling model in {', '.join(str(f) for f in folders)}{hint}"
+    )
 
 
 @dataclass(frozen=True)
 class Targets:
     """What the generated image is pulled towards: normalised style grams per layer, content relu4_2."""
+
     grams: dict[str, np.ndarray]  # style layer -> [C,C] float32
-    content: np.ndarray           # [1,C,h,w] float32, from a content image of the optimised image's size
+    content: np.ndarray  # [1,C,h,w] float32, from a content image of the optimised image's size
 
     @classmethod
-    def from_features(cls, content: dict[str, np.ndarray], style: dict[str, np.ndarray]) -> "Targets":
+    def from_features(cls, content: dict[str, np.ndarray], style: dict[str, np.ndarray]) -> Targets:
         """From two `StyleGraph.features` results (content image's, style image's)."""
-        grams = {key.removeprefix("gram_"): value for key, value in style.items() if key.startswith("gram_")}
+        grams = {
+            key.removeprefix("gram_"): value
+            for key, value in style.items()
+            if key.startswith("gram_")
+        }
         (content_key,) = [key for key in content if key.startswith("content_")]
         return cls(grams=grams, content=content[content_key])
 
@@ -99,6 +138,7 @@ class Targets:
 @dataclass(frozen=True)
 class LossWeights:
     """α (content), β (style), λ per style layer (manifest order), and the total-variation weight."""
+
     alpha: float
     beta: float
     style_layer_weights: Sequence[float]
@@ -108,10 +148,11 @@ class LossWeights:
 @dataclass(frozen=True)
 class LossTerms:
     """The grad graph's outputs as numbers: total = α·content + β·Σ λ·style + tv_weight·tv."""
+
     total: float
-    content: float      # J_content, unweighted
-    style: np.ndarray   # [L] J_style per layer, unweighted
-    tv: float           # J_tv, unweighted
+    content: float  # J_content, unweighted
+    style: np.ndarray  # [L] J_style per layer, unweighted
+    tv: float  # J_tv, unweighted
 
 
 def as_nchw(image: np.ndarray) -> np.ndarray:
@@ -120,7 +161,9 @@ def as_nchw(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         image = image.transpose(2, 0, 1)[None]
     if image.ndim != 4 or image.shape[:2] != (1, 3):
-        raise ImageError(f"expected an RGB image [H,W,3] or [1,3,H,W], got shape {list(image.shape)}")
+        raise ImageError(
+            f"expected an RGB image [H,W,3] or [1,3,H,W], got shape {list(image.shape)}"
+        )
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
@@ -137,44 +180,64 @@ class StyleGraph:
         self._feature_names = [o.name for o in self._features.get_outputs()]
         self._loss_names = ["loss", "content_loss", "style_losses", "tv_loss", "grad"]
         self._feed: dict[str, np.ndarray] = {}
-        self._feed_for: tuple = (None, None)  # the (targets, weights) objects self._feed was built from
+        self._feed_for: tuple = (
+            None,
+            None,
+        )  # the (targets, weights) objects self._feed was built from
         self._binding = None  # GPU only: an IOBinding holding the constant inputs on the device
         self._device_feed: dict = {}  # their OrtValues (the binding doesn't keep them alive)
         self._bind_device = _ORT_DEVICE.get(self._grad.get_providers()[0])
 
     @classmethod
-    def load(cls, pooling: str = "avg", device: str = "cpu", model_dir: Path | str | None = None) -> "StyleGraph":
+    def load(
+        cls, pooling: str = "avg", device: str = "cpu", model_dir: Path | str | None = None
+    ) -> StyleGraph:
         return cls(Manifest.read(find_manifest(pooling, model_dir)), device)
 
     def _check_size(self, image: np.ndarray) -> None:
         h, w = image.shape[2:]
         if min(h, w) < self.manifest.min_size:
-            raise ImageError(f"image is {w}x{h} px; style transfer needs at least "
-                             f"{self.manifest.min_size} px on each side")
+            raise ImageError(
+                f"image is {w}x{h} px; style transfer needs at least "
+                f"{self.manifest.min_size} px on each side"
+            )
 
     def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """{"gram_<style layer>": [C,C] normalised by n_H·n_W, "content_relu4_2": [1,C,h,w]}."""
         image = as_nchw(image)
         self._check_size(image)
-        return dict(zip(self._feature_names, self._features.run(self._feature_names, {"image": image})))
+        return dict(
+            zip(self._feature_names, self._features.run(self._feature_names, {"image": image}))
+        )
 
-    def loss_and_grad(self, image: np.ndarray, targets: Targets, weights: LossWeights) -> tuple[LossTerms, np.ndarray]:
+    def loss_and_grad(
+        self, image: np.ndarray, targets: Targets, weights: LossWeights
+    ) -> tuple[LossTerms, np.ndarray]:
         """Loss terms and d loss / d image (same layout as `image`) for one optimisation step."""
         hwc = np.ndim(image) == 3
         x = as_nchw(image)
         self._check_size(x)
         if self._feed_for[0] is not targets or self._feed_for[1] is not weights:
-            self._feed = self._constant_feed(targets, weights)  # build once per (targets, weights), not per step
+            self._feed = self._constant_feed(
+                targets, weights
+            )  # build once per (targets, weights), not per step
             self._feed_for = (targets, weights)
-            self._binding, self._device_feed = None, {}  # GPU: rebind the new constants on first use
+            self._binding, self._device_feed = (
+                None,
+                {},
+            )  # GPU: rebind the new constants on first use
         layer = self.manifest.content_layer
         expected = _layer_shape(x.shape[2], x.shape[3], self.channels[layer], DOWNSAMPLING[layer])
         if self._feed["target_content"].shape != expected:
-            raise ValueError(f"content target has shape {list(self._feed['target_content'].shape)}, but a "
-                             f"{x.shape[3]}x{x.shape[2]} image needs {list(expected)}: take it from a content "
-                             f"image of the same size")
+            raise ValueError(
+                f"content target has shape {list(self._feed['target_content'].shape)}, but a "
+                f"{x.shape[3]}x{x.shape[2]} image needs {list(expected)}: take it from a content "
+                f"image of the same size"
+            )
         self._feed["image"] = x
-        if self._bind_device is None:  # CPU: a plain run; inputs are read in place, nothing is copied
+        if (
+            self._bind_device is None
+        ):  # CPU: a plain run; inputs are read in place, nothing is copied
             total, content, style, tv, grad = self._grad.run(self._loss_names, self._feed)
         else:
             total, content, style, tv, grad = self._run_bound(x)
@@ -189,13 +252,16 @@ class StyleGraph:
         bound there for every step; per step only the image goes up and the loss terms and the
         gradient come down (the optimiser runs on the host in numpy). All activations stay on the
         device inside the run."""
-        import onnxruntime as ort  # present: the session exists
+        import onnxruntime as ort  # noqa: PLC0415 (present: the session exists)
+
         if self._binding is None:
             self._binding = self._grad.io_binding()
             device, device_id = self._bind_device
             for name, value in self._feed.items():
                 if name != "image":  # constants: one upload, kept alive by self._device_feed
-                    ortvalue = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, device_id)
+                    ortvalue = ort.OrtValue.ortvalue_from_numpy(
+                        np.ascontiguousarray(value), device, device_id
+                    )
                     self._device_feed[name] = ortvalue
                     self._binding.bind_ortvalue_input(name, ortvalue)
             for name in self._loss_names:
@@ -204,31 +270,51 @@ class StyleGraph:
         self._grad.run_with_iobinding(self._binding)
         # .numpy() of a bound output is a view of a buffer ORT reuses on the next run: copy, or the
         # optimiser's previous gradient silently becomes the new one (L-BFGS then sees y = 0)
-        total, content, style, tv, grad = (value.numpy().copy() for value in self._binding.get_outputs())
+        total, content, style, tv, grad = (
+            value.numpy().copy() for value in self._binding.get_outputs()
+        )
         # bound outputs can come back as [1] where a plain run gives [] (seen with ORT 1.32 on "loss")
         return [total.reshape(()), content.reshape(()), style, tv.reshape(()), grad]
 
     def _constant_feed(self, targets: Targets, weights: LossWeights) -> dict[str, np.ndarray]:
         lam = np.asarray(weights.style_layer_weights, dtype=np.float32)
         if lam.shape != (len(self.style_layers),):
-            raise ValueError(f"style_layer_weights needs {len(self.style_layers)} values "
-                             f"({', '.join(self.style_layers)}), got {lam.size}")
-        feed = {"target_content": np.ascontiguousarray(targets.content, dtype=np.float32),
-                "alpha": np.array(weights.alpha, np.float32), "beta": np.array(weights.beta, np.float32),
-                "tv_weight": np.array(weights.tv_weight, np.float32), "style_layer_weights": lam}
+            raise ValueError(
+                f"style_layer_weights needs {len(self.style_layers)} values "
+                f"({', '.join(self.style_layers)}), got {lam.size}"
+            )
+        feed = {
+            "target_content": np.ascontiguousarray(targets.content, dtype=np.float32),
+            "alpha": np.array(weights.alpha, np.float32),
+            "beta": np.array(weights.beta, np.float32),
+            "tv_weight": np.array(weights.tv_weight, np.float32),
+            "style_layer_weights": lam,
+        }
         for layer in self.style_layers:
             c = self.channels[layer]
             gram = np.ascontiguousarray(targets.grams[layer], dtype=np.float32)
             if gram.shape != (c, c):
-                raise ValueError(f"target gram for {layer} has shape {list(gram.shape)}, expected [{c}, {c}]")
+                raise ValueError(
+                    f"target gram for {layer} has shape {list(gram.shape)}, expected [{c}, {c}]"
+                )
             feed[f"target_gram_{layer}"] = gram
         return feed
 
-    def evaluate(self, content: np.ndarray, style: np.ndarray, current: np.ndarray, alpha: float, beta: float,
-                 layer_weights: Sequence[float], tv_weight: float = 0.0) -> tuple[LossTerms, np.ndarray]:
+    def evaluate(
+        self,
+        content: np.ndarray,
+        style: np.ndarray,
+        current: np.ndarray,
+        alpha: float,
+        beta: float,
+        layer_weights: Sequence[float],
+        tv_weight: float = 0.0,
+    ) -> tuple[LossTerms, np.ndarray]:
         """One-shot loss and gradient at `current` (same size as `content`; `style` any size)."""
         targets = Targets.from_features(content=self.features(content), style=self.features(style))
-        return self.loss_and_grad(current, targets, LossWeights(alpha, beta, layer_weights, tv_weight))
+        return self.loss_and_grad(
+            current, targets, LossWeights(alpha, beta, layer_weights, tv_weight)
+        )
 
 
 # Providers whose sessions get IOBinding (device name, id for OrtValue). DirectML is left on plain runs:
@@ -236,6 +322,8 @@ class StyleGraph:
 _ORT_DEVICE = {"CUDAExecutionProvider": ("cuda", 0)}
 
 
-def _layer_shape(height: int, width: int, channels: int, downsampling: int) -> tuple[int, int, int, int]:
+def _layer_shape(
+    height: int, width: int, channels: int, downsampling: int
+) -> tuple[int, int, int, int]:
     """A layer's activation shape [1,C,h,w] for an image of height x width."""
     return (1, channels, height // downsampling, width // downsampling)

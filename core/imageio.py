@@ -10,6 +10,7 @@ Pillow reads 16-bit colour PNG/TIFF with 8-bit precision (it has no 16-bit RGB m
 the depth and write 16-bit output with small encoders of our own (numpy + zlib), which is what
 matters for a style transfer: the result is a new image, its input's low bits don't show.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,14 @@ from .errors import ImageError, first_line
 # before Pillow allocates them. Our own check, so Pillow's global limit is left alone.
 MAX_PIXELS = 100_000_000
 
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
 GREY_MODES = {"1", "L", "LA", "La", "I", "F"}
 ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}  # not by band name: LAB has an "A" band too
@@ -58,6 +66,7 @@ class LoadedImage:
 
 # --------------------------------------------------------------------------- loading
 
+
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Read an image file; any problem becomes a one-line ImageError naming the file."""
     path = Path(path)
@@ -71,7 +80,9 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: image too large (more than {MAX_PIXELS // 1_000_000} megapixels)") from None
+        raise ImageError(
+            f"{path}: image too large (more than {MAX_PIXELS // 1_000_000} megapixels)"
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image, or a format Pillow can't read") from None
     except PermissionError:
@@ -100,8 +111,10 @@ def _decode(path: Path, im: Image.Image) -> LoadedImage:
     if width <= 0 or height <= 0:
         raise ImageError(f"{path}: image has no pixels ({width}×{height})")
     if width * height > MAX_PIXELS:
-        raise ImageError(f"{path}: image too large ({width}×{height}, more than "
-                         f"{MAX_PIXELS // 1_000_000} megapixels)")
+        raise ImageError(
+            f"{path}: image too large ({width}×{height}, more than "
+            f"{MAX_PIXELS // 1_000_000} megapixels)"
+        )
     mode, fmt = im.mode, im.format
     bits = 16 if _has_16_bit_samples(im) else 8
     icc = im.info.get("icc_profile") or None
@@ -110,8 +123,16 @@ def _decode(path: Path, im: Image.Image) -> LoadedImage:
     im = _upright(im)
     grey = mode in GREY_MODES or mode.startswith("I;16")
     rgb, alpha = _to_float(im, grey, transparency)
-    return LoadedImage(path=path, rgb=rgb, alpha=alpha, mode=mode, bits=bits, grey=grey,
-                       icc_profile=icc, format=fmt)
+    return LoadedImage(
+        path=path,
+        rgb=rgb,
+        alpha=alpha,
+        mode=mode,
+        bits=bits,
+        grey=grey,
+        icc_profile=icc,
+        format=fmt,
+    )
 
 
 def _has_16_bit_samples(im: Image.Image) -> bool:
@@ -133,7 +154,9 @@ def _upright(im: Image.Image) -> Image.Image:
         return im
 
 
-def _to_float(im: Image.Image, grey: bool, transparency: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _to_float(
+    im: Image.Image, grey: bool, transparency: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Float32 RGB [H,W,3] and alpha [H,W] (or None) in [0,1]."""
     if im.mode.startswith("I;16") or im.mode == "I":
         values = np.asarray(im).astype(np.float32)
@@ -156,13 +179,16 @@ def _to_float(im: Image.Image, grey: bool, transparency: bool) -> tuple[np.ndarr
 
 # --------------------------------------------------------------------------- saving
 
+
 def output_format(path: str | os.PathLike) -> str:
     """Pillow format name for an output path's extension, or ImageError for an unknown one."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(FORMATS))
-        raise ImageError(f"{path}: unknown output extension {path.suffix or '(none)'!r} (use one of {known})")
+        raise ImageError(
+            f"{path}: unknown output extension {path.suffix or '(none)'!r} (use one of {known})"
+        )
     return fmt
 
 
@@ -180,8 +206,12 @@ def check_output_path(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_image(path: str | os.PathLike, rgb: np.ndarray, like: LoadedImage | None = None,
-               alpha: np.ndarray | None = None) -> Path:
+def save_image(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    like: LoadedImage | None = None,
+    alpha: np.ndarray | None = None,
+) -> Path:
     """Write float RGB [H,W,3] in [0,1] to `path`, in the format its extension names.
 
     `like` (the loaded content image) decides grey vs colour, 8 vs 16 bits (PNG/TIFF), the ICC
@@ -212,7 +242,9 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, like: LoadedImage | Non
 def _fit_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if alpha.shape == shape:
         return alpha
-    resized = Image.fromarray(alpha.astype(np.float32), mode="F").resize((shape[1], shape[0]), Image.BILINEAR)
+    resized = Image.fromarray(alpha.astype(np.float32), mode="F").resize(
+        (shape[1], shape[0]), Image.BILINEAR
+    )
     return np.asarray(resized, dtype=np.float32)
 
 
@@ -286,6 +318,7 @@ def _new_file_mode(path: Path) -> int:
 
 # 16-bit writers: Pillow has no 16-bit RGB(A)/LA mode, so these two formats are written by hand.
 
+
 def _write_png16(file, samples: np.ndarray, icc: bytes | None) -> None:
     height, width, channels = samples.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
@@ -303,7 +336,9 @@ def _write_png16(file, samples: np.ndarray, icc: bytes | None) -> None:
 
 
 def _png_chunk(file, kind: bytes, data: bytes) -> None:
-    file.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
+    file.write(
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    )
 
 
 def _write_tiff16(file, samples: np.ndarray, icc: bytes | None) -> None:
@@ -312,10 +347,19 @@ def _write_tiff16(file, samples: np.ndarray, icc: bytes | None) -> None:
     pixels = samples.astype("<u2").tobytes()
     colour = 1 if channels <= 2 else 3  # samples that aren't alpha
     photometric = 1 if colour == 1 else 2  # BlackIsZero / RGB
-    entries: list[tuple[int, int, list[int] | bytes]] = [  # (tag, type, values): 3 SHORT, 4 LONG, 7 UNDEFINED
-        (256, 4, [width]), (257, 4, [height]), (258, 3, [16] * channels), (259, 3, [1]),
-        (262, 3, [photometric]), (273, 4, [0]), (277, 3, [channels]), (278, 4, [height]),
-        (279, 4, [len(pixels)]), (284, 3, [1]),
+    entries: list[
+        tuple[int, int, list[int] | bytes]
+    ] = [  # (tag, type, values): 3 SHORT, 4 LONG, 7 UNDEFINED
+        (256, 4, [width]),
+        (257, 4, [height]),
+        (258, 3, [16] * channels),
+        (259, 3, [1]),
+        (262, 3, [photometric]),
+        (273, 4, [0]),
+        (277, 3, [channels]),
+        (278, 4, [height]),
+        (279, 4, [len(pixels)]),
+        (284, 3, [1]),
     ]
     if channels in (2, 4):
         entries.append((338, 3, [2]))  # ExtraSamples: unassociated alpha
@@ -327,7 +371,11 @@ def _write_tiff16(file, samples: np.ndarray, icc: bytes | None) -> None:
     extra_start = 8 + ifd_size
     records = []
     for tag, kind, values in entries:
-        raw = bytes(values) if kind == 7 else struct.pack(f"<{len(values)}{'H' if kind == 3 else 'I'}", *values)
+        raw = (
+            bytes(values)
+            if kind == 7
+            else struct.pack(f"<{len(values)}{'H' if kind == 3 else 'I'}", *values)
+        )
         count = len(values)
         if len(raw) <= 4:
             records.append((tag, kind, count, raw.ljust(4, b"\0")))

@@ -8,9 +8,10 @@ Activations use the graphs' layout, [1, n_C, n_H, n_W] (or [n_C, n_H, n_W]). Sum
     J_tv        = Σ squared differences of vertically and horizontally neighbouring pixels
     J           = α J_content + β Σ_l λ[l] J_style[l] + tv_weight J_tv
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -60,7 +61,14 @@ def total_variation(image: np.ndarray) -> float:
     return float(np.sum(np.diff(x, axis=rows) ** 2) + np.sum(np.diff(x, axis=cols) ** 2))
 
 
-def total_cost(J_content: float, J_style: Sequence[float], alpha: float, beta: float,
-               style_layer_weights: Sequence[float], J_tv: float = 0.0, tv_weight: float = 0.0) -> float:
+def total_cost(
+    J_content: float,
+    J_style: Sequence[float],
+    alpha: float,
+    beta: float,
+    style_layer_weights: Sequence[float],
+    J_tv: float = 0.0,
+    tv_weight: float = 0.0,
+) -> float:
     """J = α J_content + β Σ_l λ[l] J_style[l] + tv_weight J_tv."""
     return alpha * J_content + beta * float(np.dot(style_layer_weights, J_style)) + tv_weight * J_tv

@@ -11,11 +11,12 @@ outwards are frozen for that iteration (the active set), the quasi-Newton direct
 free pixels, and the line search runs along the projected path clip(x + t·d) with the Armijo
 condition measured on the actual (projected) displacement (Bertsekas' projected Armijo rule).
 """
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -25,8 +26,8 @@ LossAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 @dataclass
 class OptimResult:
     x: np.ndarray  # best point seen (lowest loss), within bounds
-    loss: float    # its loss
-    evals: int     # evaluations spent
+    loss: float  # its loss
+    evals: int  # evaluations spent
 
 
 class _Budget:
@@ -52,9 +53,18 @@ class _Spent(Exception):
     pass
 
 
-def lbfgs(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, upper: float = 1.0,
-          history: int = 10, first_step: float = 0.05, c1: float = 1e-4, max_backtracks: int = 8,
-          tol: float = 1e-10) -> OptimResult:
+def lbfgs(
+    fun: LossAndGrad,
+    x0: np.ndarray,
+    max_evals: int,
+    lower: float = 0.0,
+    upper: float = 1.0,
+    history: int = 10,
+    first_step: float = 0.05,
+    c1: float = 1e-4,
+    max_backtracks: int = 8,
+    tol: float = 1e-10,
+) -> OptimResult:
     """Minimise fun over the box [lower, upper] with projected L-BFGS and backtracking Armijo.
 
     first_step: largest pixel change of the very first (steepest descent) step, in [0,1] units; later
@@ -62,7 +72,9 @@ def lbfgs(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, 
     """
     budget = _Budget(fun, max_evals)
     x = np.clip(np.asarray(x0, dtype=np.float32), lower, upper)
-    pairs: deque[tuple[np.ndarray, np.ndarray, float, float]] = deque(maxlen=history)  # (s, y, 1/(y·s), y·s/y·y)
+    pairs: deque[tuple[np.ndarray, np.ndarray, float, float]] = deque(
+        maxlen=history
+    )  # (s, y, 1/(y·s), y·s/y·y)
     try:
         f, g = budget(x)
         while True:
@@ -83,7 +95,9 @@ def lbfgs(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, 
                     accepted = True
                     break
                 t *= 0.5
-            if not accepted:  # no decrease along d: forget the curvature and try steepest descent next
+            if (
+                not accepted
+            ):  # no decrease along d: forget the curvature and try steepest descent next
                 if not pairs:
                     break
                 pairs.clear()
@@ -95,7 +109,9 @@ def lbfgs(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, 
             x, f, g = x_new, f_new, g_new
     except _Spent:
         pass
-    return OptimResult(budget.best_x if budget.best_x is not None else x, budget.best_f, budget.evals)
+    return OptimResult(
+        budget.best_x if budget.best_x is not None else x, budget.best_f, budget.evals
+    )
 
 
 def _two_loop(g: np.ndarray, pairs: deque) -> np.ndarray:
@@ -109,15 +125,26 @@ def _two_loop(g: np.ndarray, pairs: deque) -> np.ndarray:
         q -= np.float32(a) * y
         alphas.append(a)
     if pairs:
-        q *= np.float32(pairs[-1][3])  # H0 = γI, γ = s·y / y·y of the newest pair (Nocedal & Wright 7.20)
+        q *= np.float32(
+            pairs[-1][3]
+        )  # H0 = γI, γ = s·y / y·y of the newest pair (Nocedal & Wright 7.20)
     for (s, y, rho, _), a in zip(pairs, reversed(alphas)):
         b = rho * float(np.dot(y, q))
         q += np.float32(a - b) * s
     return (-q).reshape(g.shape)
 
 
-def adam(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, upper: float = 1.0,
-         lr: float = 0.02, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-12) -> OptimResult:
+def adam(
+    fun: LossAndGrad,
+    x0: np.ndarray,
+    max_evals: int,
+    lower: float = 0.0,
+    upper: float = 1.0,
+    lr: float = 0.02,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-12,
+) -> OptimResult:
     """Adam (Kingma & Ba 2015) on the pixels, projected onto [lower, upper] after every step.
 
     lr is in pixel units: Adam's normalised step moves each pixel by about lr per step early on.
@@ -132,11 +159,13 @@ def adam(fun: LossAndGrad, x0: np.ndarray, max_evals: int, lower: float = 0.0, u
             _, g = budget(x)
             m = beta1 * m + (1 - beta1) * g
             v = beta2 * v + (1 - beta2) * g * g
-            step = lr * (m / (1 - beta1 ** k)) / (np.sqrt(v / (1 - beta2 ** k)) + eps)
+            step = lr * (m / (1 - beta1**k)) / (np.sqrt(v / (1 - beta2**k)) + eps)
             x = np.clip(x - step, lower, upper).astype(np.float32, copy=False)
     except _Spent:
         pass
-    return OptimResult(budget.best_x if budget.best_x is not None else x, budget.best_f, budget.evals)
+    return OptimResult(
+        budget.best_x if budget.best_x is not None else x, budget.best_f, budget.evals
+    )
 
 
 OPTIMISERS = {"lbfgs": lbfgs, "adam": adam}

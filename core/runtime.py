@@ -4,6 +4,7 @@ Devices: "cpu", "cuda" (onnxruntime-gpu, NVIDIA), "directml" (onnxruntime-direct
 "auto" = the first of cuda, directml, cpu that works here. Forcing a device that can't work raises
 DeviceUnavailable with one line naming the cause (package variant, libraries, GPU).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -19,7 +20,11 @@ from .errors import DeviceUnavailable, ModelError, first_line
 # The three distributions all install the same `onnxruntime` module; two at once overwrite each other.
 VARIANTS = {"onnxruntime": "cpu", "onnxruntime-gpu": "cuda", "onnxruntime-directml": "directml"}
 DEVICES = ("auto", "cpu", "cuda", "directml")
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "directml": "DmlExecutionProvider"}
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "directml": "DmlExecutionProvider",
+}
 EXTRAS = {"cpu": "onnxstyle[cpu]", "cuda": "onnxstyle[cuda]", "directml": "onnxstyle[directml]"}
 
 
@@ -35,19 +40,23 @@ def installed_variants() -> list[str]:
     return found
 
 
-@lru_cache(maxsize=1)  # every session and device check asks; the distribution scan is done once (errors aren't cached)
+@lru_cache(
+    maxsize=1
+)  # every session and device check asks; the distribution scan is done once (errors aren't cached)
 def import_onnxruntime() -> ModuleType:
     """Import onnxruntime, or raise a one-line error naming the extra to install."""
     variants = installed_variants()
     if len(variants) > 1:
         raise DeviceUnavailable(
             f"several ONNX Runtime variants are installed ({', '.join(variants)}); "
-            f"keep one: pip uninstall -y {' '.join(variants)} && pip install 'onnxstyle[cpu]' (or [cuda] / [directml])")
+            f"keep one: pip uninstall -y {' '.join(variants)} && pip install 'onnxstyle[cpu]' (or [cuda] / [directml])"
+        )
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 (optional until a session is made)
     except ImportError:
         raise DeviceUnavailable(
-            "ONNX Runtime is not installed: pip install 'onnxstyle[cpu]' (or [cuda] / [directml])") from None
+            "ONNX Runtime is not installed: pip install 'onnxstyle[cpu]' (or [cuda] / [directml])"
+        ) from None
     return onnxruntime
 
 
@@ -84,7 +93,9 @@ def session_options(device: str, threads: int | None = None):
     opts = ort.SessionOptions()
     # The graphs are static VGG convs: ORT_ENABLE_ALL fuses Conv+ReLU and picks NCHWc layouts on CPU.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only: a missing CUDA library is reported by us, in one line
+    opts.log_severity_level = (
+        3  # errors only: a missing CUDA library is reported by us, in one line
+    )
     if device == "cpu":
         # Memory patterns pre-plan one block for all of a shape's tensors. Measured on the grad graph
         # (CPU, one step): 1024x1024 peak +4.8 GB with them, +3.1 GB without, at equal speed (5.8 s
@@ -118,15 +129,21 @@ def _provider_problem(device: str) -> str | None:
     if device == "directml" and sys.platform != "win32":
         return "DirectML runs on Windows only; use --device cpu (or cuda with an NVIDIA GPU)"
     variant = [d for d, v in VARIANTS.items() if v == device][0]
-    return (f"{device} needs the {variant} package, not {', '.join(installed_variants()) or 'none'}: "
-            f"pip uninstall -y onnxruntime && pip install '{EXTRAS[device]}'")
+    return (
+        f"{device} needs the {variant} package, not {', '.join(installed_variants()) or 'none'}: "
+        f"pip uninstall -y onnxruntime && pip install '{EXTRAS[device]}'"
+    )
 
 
 def _cuda_failed_reason() -> str:
     if not _gpu_driver_present():
-        return "CUDA provider failed to load: no NVIDIA GPU driver found (libcuda); use --device cpu"
-    return ("CUDA provider failed to load: CUDA/cuDNN 9 libraries not found "
-            "(pip install 'onnxstyle[cuda]' brings them, or put them on the library path); use --device cpu")
+        return (
+            "CUDA provider failed to load: no NVIDIA GPU driver found (libcuda); use --device cpu"
+        )
+    return (
+        "CUDA provider failed to load: CUDA/cuDNN 9 libraries not found "
+        "(pip install 'onnxstyle[cuda]' brings them, or put them on the library path); use --device cpu"
+    )
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -181,16 +198,20 @@ def make_session(path: Path | str, device: str = "cpu", threads: int | None = No
     if device != "cpu":
         providers.insert(0, (PROVIDERS[device], provider_options(device)))
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(device, threads),
-                                       providers=providers)
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(device, threads), providers=providers
+        )
     except Exception as exc:  # ORT raises its own types; the user needs the file and the reason
         first = first_line(exc)
         if device != "cpu" and "model" not in first.lower():
             raise DeviceUnavailable(f"{device} session failed: {first}") from None
         raise ModelError(f"cannot load model {path}: {first}") from None
     if session.get_providers()[0] != PROVIDERS[device]:
-        raise DeviceUnavailable(_cuda_failed_reason() if device == "cuda"
-                                else f"{device} provider failed to load; use --device cpu")
+        raise DeviceUnavailable(
+            _cuda_failed_reason()
+            if device == "cuda"
+            else f"{device} provider failed to load; use --device cpu"
+        )
     return session
 
 
@@ -204,8 +225,14 @@ def available_devices() -> list[dict]:
             problem = str(exc)
         if problem is None and device == "cuda" and not _gpu_driver_present():
             problem = "no NVIDIA GPU driver found (libcuda)"
-        rows.append({"device": device, "provider": PROVIDERS[device], "available": problem is None,
-                     "reason": problem or ""})
+        rows.append(
+            {
+                "device": device,
+                "provider": PROVIDERS[device],
+                "available": problem is None,
+                "reason": problem or "",
+            }
+        )
     return rows
 
 
@@ -215,4 +242,3 @@ def onnxruntime_version() -> str:
         return import_onnxruntime().__version__
     except DeviceUnavailable:
         return ""
-

@@ -4,6 +4,7 @@ Tiles overlap by `overlap` pixels; inside an overlap each tile's weight falls fr
 raised cosine (½ − ½·cos), so the two weights sum to a smooth partition of unity and seams vanish.
 Edges on the image border keep weight 1.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,11 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     if overlap >= tile:
         raise ValueError("overlap must be smaller than the tile")
     th, tw = min(tile, height), min(tile, width)
-    return [Tile(y, y + th, x, x + tw) for y in _starts(height, tile, overlap)
-            for x in _starts(width, tile, overlap)]
+    return [
+        Tile(y, y + th, x, x + tw)
+        for y in _starts(height, tile, overlap)
+        for x in _starts(width, tile, overlap)
+    ]
 
 
 def _ramp(n: int, lo_shared: int, hi_shared: int) -> np.ndarray:
@@ -49,16 +53,24 @@ def _ramp(n: int, lo_shared: int, hi_shared: int) -> np.ndarray:
         w[:lo_shared] = 0.5 - 0.5 * np.cos(np.pi * t)
     if hi_shared > 0:
         t = (np.arange(hi_shared) + 0.5) / hi_shared
-        w[n - hi_shared:] *= 0.5 + 0.5 * np.cos(np.pi * t)
+        w[n - hi_shared :] *= 0.5 + 0.5 * np.cos(np.pi * t)
     return w
 
 
 def tile_weights(tile: Tile, tiles: list[Tile]) -> np.ndarray:
     """[h,w] feathering weights of one tile: ramps only where it overlaps a neighbour."""
-    top = max((t.y1 - tile.y0 for t in tiles if t.y0 < tile.y0 < t.y1 and t.x0 == tile.x0), default=0)
-    bottom = max((tile.y1 - t.y0 for t in tiles if t.y0 < tile.y1 < t.y1 and t.x0 == tile.x0), default=0)
-    left = max((t.x1 - tile.x0 for t in tiles if t.x0 < tile.x0 < t.x1 and t.y0 == tile.y0), default=0)
-    right = max((tile.x1 - t.x0 for t in tiles if t.x0 < tile.x1 < t.x1 and t.y0 == tile.y0), default=0)
+    top = max(
+        (t.y1 - tile.y0 for t in tiles if t.y0 < tile.y0 < t.y1 and t.x0 == tile.x0), default=0
+    )
+    bottom = max(
+        (tile.y1 - t.y0 for t in tiles if t.y0 < tile.y1 < t.y1 and t.x0 == tile.x0), default=0
+    )
+    left = max(
+        (t.x1 - tile.x0 for t in tiles if t.x0 < tile.x0 < t.x1 and t.y0 == tile.y0), default=0
+    )
+    right = max(
+        (tile.x1 - t.x0 for t in tiles if t.x0 < tile.x1 < t.x1 and t.y0 == tile.y0), default=0
+    )
     return np.outer(_ramp(tile.y1 - tile.y0, top, bottom), _ramp(tile.x1 - tile.x0, left, right))
 
 

@@ -3,6 +3,7 @@
 The bundled style image is made by this script, so its licence is the project's own (see LICENSES.md).
 Run: python examples/make_style.py
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,20 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 SIZE = 512
-PALETTE = np.array([  # night blues, teal, ochre and lamp yellow
-    (18, 32, 78), (30, 60, 130), (52, 98, 170), (90, 140, 200), (40, 110, 120),
-    (200, 170, 60), (240, 210, 90), (250, 240, 180), (20, 20, 40),
-], dtype=np.float64)
+PALETTE = np.array(
+    [  # night blues, teal, ochre and lamp yellow
+        (18, 32, 78),
+        (30, 60, 130),
+        (52, 98, 170),
+        (90, 140, 200),
+        (40, 110, 120),
+        (200, 170, 60),
+        (240, 210, 90),
+        (250, 240, 180),
+        (20, 20, 40),
+    ],
+    dtype=np.float64,
+)
 
 
 def flow(x: np.ndarray, y: np.ndarray, vortices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,10 +42,12 @@ def flow(x: np.ndarray, y: np.ndarray, vortices: np.ndarray) -> tuple[np.ndarray
 
 def paint(seed: int = 1889) -> Image.Image:
     rng = np.random.default_rng(seed)
-    vortices = np.array([(150, 170, 1.0), (360, 120, -0.8), (300, 330, 1.2), (90, 420, -0.6), (450, 440, 0.7)])
+    vortices = np.array(
+        [(150, 170, 1.0), (360, 120, -0.8), (300, 330, 1.2), (90, 420, -0.6), (450, 440, 0.7)]
+    )
     canvas = Image.new("RGB", (SIZE, SIZE), (25, 40, 90))
     draw = ImageDraw.Draw(canvas)
-    for layer, (count, width, length) in enumerate([(2200, 9, 26), (3500, 5, 18), (4000, 3, 12)]):
+    for count, width, length in [(2200, 9, 26), (3500, 5, 18), (4000, 3, 12)]:
         xs, ys = rng.uniform(0, SIZE, count), rng.uniform(0, SIZE, count)
         for x, y in zip(xs, ys):
             # brighter colours near the vortex centres, dark blues elsewhere

@@ -10,28 +10,29 @@
 `features(image)` returns {"gram_<style layer>": [C,C] normalised by n_H·n_W, "content_relu4_2": [1,C,h,w]}
 (the features graph's outputs). `loss(...)` returns `ReferenceLoss(total, content, style [L], tv)`, the
 grad graph's `loss`, `content_loss`, `style_losses`, `tv_loss`; all differentiable. The maths is
-DEVELOPERS.md's and exporter/graph.py's docstring; here it is written the obvious way, with explicit
+DEVELOPERS.md's and exporter/build.py's docstring; here it is written the obvious way, with explicit
 preprocessing (channel order, mean, scale) instead of the graph's folded form, so the two check each other.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .graph import CHANNELS, CONTENT_LAYER, SEQUENCE, STYLE_LAYERS
+from .build import CHANNELS, CONTENT_LAYER, SEQUENCE, STYLE_LAYERS
 from .weights import VGGWeights, load_weights
 
 
 @dataclass
 class ReferenceLoss:
-    total: torch.Tensor    # [] α·content + β·Σ λ·style + tv_weight·tv
+    total: torch.Tensor  # [] α·content + β·Σ λ·style + tv_weight·tv
     content: torch.Tensor  # [] J_content (unweighted)
-    style: torch.Tensor    # [L] J_style per layer (unweighted), STYLE_LAYERS order
-    tv: torch.Tensor       # [] J_tv (unweighted)
+    style: torch.Tensor  # [L] J_style per layer (unweighted), STYLE_LAYERS order
+    tv: torch.Tensor  # [] J_tv (unweighted)
 
 
 def gram(a: torch.Tensor) -> torch.Tensor:
@@ -50,14 +51,18 @@ class ReferenceVGG(torch.nn.Module):
             raise ValueError(f"pooling must be 'avg' or 'max', not {pooling!r}")
         self.pooling = pooling
         self.perm = list(weights.perm)
-        self.register_buffer("mean", torch.tensor(weights.mean, dtype=torch.float32).reshape(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor(weights.scale, dtype=torch.float32).reshape(1, 3, 1, 1))
+        self.register_buffer(
+            "mean", torch.tensor(weights.mean, dtype=torch.float32).reshape(1, 3, 1, 1)
+        )
+        self.register_buffer(
+            "scale", torch.tensor(weights.scale, dtype=torch.float32).reshape(1, 3, 1, 1)
+        )
         for name, conv in weights.convs.items():
             self.register_buffer(f"{name}_W", torch.from_numpy(conv.dense().copy()))
             self.register_buffer(f"{name}_b", torch.from_numpy(conv.bias.copy()))
 
     @classmethod
-    def load(cls, weights_path: Path | str | None = None, pooling: str = "avg") -> "ReferenceVGG":
+    def load(cls, weights_path: Path | str | None = None, pooling: str = "avg") -> ReferenceVGG:
         return cls(load_weights(weights_path), pooling).eval()
 
     def activations(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -66,7 +71,9 @@ class ReferenceVGG(torch.nn.Module):
         acts = {}
         for layer in SEQUENCE:
             if layer.startswith("conv"):
-                x = F.relu(F.conv2d(x, getattr(self, f"{layer}_W"), getattr(self, f"{layer}_b"), padding=1))
+                x = F.relu(
+                    F.conv2d(x, getattr(self, f"{layer}_W"), getattr(self, f"{layer}_b"), padding=1)
+                )
                 acts[f"relu{layer[4:]}"] = x
             else:
                 pool = F.avg_pool2d if self.pooling == "avg" else F.max_pool2d
@@ -80,20 +87,35 @@ class ReferenceVGG(torch.nn.Module):
         out[f"content_{CONTENT_LAYER}"] = acts[CONTENT_LAYER]
         return out
 
-    def loss(self, image: torch.Tensor, targets: dict[str, torch.Tensor], alpha: float, beta: float,
-             layer_weights: Sequence[float], tv_weight: float = 0.0) -> ReferenceLoss:
+    def loss(
+        self,
+        image: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        alpha: float,
+        beta: float,
+        layer_weights: Sequence[float],
+        tv_weight: float = 0.0,
+    ) -> ReferenceLoss:
         """The grad graph's loss; `targets` holds gram_<layer> (style) and content_relu4_2 (content)."""
         acts = self.activations(image)
         content = 0.5 * ((acts[CONTENT_LAYER] - targets[f"content_{CONTENT_LAYER}"]) ** 2).sum()
-        style = torch.stack([((gram(acts[l]) - targets[f"gram_{l}"]) ** 2).sum() / (2 * CHANNELS[l]) ** 2
-                             for l in STYLE_LAYERS])
-        tv = ((image[:, :, 1:, :] - image[:, :, :-1, :]) ** 2).sum() + \
-             ((image[:, :, :, 1:] - image[:, :, :, :-1]) ** 2).sum()
+        style = torch.stack(
+            [
+                ((gram(acts[layer]) - targets[f"gram_{layer}"]) ** 2).sum()
+                / (2 * CHANNELS[layer]) ** 2
+                for layer in STYLE_LAYERS
+            ]
+        )
+        tv = ((image[:, :, 1:, :] - image[:, :, :-1, :]) ** 2).sum() + (
+            (image[:, :, :, 1:] - image[:, :, :, :-1]) ** 2
+        ).sum()
         lam = torch.as_tensor(layer_weights, dtype=style.dtype)
         total = alpha * content + beta * (lam * style).sum() + tv_weight * tv
         return ReferenceLoss(total=total, content=content, style=style, tv=tv)
 
-    def targets(self, content_image: torch.Tensor, style_image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def targets(
+        self, content_image: torch.Tensor, style_image: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Style grams from style_image and relu4_2 from content_image, detached."""
         with torch.no_grad():
             out = {k: v for k, v in self.features(style_image).items() if k.startswith("gram_")}

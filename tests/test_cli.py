@@ -3,6 +3,7 @@
 Happy paths check the written file (format, size, mode, alpha, grey, 16-bit, EXIF, ICC); every bad
 input must give exactly one line on stderr, exit 2, and leave no output (nor temporary) file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,9 +51,19 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def stylize(capsys, folder: Path, output: str, *extra: str, content: str = "content.png") -> tuple[int, str]:
-    code, _, err = run_main(capsys, "stylize", folder / content, folder / "style.png", "-o", folder / output,
-                            *FAST, *extra)
+def stylize(
+    capsys, folder: Path, output: str, *extra: str, content: str = "content.png"
+) -> tuple[int, str]:
+    code, _, err = run_main(
+        capsys,
+        "stylize",
+        folder / content,
+        folder / "style.png",
+        "-o",
+        folder / output,
+        *FAST,
+        *extra,
+    )
     return code, err
 
 
@@ -62,11 +73,30 @@ def names(folder: Path) -> set[str]:
 
 # --------------------------------------------------------------------------- happy paths
 
+
 def test_console_script_writes_the_result(pictures):
     out = pictures / "result.png"
-    done = subprocess.run([*COMMAND, "stylize", pictures / "content.png", pictures / "style.png", "-o", out,
-                           "--preset", "draft", "--steps", "3", "--scales", "1", "--max-size", "64"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            *COMMAND,
+            "stylize",
+            pictures / "content.png",
+            pictures / "style.png",
+            "-o",
+            out,
+            "--preset",
+            "draft",
+            "--steps",
+            "3",
+            "--scales",
+            "1",
+            "--max-size",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "scale 1/1" in done.stderr and f"wrote {out}" in done.stderr  # progress bar and summary
     with Image.open(out) as im:
@@ -75,8 +105,12 @@ def test_console_script_writes_the_result(pictures):
 
 
 def test_python_dash_m_works(pictures):
-    done = subprocess.run([sys.executable, "-m", "onnxstyle.plugin.cli", "stylize", "--help"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "onnxstyle.plugin.cli", "stylize", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "--style-blend" in done.stdout
 
 
@@ -146,8 +180,18 @@ def test_max_size_shrinks_and_upscale_restores(capsys, pictures):
 
 def test_two_styles_with_blend_weights(capsys, pictures):
     Image.fromarray(smooth_rgb(40, 56)).save(pictures / "style2.png")
-    code, _, err = run_main(capsys, "stylize", pictures / "content.png", pictures / "style.png",
-                            pictures / "style2.png", "-o", pictures / "out.png", *FAST, "--style-blend", "0.7,0.3")
+    code, _, err = run_main(
+        capsys,
+        "stylize",
+        pictures / "content.png",
+        pictures / "style.png",
+        pictures / "style2.png",
+        "-o",
+        pictures / "out.png",
+        *FAST,
+        "--style-blend",
+        "0.7,0.3",
+    )
     assert code == 0, err
     assert (pictures / "out.png").is_file()
 
@@ -155,17 +199,33 @@ def test_two_styles_with_blend_weights(capsys, pictures):
 def test_save_every_writes_intermediate_images(capsys, pictures):
     code, err = stylize(capsys, pictures, "out.png", "--steps", "4", "--save-every", "2")
     assert code == 0, err
-    assert names(pictures) == {"content.png", "style.png", "out.png",
-                               "out-scale1-step0002.png", "out-scale1-step0004.png"}
+    assert names(pictures) == {
+        "content.png",
+        "style.png",
+        "out.png",
+        "out-scale1-step0002.png",
+        "out-scale1-step0004.png",
+    }
     with Image.open(pictures / "out-scale1-step0002.png") as im:
         assert im.size == (64, 48) and im.mode == "RGB"
 
 
 def test_save_every_at_a_coarse_scale_keeps_alpha(capsys, pictures):
     Image.fromarray(np.dstack([smooth_rgb(48, 64), np.full((48, 64), 128, np.uint8)]), "RGBA").save(
-        pictures / "rgba.png")
-    code, err = stylize(capsys, pictures, "out.png", "--scales", "2", "--min-size", "16", "--save-every", "2",
-                        content="rgba.png")
+        pictures / "rgba.png"
+    )
+    code, err = stylize(
+        capsys,
+        pictures,
+        "out.png",
+        "--scales",
+        "2",
+        "--min-size",
+        "16",
+        "--save-every",
+        "2",
+        content="rgba.png",
+    )
     assert code == 0, err
     with Image.open(pictures / "out-scale1-step0002.png") as im:  # the coarse scale: half size
         assert im.size == (32, 24) and im.mode == "RGBA" and np.asarray(im)[..., 3].min() == 128
@@ -181,11 +241,48 @@ def test_info_lists_runtime_devices_and_models(capsys):
 
 # --------------------------------------------------------------------------- every option maps
 
-ALL_FLAGS = ["--steps", "7", "--scales", "2", "--max-size", "none", "--min-size", "20", "--content-weight", "2",
-             "--style-weight", "3", "--tv-weight", "0", "--style-layer-weights", "1,0,2,0,1", "--style-blend", "2",
-             "--style-scale", "0.5", "--init", "noise", "--seed", "random", "--optimizer", "adam",
-             "--learning-rate", "0.1", "--preserve-colors", "luminance", "--device", "cpu", "--pooling", "max",
-             "--model-dir", "models", "--tile-budget", "0.5", "--tile-overlap", "16"]
+ALL_FLAGS = [
+    "--steps",
+    "7",
+    "--scales",
+    "2",
+    "--max-size",
+    "none",
+    "--min-size",
+    "20",
+    "--content-weight",
+    "2",
+    "--style-weight",
+    "3",
+    "--tv-weight",
+    "0",
+    "--style-layer-weights",
+    "1,0,2,0,1",
+    "--style-blend",
+    "2",
+    "--style-scale",
+    "0.5",
+    "--init",
+    "noise",
+    "--seed",
+    "random",
+    "--optimizer",
+    "adam",
+    "--learning-rate",
+    "0.1",
+    "--preserve-colors",
+    "luminance",
+    "--device",
+    "cpu",
+    "--pooling",
+    "max",
+    "--model-dir",
+    "models",
+    "--tile-budget",
+    "0.5",
+    "--tile-overlap",
+    "16",
+]
 
 
 def test_every_engine_field_has_a_flag():
@@ -196,31 +293,63 @@ def test_every_engine_field_has_a_flag():
 def test_flags_reach_the_options():
     args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", *ALL_FLAGS])
     options = StyleOptions.from_preset("draft", **cli.engine_overrides(args))
-    expected = dict(steps=7, scales=2, max_size=None, min_size=20, content_weight=2.0, style_weight=3.0,
-                    tv_weight=0.0, style_layer_weights=(1.0, 0.0, 2.0, 0.0, 1.0), style_blend=(2.0,),
-                    style_scale=0.5, init="noise", seed=None, optimizer="adam", learning_rate=0.1,
-                    preserve_colors="luminance", device="cpu", pooling="max", model_dir="models",
-                    tile_budget_mpx=0.5, tile_overlap=16)
+    expected = dict(
+        steps=7,
+        scales=2,
+        max_size=None,
+        min_size=20,
+        content_weight=2.0,
+        style_weight=3.0,
+        tv_weight=0.0,
+        style_layer_weights=(1.0, 0.0, 2.0, 0.0, 1.0),
+        style_blend=(2.0,),
+        style_scale=0.5,
+        init="noise",
+        seed=None,
+        optimizer="adam",
+        learning_rate=0.1,
+        preserve_colors="luminance",
+        device="cpu",
+        pooling="max",
+        model_dir="models",
+        tile_budget_mpx=0.5,
+        tile_overlap=16,
+    )
     assert {name: getattr(options, name) for name in expected} == expected
 
 
 def test_flags_not_given_keep_the_preset():
-    args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", "--preset", "high"])
-    assert StyleOptions.from_preset("high", **cli.engine_overrides(args)) == StyleOptions.from_preset("high")
+    args = cli.build_parser().parse_args(
+        ["stylize", "c.png", "s.png", "-o", "o.png", "--preset", "high"]
+    )
+    assert StyleOptions.from_preset(
+        "high", **cli.engine_overrides(args)
+    ) == StyleOptions.from_preset("high")
 
 
 def test_preserve_colors_none_means_none():
-    args = cli.build_parser().parse_args(["stylize", "c", "s", "-o", "o.png", "--preserve-colours", "none"])
+    args = cli.build_parser().parse_args(
+        ["stylize", "c", "s", "-o", "o.png", "--preserve-colours", "none"]
+    )
     assert cli.engine_overrides(args)["preserve_colors"] is None
 
 
 # --------------------------------------------------------------------------- bad input
 
+
 def png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def truncated_png() -> bytes:
@@ -270,36 +399,46 @@ def test_unreadable_image(capsys, pictures):
     assert "out.png" not in names(pictures)
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--preset", "ultra"], "invalid choice: 'ultra'"),
-    (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
-    (["--device", "tpu"], "invalid choice: 'tpu'"),
-    (["--preserve-colors", "sepia"], "invalid choice: 'sepia'"),
-    (["--steps", "many"], "invalid integer value"),
-    (["--steps", "0"], "must be ≥ 1"),
-    (["--style-weight", "-1"], "finite number ≥ 0"),
-    (["--style-layer-weights", "1,2"], "needs 5"),
-    (["--frobnicate"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--preset", "ultra"], "invalid choice: 'ultra'"),
+        (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--preserve-colors", "sepia"], "invalid choice: 'sepia'"),
+        (["--steps", "many"], "invalid integer value"),
+        (["--steps", "0"], "must be ≥ 1"),
+        (["--style-weight", "-1"], "finite number ≥ 0"),
+        (["--style-layer-weights", "1,2"], "needs 5"),
+        (["--frobnicate"], "unrecognized arguments"),
+    ],
+)
 def test_bad_option_value_is_argparse_one_line(capsys, pictures, argv, words):
     code, err = stylize(capsys, pictures, "out.png", *argv)
     assert code == 2 and err.count("\n") == 1 and words in err, err
     assert "out.png" not in names(pictures)
 
 
-@pytest.mark.parametrize("extra, output, words", [
-    (["--style-blend", "1,2"], "out.png", "--style-blend has 2 weight(s) for 1 style"),
-    ([], "missing-folder/out.png", "does not exist"),
-    ([], "out.gifx", "unknown output extension"),
-    (["--init", "nowhere.png"], "out.png", "no such file"),
-    (["--model-dir", "no-models"], "out.png", "no such folder"),
-    (["--pooling", "max", "--model-dir", "."], "out.png", "onnxstyle export --pooling max"),
-])
+@pytest.mark.parametrize(
+    "extra, output, words",
+    [
+        (["--style-blend", "1,2"], "out.png", "--style-blend has 2 weight(s) for 1 style"),
+        ([], "missing-folder/out.png", "does not exist"),
+        ([], "out.gifx", "unknown output extension"),
+        (["--init", "nowhere.png"], "out.png", "no such file"),
+        (["--model-dir", "no-models"], "out.png", "no such folder"),
+        (["--pooling", "max", "--model-dir", "."], "out.png", "onnxstyle export --pooling max"),
+    ],
+)
 def test_bad_request_fails_before_work(capsys, pictures, monkeypatch, extra, output, words):
     monkeypatch.chdir(pictures)
-    monkeypatch.setenv("ONNXSTYLE_MODEL_DIR", str(pictures / "no-user-models"))  # no exported max model
+    monkeypatch.setenv(
+        "ONNXSTYLE_MODEL_DIR", str(pictures / "no-user-models")
+    )  # no exported max model
     code, err = stylize(capsys, pictures, output, *extra)
-    assert code == 2 and err.startswith("onnxstyle: error: ") and err.count("\n") == 1 and words in err, err
+    assert (
+        code == 2 and err.startswith("onnxstyle: error: ") and err.count("\n") == 1 and words in err
+    ), err
     assert names(pictures) == {"content.png", "style.png"}
 
 
@@ -310,14 +449,32 @@ def test_unknown_command(capsys):
 
 # --------------------------------------------------------------------------- cancellation
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT can't be sent to a child process on Windows")
+
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="SIGINT can't be sent to a child process on Windows"
+)
 def test_ctrl_c_cancels_and_writes_nothing(tmp_path):
     Image.fromarray(smooth_rgb(64, 96)).save(tmp_path / "content.png")
     Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
     out = tmp_path / "out.png"
-    process = subprocess.Popen([*COMMAND, "stylize", tmp_path / "content.png", tmp_path / "style.png", "-o", out,
-                                "--preset", "draft", "--steps", "500", "--scales", "1"],
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            *COMMAND,
+            "stylize",
+            tmp_path / "content.png",
+            tmp_path / "style.png",
+            "-o",
+            out,
+            "--preset",
+            "draft",
+            "--steps",
+            "500",
+            "--scales",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
     seen = b""
     deadline = time.monotonic() + 90
     while b"loss" not in seen and time.monotonic() < deadline:  # the first progress report

@@ -1,4 +1,5 @@
 """The engine end to end: real ONNX Runtime (CPU), the shipped VGG19 graphs, tiny images (≤ 96 px)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,10 @@ def style_error(graph: StyleGraph, image: np.ndarray, style: np.ndarray) -> floa
     h, w = image.shape[:2]
     target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
     g_img, g_sty = graph.features(image), graph.features(target)
-    return sum(style_layer_cost(g_sty[f"gram_{l}"], g_img[f"gram_{l}"]) for l in engine.STYLE_LAYERS)
+    return sum(
+        style_layer_cost(g_sty[f"gram_{layer}"], g_img[f"gram_{layer}"])
+        for layer in engine.STYLE_LAYERS
+    )
 
 
 def relu42_cost(graph: StyleGraph, a: np.ndarray, b: np.ndarray) -> float:
@@ -103,27 +107,35 @@ def test_luminance_mode_keeps_the_content_chroma(content, stripes):
     result = stylize(content, [stripes], fast(preserve_colors="luminance", steps=15))
     iq_res, iq_con = color.rgb_to_yiq(result)[..., 1:], color.rgb_to_yiq(content)[..., 1:]
     assert np.abs(iq_res - iq_con).mean() < 0.01  # only clipping to [0,1] may touch the chroma
-    assert np.abs(color.luminance(result) - color.luminance(content)).mean() > 0.01  # luminance did change
+    assert (
+        np.abs(color.luminance(result) - color.luminance(content)).mean() > 0.01
+    )  # luminance did change
 
 
 def test_histogram_mode_keeps_the_content_palette(plain_run, content, swirls):
     plain, _ = plain_run  # the blue swirls pull a plain run's colours towards blue
     kept = stylize(content, [swirls], fast(scales=2, steps=30, preserve_colors="histogram"))
+
     def chroma_shift(image):
         return np.abs(color.rgb_to_yiq(image)[..., 1:] - color.rgb_to_yiq(content)[..., 1:]).mean()
+
     assert chroma_shift(kept) < 0.6 * chroma_shift(plain), (chroma_shift(kept), chroma_shift(plain))
 
 
 def test_histogram_matching_gives_the_content_statistics(content, swirls):
     matched = color.match_color_histogram(swirls, content)
     assert np.allclose(matched.reshape(-1, 3).mean(0), content.reshape(-1, 3).mean(0), atol=0.03)
-    assert np.allclose(np.cov(matched.reshape(-1, 3), rowvar=False), np.cov(content.reshape(-1, 3), rowvar=False),
-                       atol=0.01)
+    assert np.allclose(
+        np.cov(matched.reshape(-1, 3), rowvar=False),
+        np.cov(content.reshape(-1, 3), rowvar=False),
+        atol=0.01,
+    )
 
 
 def test_blend_weights_move_the_result_between_two_styles(graph, content, swirls, stripes):
     def run(blend):
         return stylize(content, [swirls, stripes], fast(style_blend=blend, steps=20))
+
     only_a, only_b, half = run((1, 0)), run((0, 1)), run((0.5, 0.5))
     err_a = [style_error(graph, r, swirls) for r in (only_a, half, only_b)]
     err_b = [style_error(graph, r, stripes) for r in (only_a, half, only_b)]
@@ -139,13 +151,20 @@ def test_blend_count_must_match(content, swirls):
 def test_cancel_stops_within_one_step(content, swirls):
     reports = []
     with pytest.raises(Cancelled):
-        stylize(content, [swirls], fast(steps=50), progress=reports.append, cancel=lambda: len(reports) >= 3)
+        stylize(
+            content,
+            [swirls],
+            fast(steps=50),
+            progress=reports.append,
+            cancel=lambda: len(reports) >= 3,
+        )
     assert len(reports) == 3  # polled before every evaluation: none ran after the cancel
 
 
 def test_seed_makes_noise_runs_reproducible(content, swirls):
     def run(seed):
         return stylize(content, [swirls], fast(init="noise", seed=seed, steps=8))
+
     a, b, c = run(7), run(7), run(8)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -161,9 +180,16 @@ def test_init_from_a_file(content, swirls, tmp_path):
     path = tmp_path / "start.png"
     Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(path)
     first = []
-    stylize(content, [swirls], fast(init=str(path), steps=1, content_weight=1.0), progress=first.append)
+    stylize(
+        content, [swirls], fast(init=str(path), steps=1, content_weight=1.0), progress=first.append
+    )
     from_array = []
-    stylize(content, [swirls], fast(init=np.full((30, 40, 3), 128 / 255, np.float32), steps=1), progress=from_array.append)
+    stylize(
+        content,
+        [swirls],
+        fast(init=np.full((30, 40, 3), 128 / 255, np.float32), steps=1),
+        progress=from_array.append,
+    )
     assert first[0].loss == pytest.approx(from_array[0].loss, rel=1e-5)  # the same start image
 
 
@@ -174,7 +200,9 @@ def test_nan_or_inf_loss_is_a_clear_error(content, swirls):
 
 def test_max_size_sets_the_processed_and_returned_size(content, swirls):
     result = stylize(content, [swirls], fast(max_size=32, steps=2))
-    assert max(result.shape[:2]) == 32 and result.shape[:2] == engine.fit_size(*content.shape[:2], 32)
+    assert max(result.shape[:2]) == 32 and result.shape[:2] == engine.fit_size(
+        *content.shape[:2], 32
+    )
 
 
 @pytest.mark.parametrize("device", ["cuda", "directml"])
@@ -194,8 +222,16 @@ def test_presets_and_overrides():
         StyleOptions.from_preset("normal", stepz=3)
 
 
-@pytest.mark.parametrize("bad", [dict(preserve_colors="yes"), dict(optimizer="sgd"), dict(steps=0),
-                                 dict(style_layer_weights=(1, 1)), dict(style_weight=float("nan"))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(preserve_colors="yes"),
+        dict(optimizer="sgd"),
+        dict(steps=0),
+        dict(style_layer_weights=(1, 1)),
+        dict(style_weight=float("nan")),
+    ],
+)
 def test_bad_options_are_one_line_errors(content, swirls, bad):
     with pytest.raises(StyleError) as err:
         stylize(content, [swirls], fast(**bad))

@@ -1,5 +1,6 @@
 """The IOBinding path of StyleGraph (used on CUDA) gives the plain run's numbers. ONNX Runtime's CPU
 device stands in for the GPU here: the same binding calls, real sessions, real graphs."""
+
 import numpy as np
 
 from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
@@ -11,11 +12,17 @@ def test_bound_run_equals_plain_run_and_rebinds_new_targets():
     plain, bound = StyleGraph.load("avg", "cpu"), StyleGraph.load("avg", "cpu")
     bound._bind_device = ("cpu", 0)  # what a CUDA session sets to ("cuda", 0)
     weights = LossWeights(alpha=1e-3, beta=1e-5, style_layer_weights=(1, 1, 1, 1, 1), tv_weight=1.0)
-    for source in (content, style):  # second round: new targets must be rebound, not the old ones reused
+    for source in (
+        content,
+        style,
+    ):  # second round: new targets must be rebound, not the old ones reused
         targets = Targets.from_features(content=plain.features(source), style=plain.features(style))
         for step in range(2):
             x = np.clip(image + 0.01 * step, 0, 1)
-            (t1, g1), (t2, g2) = plain.loss_and_grad(x, targets, weights), bound.loss_and_grad(x, targets, weights)
+            (t1, g1), (t2, g2) = (
+                plain.loss_and_grad(x, targets, weights),
+                bound.loss_and_grad(x, targets, weights),
+            )
             assert t1.total == t2.total and np.array_equal(g1, g2)
             assert np.array_equal(t1.style, t2.style)
     assert bound._binding is not None

@@ -1,4 +1,5 @@
 """Tiles: grid, feathering, and tiled vs untiled runs (real ONNX Runtime, the shipped graphs)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,9 @@ def test_blending_a_constant_gives_the_constant():
     tiles = tile_grid(70, 90, 48, 16)
     blender = Blender(70, 90)
     for t in tiles:
-        blender.add(t, np.full((t.y1 - t.y0, t.x1 - t.x0, 3), 0.25, np.float32), tile_weights(t, tiles))
+        blender.add(
+            t, np.full((t.y1 - t.y0, t.x1 - t.x0, 3), 0.25, np.float32), tile_weights(t, tiles)
+        )
     assert np.allclose(blender.result(), 0.25)
 
 
@@ -49,6 +52,7 @@ def images():
         im = Image.open(EXAMPLES / name).convert("RGB")
         im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
         return np.asarray(im, np.float32) / 255
+
     return load("chelsea.jpg", 144), load("swirls.jpg", 96)  # content 144x96
 
 
@@ -57,9 +61,18 @@ def test_tiled_and_untiled_runs_agree_away_from_seams(images):
     opts = dict(steps=12, scales=1, device="cpu", max_size=None, min_size=32)
     untiled = stylize(content, [style], StyleOptions(**opts))
     # 144x96 with 96 px tiles and 48 px overlap: two tiles side by side, seam zone x in [48, 96)
-    tiled = stylize(content, [style], StyleOptions(**opts, tile_budget_mpx=96 * 96 / 1e6, tile_overlap=48))
-    assert len(engine._tiles_for(96, 144, StyleOptions(tile_budget_mpx=96 * 96 / 1e6, tile_overlap=48))) == 2
-    interior = np.r_[16:48, 96:128]  # columns inside the tiles, away from the image border and the seam zone
+    tiled = stylize(
+        content, [style], StyleOptions(**opts, tile_budget_mpx=96 * 96 / 1e6, tile_overlap=48)
+    )
+    assert (
+        len(
+            engine._tiles_for(96, 144, StyleOptions(tile_budget_mpx=96 * 96 / 1e6, tile_overlap=48))
+        )
+        == 2
+    )
+    interior = np.r_[
+        16:48, 96:128
+    ]  # columns inside the tiles, away from the image border and the seam zone
     change = np.abs(untiled - content)[16:-16, interior].mean()
     away = np.abs(tiled - untiled)[16:-16, interior].mean()
     seam = np.abs(tiled - untiled)[16:-16, 48:96].mean()

@@ -45,12 +45,20 @@ def gimp_root() -> str:
         return "/"
     root = Path(os.environ.get("ONNXSTYLE_GIMP_ROOT", DEFAULT_ROOT))
     if not (root / "usr/bin/gimp-console-3.0").exists():
-        _unavailable(f"no GIMP 3: no gimp-console-3.0 on PATH and no root at {root}; make one with tests/gimp/gimp-root.sh")
+        _unavailable(
+            f"no GIMP 3: no gimp-console-3.0 on PATH and no root at {root}; make one with tests/gimp/gimp-root.sh"
+        )
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        _unavailable(f"GIMP 3 is in {root}, but running it needs root and unshare (chroot + bind mounts)")
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True)
+        _unavailable(
+            f"GIMP 3 is in {root}, but running it needs root and unshare (chroot + bind mounts)"
+        )
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True
+    )
     if probe.returncode != 0:
-        _unavailable(f"GIMP 3 is in {root}, but this machine refuses a private mount namespace: {probe.stderr.strip()}")
+        _unavailable(
+            f"GIMP 3 is in {root}, but this machine refuses a private mount namespace: {probe.stderr.strip()}"
+        )
     return str(root)
 
 
@@ -60,10 +68,16 @@ def _binds(folder: Path) -> list[str]:
         Path(sys.prefix).resolve(),  # the venv
         Path(sys.base_prefix).resolve(),  # the interpreter the venv's python links to
         Path(sys.executable).resolve().parents[1],
-        Path(onnxstyle.plugin.__file__).resolve().parents[1],  # the sources (editable) or site-packages
+        Path(onnxstyle.plugin.__file__)
+        .resolve()
+        .parents[1],  # the sources (editable) or site-packages
         folder.resolve(),
     }
-    system = [p for p in paths if p == Path("/") or p.parts[1] in ("usr", "bin", "lib", "lib64", "etc", "sbin")]
+    system = [
+        p
+        for p in paths
+        if p == Path("/") or p.parts[1] in ("usr", "bin", "lib", "lib64", "etc", "sbin")
+    ]
     if system:
         # the root has its own /usr (GIMP's Python 3.13): a system Python can't be shared into it
         _unavailable(
@@ -81,7 +95,9 @@ def _binds(folder: Path) -> list[str]:
 def _install(gimp_dir: Path) -> None:
     cli = Path(sys.executable).with_name("onnxstyle")
     command = [str(cli)] if cli.exists() else [sys.executable, "-m", "onnxstyle.plugin.cli"]
-    done = subprocess.run([*command, "gimp", "install", "--gimp-dir", str(gimp_dir)], capture_output=True, text=True)
+    done = subprocess.run(
+        [*command, "gimp", "install", "--gimp-dir", str(gimp_dir)], capture_output=True, text=True
+    )
     assert done.returncode == 0, f"onnxstyle gimp install failed: {done.stdout}{done.stderr}"
     plugin = gimp_dir / "plug-ins/onnxstyle-neural-style/onnxstyle-neural-style.py"
     assert plugin.is_file() and os.access(plugin, os.X_OK)
@@ -100,11 +116,17 @@ def _make_images(folder: Path) -> dict[str, Path]:
     rgba[40:, 50:, 3] = 128  # half-transparent block, partly inside the selection
     Image.fromarray(rgba, "RGBA").save(folder / "content.png")
     rng = np.random.default_rng(5)
-    stripes = (np.sin(xx[:48, :48, None] / 2.5 + np.array([0.0, 2.0, 4.0])) + 1) * 110 + rng.integers(0, 30, (48, 48, 3))
+    stripes = (
+        np.sin(xx[:48, :48, None] / 2.5 + np.array([0.0, 2.0, 4.0])) + 1
+    ) * 110 + rng.integers(0, 30, (48, 48, 3))
     Image.fromarray(np.clip(stripes, 0, 255).astype(np.uint8)).save(folder / "style.png")
     good = (folder / "style.png").read_bytes()
     (folder / "corrupt.png").write_bytes(good[: len(good) // 3])
-    return {"content": folder / "content.png", "style": folder / "style.png", "corrupt": folder / "corrupt.png"}
+    return {
+        "content": folder / "content.png",
+        "style": folder / "style.png",
+        "corrupt": folder / "corrupt.png",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +195,9 @@ def test_new_layer_above_changes_only_the_selection(gimp_run):
     assert np.array_equal(pixels(source), original), "the original layer must be untouched"
     result = pixels(new)
     inside = selection_mask(result.shape)
-    assert np.array_equal(result[~inside], original[~inside]), "pixels outside the selection changed"
+    assert np.array_equal(result[~inside], original[~inside]), (
+        "pixels outside the selection changed"
+    )
     diff = np.abs(result[..., :3].astype(int) - original[..., :3])
     opaque_inside = inside & (original[..., 3] > 0)
     assert diff[opaque_inside].mean() > 2.0, "the selection was not stylised"
@@ -221,21 +245,31 @@ def test_grey_float_image(gimp_run):
     case = _case(gimp_run, "gray-float")
     assert case["status"] == "success", case["error"]
     new, source = case["layers"]
-    assert new["name"].endswith("(neural style)") and new["offsets"] == source["offsets"] == [PAD, PAD]
+    assert new["name"].endswith("(neural style)") and new["offsets"] == source["offsets"] == [
+        PAD,
+        PAD,
+    ]
     result, before = pixels(new), pixels(source)
     assert np.array_equal(result[..., 0], result[..., 1]), "a grey layer stays grey"
     inside = selection_mask(result.shape)
     assert np.array_equal(result[~inside], before[~inside])
-    assert np.abs(result[..., :3].astype(int) - before[..., :3])[inside & (before[..., 3] > 0)].mean() > 2.0
+    assert (
+        np.abs(result[..., :3].astype(int) - before[..., :3])[inside & (before[..., 3] > 0)].mean()
+        > 2.0
+    )
 
 
 def test_broken_worker_setups_say_how_to_fix_them(gimp_run):
     _, original, _ = gimp_run
     gone = _case(gimp_run, "worker-python-gone")
-    assert gone["status"] == "execution-error" and "onnxstyle gimp install" in gone["error"], gone["error"]
+    assert gone["status"] == "execution-error" and "onnxstyle gimp install" in gone["error"], gone[
+        "error"
+    ]
     bare = _case(gimp_run, "worker-without-onnxstyle")
     assert bare["status"] == "execution-error"
-    assert "onnxstyle is not installed" in bare["error"] and "pip install" in bare["error"], bare["error"]
+    assert "onnxstyle is not installed" in bare["error"] and "pip install" in bare["error"], bare[
+        "error"
+    ]
     for case in (gone, bare):
         (layer,) = case["layers"]
         assert np.array_equal(pixels(layer), original)
@@ -256,7 +290,9 @@ def test_gimp_profile_folders_per_platform(tmp_path):
         d.mkdir(parents=True)
     assert gimp_install.gimp_dirs(home, {}, "linux") == [linux, flatpak]
     assert gimp_install.gimp_dirs(home, {}, "darwin") == [mac]
-    assert gimp_install.gimp_dirs(home, {"APPDATA": str(appdata)}, "win32") == [appdata / "GIMP/3.0"]
+    assert gimp_install.gimp_dirs(home, {"APPDATA": str(appdata)}, "win32") == [
+        appdata / "GIMP/3.0"
+    ]
     assert gimp_install.gimp_dirs(home, {"GIMP3_DIRECTORY": "/x/y"}, "linux") == [Path("/x/y")]
     assert gimp_install.is_flatpak(flatpak) and not gimp_install.is_flatpak(linux)
 
@@ -266,14 +302,19 @@ def test_install_doctor_uninstall(tmp_path, capsys):
     assert gimp_install.main(["install", "--gimp-dir", str(gimp_dir)]) == 0
     folder = gimp_dir / "plug-ins" / gimp_install.PLUGIN_NAME
     plugin = folder / f"{gimp_install.PLUGIN_NAME}.py"
-    assert os.access(plugin, os.X_OK) and plugin.read_bytes() == gimp_install.plugin_source().read_bytes()
+    assert (
+        os.access(plugin, os.X_OK)
+        and plugin.read_bytes() == gimp_install.plugin_source().read_bytes()
+    )
     assert json.loads((folder / gimp_install.CONFIG_NAME).read_text())["python"] == sys.executable
     capsys.readouterr()
     assert gimp_install.main(["doctor", "--gimp-dir", str(gimp_dir)]) == 0
     report = capsys.readouterr().out
     assert "CPUExecutionProvider" in report and "all good" in report
     # a worker Python that has gone: doctor says so and what to run
-    (folder / gimp_install.CONFIG_NAME).write_text(json.dumps({"python": str(tmp_path / "gone/python")}))
+    (folder / gimp_install.CONFIG_NAME).write_text(
+        json.dumps({"python": str(tmp_path / "gone/python")})
+    )
     assert gimp_install.main(["doctor", "--gimp-dir", str(gimp_dir)]) == 1
     report = capsys.readouterr().out
     assert "NOT working" in report and "pip install" in report

@@ -1,4 +1,5 @@
 """Image I/O: every ordinary kind of file in, the same kind out; every bad file a one-line ImageError."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,13 @@ import pytest
 from PIL import Image, ImageCms
 
 from onnxstyle.core.errors import ImageError
-from onnxstyle.core.imageio import MAX_PIXELS, _write_atomically, check_output_path, load_image, save_image
+from onnxstyle.core.imageio import (
+    MAX_PIXELS,
+    _write_atomically,
+    check_output_path,
+    load_image,
+    save_image,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -32,13 +39,23 @@ def srgb_icc() -> bytes:
 
 def png_bytes(width: int, height: int, bit_depth: int, colour_type: int, raw: bytes) -> bytes:
     """A minimal PNG by hand, for headers Pillow won't write (16-bit colour, 0×0, huge)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 # --------------------------------------------------------------------------- round trips
+
 
 @pytest.mark.parametrize("ext", [".png", ".tif", ".webp", ".jpg"])
 def test_rgb_round_trip_keeps_size_and_mode(tmp_path, ext):
@@ -76,7 +93,9 @@ def test_jpeg_output_drops_alpha(tmp_path):
 
 
 def test_alpha_of_another_size_is_resized(tmp_path):
-    out = save_image(tmp_path / "out.png", np.zeros((10, 12, 3), np.float32), alpha=np.ones((20, 24), np.float32))
+    out = save_image(
+        tmp_path / "out.png", np.zeros((10, 12, 3), np.float32), alpha=np.ones((20, 24), np.float32)
+    )
     with Image.open(out) as im:
         assert im.mode == "RGBA" and im.size == (12, 10) and np.asarray(im)[..., 3].min() == 255
 
@@ -130,7 +149,9 @@ def test_16_bit_grey_to_jpeg_is_8_bit(tmp_path):
         assert im.mode == "L"
 
 
-@pytest.mark.parametrize("ext, alpha", [(".png", False), (".png", True), (".tif", False), (".tif", True)])
+@pytest.mark.parametrize(
+    "ext, alpha", [(".png", False), (".png", True), (".tif", False), (".tif", True)]
+)
 def test_16_bit_colour_in_16_bit_colour_out(tmp_path, ext, alpha):
     height, width, channels = 20, 30, 4 if alpha else 3
     samples = RNG.integers(0, 65536, (height, width, channels), dtype=np.uint16)
@@ -192,6 +213,7 @@ def test_save_replaces_existing_file_and_keeps_its_permissions(tmp_path):
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def assert_one_line(error: pytest.ExceptionInfo, path: Path, words: str) -> None:
     message = str(error.value)
@@ -289,10 +311,17 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("mode, ext, grey, alpha", [
-    ("CMYK", ".jpg", False, False), ("CMYK", ".tif", False, False), ("LAB", ".tif", False, False),
-    ("F", ".tif", True, False), ("I", ".tif", True, False), ("LA", ".tif", True, True),
-])
+@pytest.mark.parametrize(
+    "mode, ext, grey, alpha",
+    [
+        ("CMYK", ".jpg", False, False),
+        ("CMYK", ".tif", False, False),
+        ("LAB", ".tif", False, False),
+        ("F", ".tif", True, False),
+        ("I", ".tif", True, False),
+        ("LA", ".tif", True, True),
+    ],
+)
 def test_other_modes_load_as_rgb(tmp_path, mode, ext, grey, alpha):
     if mode in ("F", "I"):
         values = RNG.random((24, 40)) * (1.0 if mode == "F" else 65535)

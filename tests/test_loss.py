@@ -1,8 +1,16 @@
 """core.loss: the seed document's worked examples, exactly, and the two forms of the style cost."""
+
 import numpy as np
 import pytest
 
-from onnxstyle.core.loss import content_cost, gram, style_cost, style_layer_cost, total_cost, total_variation
+from onnxstyle.core.loss import (
+    content_cost,
+    gram,
+    style_cost,
+    style_layer_cost,
+    total_cost,
+    total_variation,
+)
 
 
 def test_gram_worked_example():
@@ -10,7 +18,11 @@ def test_gram_worked_example():
     a = np.array([[2, 1, 1, 0], [1, 2, 0, 1], [1, 0, 1, 2]], np.float32).reshape(1, 3, 2, 2)
     assert gram(a).tolist() == [[6, 4, 3], [4, 6, 3], [3, 3, 6]]
     assert gram(a[0]).tolist() == [[6, 4, 3], [4, 6, 3], [3, 3, 6]]
-    assert gram(a, normalize=True).tolist() == [[1.5, 1.0, 0.75], [1.0, 1.5, 0.75], [0.75, 0.75, 1.5]]
+    assert gram(a, normalize=True).tolist() == [
+        [1.5, 1.0, 0.75],
+        [1.0, 1.5, 0.75],
+        [0.75, 0.75, 1.5],
+    ]
 
 
 def test_content_worked_example():
@@ -41,5 +53,15 @@ def test_total_variation_and_total_cost():
     x[1, 1, 0] = 1.0  # one bright pixel: 2 vertical + 2 horizontal unit differences, one channel
     assert total_variation(x) == 4.0
     assert total_variation(x.transpose(2, 0, 1)[None]) == 4.0
-    assert total_cost(2.0, [1.0, 3.0], alpha=10, beta=100, style_layer_weights=[0.5, 0.25], J_tv=4.0,
-                      tv_weight=0.5) == 10 * 2 + 100 * (0.5 + 0.75) + 2
+    assert (
+        total_cost(
+            2.0,
+            [1.0, 3.0],
+            alpha=10,
+            beta=100,
+            style_layer_weights=[0.5, 0.25],
+            J_tv=4.0,
+            tv_weight=0.5,
+        )
+        == 10 * 2 + 100 * (0.5 + 0.75) + 2
+    )

@@ -1,4 +1,5 @@
 """The pixel optimisers on problems with known answers (no ONNX needed)."""
+
 import numpy as np
 
 from onnxstyle.core.optim import adam, lbfgs
@@ -6,9 +7,11 @@ from onnxstyle.core.optim import adam, lbfgs
 
 def box_quadratic(target: np.ndarray, scales: np.ndarray):
     """f = ½ Σ s·(x − t)², an ill-conditioned bowl whose minimum over [0,1] is clip(t, 0, 1)."""
+
     def fun(x):
         r = x - target
         return float(0.5 * np.sum(scales * r * r)), (scales * r).astype(np.float32)
+
     return fun
 
 
@@ -30,16 +33,21 @@ def test_lbfgs_on_rosenbrock_in_a_box():
         f = (1 - a) ** 2 + 100 * (b - a * a) ** 2
         g = np.array([-2 * (1 - a) - 400 * a * (b - a * a), 200 * (b - a * a)], np.float32)
         return f, g
-    res = lbfgs(rosen, np.array([0.1, 0.9], np.float32), max_evals=300, lower=0, upper=2, first_step=0.1)
+
+    res = lbfgs(
+        rosen, np.array([0.1, 0.9], np.float32), max_evals=300, lower=0, upper=2, first_step=0.1
+    )
     assert res.loss < 1e-4
 
 
 def test_budget_is_exact_and_best_point_is_returned():
     calls = []
     fun = box_quadratic(np.full((4, 4, 3), 2.0, np.float32), np.ones((4, 4, 3), np.float32))
+
     def counted(x):
         calls.append(1)
         return fun(x)
+
     res = lbfgs(counted, np.zeros((4, 4, 3), np.float32), max_evals=7)
     assert len(calls) == res.evals <= 7
     assert res.loss == fun(res.x)[0]
@@ -48,6 +56,11 @@ def test_budget_is_exact_and_best_point_is_returned():
 def test_adam_reaches_the_minimum_and_stays_in_bounds():
     rng = np.random.default_rng(1)
     target = rng.uniform(-0.5, 1.5, (8, 8, 3)).astype(np.float32)
-    res = adam(box_quadratic(target, np.ones_like(target)), np.full_like(target, 0.5), max_evals=300, lr=0.05)
+    res = adam(
+        box_quadratic(target, np.ones_like(target)),
+        np.full_like(target, 0.5),
+        max_evals=300,
+        lr=0.05,
+    )
     assert res.evals == 300
     assert np.abs(res.x - np.clip(target, 0, 1)).max() < 0.02

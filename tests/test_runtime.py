@@ -1,4 +1,5 @@
 """Device choice and provider errors on this CPU-only machine (real ONNX Runtime, tiny model)."""
+
 import numpy as np
 import onnx
 import pytest
@@ -12,8 +13,12 @@ from onnxstyle.core.errors import DeviceUnavailable, ModelError
 def tiny_model(tmp_path_factory):
     """y = x + x: enough to open a session."""
     node = helper.make_node("Add", ["x", "x"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
     path = tmp_path_factory.mktemp("m") / "add.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
     return path
@@ -61,7 +66,9 @@ def test_available_devices_lists_all_three():
 
 def test_provider_options_are_deliberate():
     cuda = runtime.provider_options("cuda")
-    assert cuda["cudnn_conv_algo_search"] == "HEURISTIC" and cuda["do_copy_in_default_stream"] == "1"
+    assert (
+        cuda["cudnn_conv_algo_search"] == "HEURISTIC" and cuda["do_copy_in_default_stream"] == "1"
+    )
     opts = runtime.session_options("directml")
     assert opts.enable_mem_pattern is False
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -58,7 +60,9 @@ class WorkerProcess:
         progress = []
         while True:
             message = self.receive()
-            assert message is not None, f"worker ended early: {self.stderr.decode(errors='replace')[-2000:]}"
+            assert message is not None, (
+                f"worker ended early: {self.stderr.decode(errors='replace')[-2000:]}"
+            )
             if message["type"] == "progress":
                 assert message["id"] == job_id
                 progress.append(message)
@@ -97,11 +101,20 @@ def images(tmp_path_factory) -> dict[str, Path]:
     rgba[30:, :, 3] = 128
     rgba.tofile(folder / "content.raw")
     # style: coloured stripes with noise, a file the engine loads itself
-    stripes = ((np.sin(xx[:, :, None] / 2.0 + np.array([0, 2, 4])) + 1) * 110 + rng.integers(0, 30, (40, 48, 3)))
-    Image.fromarray(np.clip(stripes, 0, 255).astype(np.uint8)).resize((64, 64)).save(folder / "style.png")
+    stripes = (np.sin(xx[:, :, None] / 2.0 + np.array([0, 2, 4])) + 1) * 110 + rng.integers(
+        0, 30, (40, 48, 3)
+    )
+    Image.fromarray(np.clip(stripes, 0, 255).astype(np.uint8)).resize((64, 64)).save(
+        folder / "style.png"
+    )
     good = (folder / "style.png").read_bytes()
     (folder / "corrupt.png").write_bytes(good[: len(good) // 3])  # a truncated PNG
-    return {"folder": folder, "content": folder / "content.raw", "style": folder / "style.png", "corrupt": folder / "corrupt.png"}
+    return {
+        "folder": folder,
+        "content": folder / "content.raw",
+        "style": folder / "style.png",
+        "corrupt": folder / "corrupt.png",
+    }
 
 
 def stylize_request(images, job_id: str, out: Path, style: Path | None = None, **options) -> dict:
@@ -130,7 +143,12 @@ def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     worker.send(stylize_request(images, "j1", out))
     final, progress = worker.until_final("j1")
     assert final["type"] == "result", final
-    assert (final["path"], final["width"], final["height"], final["format"]) == (str(out), 48, 40, "rgba8")
+    assert (final["path"], final["width"], final["height"], final["format"]) == (
+        str(out),
+        48,
+        40,
+        "rgba8",
+    )
     assert progress, "no progress messages"
     fractions = [p["fraction"] for p in progress]
     assert all(0.0 <= f <= 1.0 for f in fractions) and fractions == sorted(fractions)
@@ -139,19 +157,26 @@ def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     content = np.fromfile(images["content"], np.uint8).reshape(40, 48, 4)
     result = np.fromfile(out, np.uint8).reshape(40, 48, 4)
     assert np.array_equal(result[..., 3], content[..., 3]), "alpha must pass through unchanged"
-    assert np.abs(result[..., :3].astype(int) - content[..., :3]).mean() > 2.0, "the pixels did not change"
+    assert np.abs(result[..., :3].astype(int) - content[..., :3]).mean() > 2.0, (
+        "the pixels did not change"
+    )
     assert not list(tmp_path.glob("*.part"))
 
 
 def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
     """rgbf32 in and out; a max_size below the content's makes the engine work smaller, and the
     worker brings the result back to the content's size; two styles blended by weight."""
-    content = np.fromfile(images["content"], np.uint8).reshape(40, 48, 4)[..., :3].astype("<f4") / 255.0
+    content = (
+        np.fromfile(images["content"], np.uint8).reshape(40, 48, 4)[..., :3].astype("<f4") / 255.0
+    )
     (tmp_path / "c.raw").write_bytes(content.tobytes())
     request = stylize_request(images, "f", tmp_path / "r.raw", max_size=32)
     request["content"].update(path=str(tmp_path / "c.raw"), format="rgbf32")
     Image.open(images["style"]).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "style2.png")
-    request["styles"] = [{"path": str(images["style"]), "weight": 0.7}, {"path": str(tmp_path / "style2.png"), "weight": 0.3}]
+    request["styles"] = [
+        {"path": str(images["style"]), "weight": 0.7},
+        {"path": str(tmp_path / "style2.png"), "weight": 0.3},
+    ]
     worker.send(request)
     final, _ = worker.until_final("f")
     assert final["type"] == "result", final
@@ -223,7 +248,9 @@ def test_cancel_within_a_step_and_busy(worker, images, tmp_path):
     assert busy_seen
     last = after[-1] if after else first
     total = lambda p: (p["scale"], p["step"])  # noqa: E731
-    assert total(last) <= (first["scale"], first["step"] + 3), "cancel was not honoured within a step"
+    assert total(last) <= (first["scale"], first["step"] + 3), (
+        "cancel was not honoured within a step"
+    )
     assert not out.exists()
     # and a new job runs after a cancel
     worker.send({"type": "hello", "protocol": 1})
@@ -236,7 +263,9 @@ def test_exits_when_stdin_closes_mid_job_and_cleans_its_workdir(images, tmp_path
     content = workdir / "content.raw"
     content.write_bytes(images["content"].read_bytes())
     w = WorkerProcess()
-    request = stylize_request({**images, "content": content}, "e", workdir / "result.raw", preset="normal")
+    request = stylize_request(
+        {**images, "content": content}, "e", workdir / "result.raw", preset="normal"
+    )
     request["workdir"] = str(workdir)
     w.send(request)
     _first_progress(w, "e")
@@ -274,17 +303,19 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")  # exited; its new parent has yet to reap it
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+@pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)"
+)
 def test_a_killed_editor_takes_the_worker_down(images, tmp_path):
     """GIMP's progress cancel SIGKILLs the plug-in: its worker must stop and clean up on its own."""
-    import os
-    import signal
 
     workdir = tmp_path / "work"
     workdir.mkdir()
     request = stylize_request(images, "k", workdir / "result.raw", preset="normal")
     request["workdir"] = str(workdir)
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, json.dumps(request)], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, json.dumps(request)], stdout=subprocess.PIPE, text=True
+    )
     worker_pid = None
     try:
         worker_pid = int(parent.stdout.readline())

@@ -19,12 +19,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import traceback
 
 import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
+
 from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 
 PROC_NAME = "plug-in-onnxstyle-neural-style"
@@ -35,14 +37,28 @@ FIX_INSTALL = '"{python}" -m pip install "onnxstyle[cpu]"'
 FIX_REGISTER = '"{python}" -m onnxstyle.plugin.gimp_install install'
 
 PRESETS = ("draft", "normal", "high")
-PRESERVE = (("none", "None"), ("luminance", "Luminance (keep the content's colours)"),
-            ("histogram", "Histogram (match the content's colour statistics)"))
+PRESERVE = (
+    ("none", "None"),
+    ("luminance", "Luminance (keep the content's colours)"),
+    ("histogram", "Histogram (match the content's colour statistics)"),
+)
 OUTPUTS = (("new-layer", "New layer above"), ("replace", "Replace the layer's pixels"))
-DEVICES = (("auto", "Automatic"), ("cpu", "CPU"), ("cuda", "CUDA (NVIDIA)"), ("directml", "DirectML (Windows)"))
+DEVICES = (
+    ("auto", "Automatic"),
+    ("cpu", "CPU"),
+    ("cuda", "CUDA (NVIDIA)"),
+    ("directml", "DirectML (Windows)"),
+)
 
 # Python variables GIMP sets for its own interpreter (bundles on Windows/macOS); they would
 # make the worker's Python load the wrong standard library.
-FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__")
+FOREIGN_ENV = (
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONEXECUTABLE",
+    "__PYVENV_LAUNCHER__",
+)
 
 
 class PluginError(Exception):
@@ -54,11 +70,12 @@ class Cancelled(PluginError):
 
 
 def log(message):
-    sys.stderr.write("onnxstyle-neural-style: %s\n" % message)
+    sys.stderr.write(f"onnxstyle-neural-style: {message}\n")
     sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- the worker process
+
 
 def worker_config():
     """The recorded worker command, or a PluginError that says how to record it."""
@@ -69,14 +86,16 @@ def worker_config():
         python = config["python"]
     except FileNotFoundError:
         raise PluginError(
-            "The onnxstyle worker is not set up: %s is missing. In the Python environment where "
-            "onnxstyle is installed, run: onnxstyle gimp install" % path)
+            f"The onnxstyle worker is not set up: {path} is missing. In the Python environment where "
+            "onnxstyle is installed, run: onnxstyle gimp install"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PluginError("Unreadable %s (%s). Rerun: onnxstyle gimp install" % (path, exc))
+        raise PluginError(f"Unreadable {path} ({exc}). Rerun: onnxstyle gimp install") from None
     if not os.path.exists(python):
         raise PluginError(
-            "The worker's Python %s no longer exists. Reinstall onnxstyle in a Python environment "
-            "and run there: onnxstyle gimp install" % python)
+            f"The worker's Python {python} no longer exists. Reinstall onnxstyle in a Python environment "
+            "and run there: onnxstyle gimp install"
+        )
     command = [python] + list(config.get("args") or ["-m", "onnxstyle.plugin.worker"])
     return python, command
 
@@ -88,32 +107,56 @@ class _WindowsJob:
 
     @classmethod
     def adopt(cls, process):
-        import ctypes
-        from ctypes import wintypes
+        import ctypes  # noqa: PLC0415 (Windows only)
+        from ctypes import wintypes  # noqa: PLC0415 (Windows only)
 
         class IO_COUNTERS(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_ulonglong) for n in (
-                "ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
-                "ReadTransferCount", "WriteTransferCount", "OtherTransferCount")]
+            _fields_ = [
+                (n, ctypes.c_ulonglong)
+                for n in (
+                    "ReadOperationCount",
+                    "WriteOperationCount",
+                    "OtherOperationCount",
+                    "ReadTransferCount",
+                    "WriteTransferCount",
+                    "OtherTransferCount",
+                )
+            ]
 
         class BASIC_LIMIT(ctypes.Structure):
-            _fields_ = [("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
-                        ("LimitFlags", wintypes.DWORD), ("MinimumWorkingSetSize", ctypes.c_size_t),
-                        ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", wintypes.DWORD),
-                        ("Affinity", ctypes.c_size_t), ("PriorityClass", wintypes.DWORD),
-                        ("SchedulingClass", wintypes.DWORD)]
+            _fields_ = [
+                ("PerProcessUserTimeLimit", ctypes.c_int64),
+                ("PerJobUserTimeLimit", ctypes.c_int64),
+                ("LimitFlags", wintypes.DWORD),
+                ("MinimumWorkingSetSize", ctypes.c_size_t),
+                ("MaximumWorkingSetSize", ctypes.c_size_t),
+                ("ActiveProcessLimit", wintypes.DWORD),
+                ("Affinity", ctypes.c_size_t),
+                ("PriorityClass", wintypes.DWORD),
+                ("SchedulingClass", wintypes.DWORD),
+            ]
 
         class EXTENDED_LIMIT(ctypes.Structure):
-            _fields_ = [("BasicLimitInformation", BASIC_LIMIT), ("IoInfo", IO_COUNTERS),
-                        ("ProcessMemoryLimit", ctypes.c_size_t), ("JobMemoryLimit", ctypes.c_size_t),
-                        ("PeakProcessMemoryUsed", ctypes.c_size_t), ("PeakJobMemoryUsed", ctypes.c_size_t)]
+            _fields_ = [
+                ("BasicLimitInformation", BASIC_LIMIT),
+                ("IoInfo", IO_COUNTERS),
+                ("ProcessMemoryLimit", ctypes.c_size_t),
+                ("JobMemoryLimit", ctypes.c_size_t),
+                ("PeakProcessMemoryUsed", ctypes.c_size_t),
+                ("PeakJobMemoryUsed", ctypes.c_size_t),
+            ]
 
         JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
         JobObjectExtendedLimitInformation = 9
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         kernel32.CreateJobObjectW.argtypes = (wintypes.LPVOID, wintypes.LPCWSTR)
         kernel32.CreateJobObjectW.restype = wintypes.HANDLE
-        kernel32.SetInformationJobObject.argtypes = (wintypes.HANDLE, ctypes.c_int, wintypes.LPVOID, wintypes.DWORD)
+        kernel32.SetInformationJobObject.argtypes = (
+            wintypes.HANDLE,
+            ctypes.c_int,
+            wintypes.LPVOID,
+            wintypes.DWORD,
+        )
         kernel32.SetInformationJobObject.restype = wintypes.BOOL
         kernel32.AssignProcessToJobObject.argtypes = (wintypes.HANDLE, wintypes.HANDLE)
         kernel32.AssignProcessToJobObject.restype = wintypes.BOOL
@@ -123,8 +166,9 @@ class _WindowsJob:
                 raise OSError(ctypes.get_last_error(), "CreateJobObjectW failed")
             info = EXTENDED_LIMIT()
             info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
-            if not kernel32.SetInformationJobObject(job, JobObjectExtendedLimitInformation,
-                                                    ctypes.byref(info), ctypes.sizeof(info)):
+            if not kernel32.SetInformationJobObject(
+                job, JobObjectExtendedLimitInformation, ctypes.byref(info), ctypes.sizeof(info)
+            ):
                 raise OSError(ctypes.get_last_error(), "SetInformationJobObject failed")
             cls.handle = job  # never closed by us: the OS closes it when this process ends
         if not kernel32.AssignProcessToJobObject(cls.handle, int(process._handle)):
@@ -141,21 +185,31 @@ class Worker:
         kwargs = {}
         if os.name == "nt":
             # no console window; Ctrl+Break of GIMP's console doesn't reach it
-            kwargs["creationflags"] = 0x08000000 | 0x00000200  # CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP
+            kwargs["creationflags"] = (
+                0x08000000 | 0x00000200
+            )  # CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True  # its own process group, killed as a group below
         self._stderr = open(stderr_path, "wb")
         try:
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=self._stderr, env=env, **kwargs)
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=env,
+                **kwargs,
+            )
         except OSError as exc:
             self._stderr.close()
-            raise PluginError("Can't start the onnxstyle worker %s: %s" % (python, exc.strerror or exc))
+            raise PluginError(
+                f"Can't start the onnxstyle worker {python}: {exc.strerror or exc}"
+            ) from None
         if os.name == "nt":
             try:
                 _WindowsJob.adopt(self.process)
             except Exception as exc:  # the worker still exits when its stdin closes
-                log("no kill-on-close job object for the worker: %s" % exc)
+                log(f"no kill-on-close job object for the worker: {exc}")
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -177,7 +231,9 @@ class Worker:
             try:
                 line = self.lines.get(timeout=timeout)
             except queue.Empty:
-                raise PluginError("The onnxstyle worker (%s) did not answer within %d s." % (self.python, timeout))
+                raise PluginError(
+                    f"The onnxstyle worker ({self.python}) did not answer within {timeout:.0f} s."
+                ) from None
             if line is None:
                 return None
             try:
@@ -186,7 +242,7 @@ class Worker:
                     return message
             except ValueError:
                 pass
-            log("ignored worker output: %r" % line[:200])
+            log(f"ignored worker output: {line[:200]!r}")
 
     def crash_message(self):
         """Why the worker ended without a final answer: exit status and its last stderr line."""
@@ -198,20 +254,23 @@ class Worker:
         try:
             self._stderr.flush()
             with open(self.stderr_path, "rb") as f:
-                lines = [l.strip() for l in f.read()[-8000:].decode("utf-8", "replace").splitlines() if l.strip()]
+                lines = [
+                    line.strip()
+                    for line in f.read()[-8000:].decode("utf-8", "replace").splitlines()
+                    if line.strip()
+                ]
             tail = lines[-1] if lines else ""
         except OSError:
             pass
         if "No module named" in tail and "onnxstyle" in tail:
-            return ("onnxstyle is not installed in the worker's Python %s. Fix: %s, then %s"
-                    % (self.python, FIX_INSTALL.format(python=self.python), FIX_REGISTER.format(python=self.python)))
+            return f"onnxstyle is not installed in the worker's Python {self.python}. Fix: {FIX_INSTALL.format(python=self.python)}, then {FIX_REGISTER.format(python=self.python)}"
         if code is not None and code < 0:
-            what = "was killed by signal %d" % -code
+            what = f"was killed by signal {-code}"
             if -code == 9:
                 what += " (out of memory?)"
         else:
-            what = "exited with status %s" % code
-        return "The onnxstyle worker crashed: it %s%s" % (what, (": " + tail) if tail else ".")
+            what = f"exited with status {code}"
+        return f"The onnxstyle worker crashed: it {what}{(': ' + tail) if tail else '.'}"
 
     def close(self):
         """Close stdin (the worker cancels and exits), then make sure it's gone."""
@@ -240,16 +299,22 @@ def check_hello(worker, device):
         raise PluginError(worker.crash_message())
     if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
         raise PluginError(
-            "The onnxstyle worker speaks protocol %s, this plug-in %d. Reinstall the plug-in from the same "
-            "onnxstyle: %s" % (hello.get("protocol"), PROTOCOL_VERSION, FIX_REGISTER.format(python=worker.python)))
+            f"The onnxstyle worker speaks protocol {hello.get('protocol')}, this plug-in "
+            f"{PROTOCOL_VERSION}. Reinstall the plug-in from the same onnxstyle: "
+            + FIX_REGISTER.format(python=worker.python)
+        )
     providers = hello.get("providers") or []
     if not providers:
-        raise PluginError("ONNX Runtime is missing in the worker's Python %s. Fix: %s"
-                          % (worker.python, FIX_INSTALL.format(python=worker.python)))
+        raise PluginError(
+            f"ONNX Runtime is missing in the worker's Python {worker.python}. Fix: {FIX_INSTALL.format(python=worker.python)}"
+        )
     wanted = {"cuda": "CUDAExecutionProvider", "directml": "DmlExecutionProvider"}.get(device)
     if wanted and wanted not in providers:
-        raise PluginError("Device %s is unavailable: the worker's ONNX Runtime offers %s."
-                          % (device, ", ".join(providers)))
+        raise PluginError(
+            "Device {} is unavailable: the worker's ONNX Runtime offers {}.".format(
+                device, ", ".join(providers)
+            )
+        )
     return hello
 
 
@@ -283,20 +348,30 @@ def error_text(message, python):
     text = message.get("message") or "unknown error"
     kind = message.get("kind")
     if kind == "memory":
-        return "Out of memory: %s Try a smaller maximum size, the draft preset or a smaller selection." % text.rstrip(".") + "."
+        return (
+            "Out of memory: {} Try a smaller maximum size, the draft preset or a smaller selection.".format(
+                text.rstrip(".")
+            )
+            + "."
+        )
     if kind == "device":
-        return "%s (Device 'auto' or 'cpu' always works.)" % text
+        return f"{text} (Device 'auto' or 'cpu' always works.)"
     if kind == "internal":
-        return "%s (please report this)" % text
+        return f"{text} (please report this)"
     return text
 
 
 # ---------------------------------------------------------------- GIMP side
 
+
 def babl_format(image):
     """sRGB-encoded ("R'G'B'"), never linear; bytes for 8-bit images, float otherwise."""
     precision = image.get_precision()
-    if precision in (Gimp.Precision.U8_LINEAR, Gimp.Precision.U8_NON_LINEAR, Gimp.Precision.U8_PERCEPTUAL):
+    if precision in (
+        Gimp.Precision.U8_LINEAR,
+        Gimp.Precision.U8_NON_LINEAR,
+        Gimp.Precision.U8_PERCEPTUAL,
+    ):
         return "R'G'B'A u8", "rgba8"
     return "R'G'B'A float", "rgbaf32"
 
@@ -307,7 +382,7 @@ def file_path(config, name):
         return None
     path = gfile.get_path()
     if not path:
-        raise PluginError("The style image %s is not a local file." % gfile.get_uri())
+        raise PluginError(f"The style image {gfile.get_uri()} is not a local file.")
     return path
 
 
@@ -319,9 +394,9 @@ def build_request(config, width, height, fmt, workdir):
     blend = float(config.get_property("style-blend"))
     for path in [style] + ([second] if second else []):
         if not os.path.isfile(path):
-            raise PluginError("The style image %s does not exist." % path)
+            raise PluginError(f"The style image {path} does not exist.")
         if not os.access(path, os.R_OK):
-            raise PluginError("The style image %s can't be read (permissions)." % path)
+            raise PluginError(f"The style image {path} can't be read (permissions).")
     specs = [{"path": style, "weight": 1.0}]
     if second and blend > 0.0:
         specs = [{"path": style, "weight": 1.0 - blend}, {"path": second, "weight": blend}]
@@ -330,7 +405,12 @@ def build_request(config, width, height, fmt, workdir):
     return {
         "type": "stylize",
         "id": "gimp-1",
-        "content": {"path": os.path.join(workdir, "content.raw"), "width": width, "height": height, "format": fmt},
+        "content": {
+            "path": os.path.join(workdir, "content.raw"),
+            "width": width,
+            "height": height,
+            "format": fmt,
+        },
         "output": {"path": os.path.join(workdir, "result.raw")},
         "styles": specs,
         "options": {
@@ -347,8 +427,9 @@ def build_request(config, width, height, fmt, workdir):
 
 def the_layer(drawables):
     if len(drawables) != 1:
-        raise PluginError("Neural Style works on one layer: select exactly one layer (%d are selected)."
-                          % len(drawables))
+        raise PluginError(
+            f"Neural Style works on one layer: select exactly one layer ({len(drawables)} are selected)."
+        )
     layer = drawables[0]
     if not isinstance(layer, Gimp.Layer) or layer.is_layer_mask():
         raise PluginError("Neural Style works on a layer: select a layer, not a mask or channel.")
@@ -377,7 +458,7 @@ def stylize(image, drawables, config):
         with open(result["path"], "rb") as f:
             data = f.read()
         if len(data) != width * height * (4 if fmt == "rgba8" else 16):
-            raise PluginError("The worker's result has the wrong size (%d bytes)." % len(data))
+            raise PluginError(f"The worker's result has the wrong size ({len(data)} bytes).")
         Gimp.progress_set_text("Neural style: writing the layer")
         write_result(image, layer, rect, gegl_format, data, config.get_property("output"))
     finally:
@@ -391,7 +472,7 @@ def write_result(image, layer, rect, gegl_format, data, output):
         target = layer
         if output == "new-layer":
             target = layer.copy()  # same size, offsets, type and alpha as the source
-            target.set_name("%s (neural style)" % layer.get_name())
+            target.set_name(f"{layer.get_name()} (neural style)")
             image.insert_layer(target, layer.get_parent(), image.get_item_position(layer))
         shadow = target.get_shadow_buffer()
         shadow.set(rect, gegl_format, data)
@@ -421,10 +502,8 @@ def run(procedure, run_mode, image, drawables, config, data):
         log(str(exc))
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(exc)))
     except Exception as exc:  # a bug here: still a message, and the image is unchanged or whole
-        import traceback
-
         traceback.print_exc()
-        message = "Neural style failed: %s: %s" % (type(exc).__name__, exc)
+        message = f"Neural style failed: {type(exc).__name__}: {exc}"
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
     finally:
         Gimp.progress_end()
@@ -451,8 +530,9 @@ class NeuralStyle(Gimp.PlugIn):
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         procedure.set_image_types("RGB*, GRAY*")
         # active with several layers selected too, so the user gets a clear message, not a grey item
-        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE |
-                                       Gimp.ProcedureSensitivityMask.DRAWABLES)
+        procedure.set_sensitivity_mask(
+            Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES
+        )
         procedure.set_menu_label("Neural Style (ONNX)…")
         procedure.add_menu_path("<Image>/Filters/Artistic")
         procedure.set_documentation(
@@ -460,27 +540,74 @@ class NeuralStyle(Gimp.PlugIn):
             "Gatys et al. (2015) neural style transfer computed by ONNX Runtime in the onnxstyle worker. "
             "Works on the selected layer within the selection; the result goes to a new layer above "
             "or replaces the layer's pixels, in one undo step.",
-            name)
+            name,
+        )
         procedure.set_attribution("onnxstyle contributors", "onnxstyle contributors", "2026")
-        procedure.add_file_argument("style-file", "_Style image", "The image whose style is painted",
-                                    Gimp.FileChooserAction.OPEN, True, None, rw)
-        procedure.add_file_argument("style-file-2", "Second style (optional)", "A second style image to blend in",
-                                    Gimp.FileChooserAction.OPEN, True, None, rw)
-        procedure.add_double_argument("style-blend", "Second style's _share", "0 = first style only, 1 = second only",
-                                      0.0, 1.0, 0.5, rw)
-        procedure.add_double_argument("style-strength", "Style s_trength", "Weight of style against content (1 = preset)",
-                                      0.01, 100.0, 1.0, rw)
-        procedure.add_choice_argument("quality", "_Quality", "Speed against quality",
-                                      _choice(PRESETS), "normal", rw)
-        procedure.add_int_argument("max-size", "_Maximum size", "Longest side worked on, in pixels (0 = the preset's)",
-                                   0, 16384, 0, rw)
-        procedure.add_choice_argument("preserve-colors", "Preserve _colours", "Keep the content's colours",
-                                      _choice(PRESERVE), "none", rw)
-        procedure.add_choice_argument("output", "_Output", "Where the result goes",
-                                      _choice(OUTPUTS), "new-layer", rw)
-        procedure.add_choice_argument("device", "_Device", "Where ONNX Runtime computes",
-                                      _choice(DEVICES), "auto", rw)
-        procedure.add_int_argument("seed", "S_eed", "Random seed of the starting image", 0, 2147483647, 0, rw)
+        procedure.add_file_argument(
+            "style-file",
+            "_Style image",
+            "The image whose style is painted",
+            Gimp.FileChooserAction.OPEN,
+            True,
+            None,
+            rw,
+        )
+        procedure.add_file_argument(
+            "style-file-2",
+            "Second style (optional)",
+            "A second style image to blend in",
+            Gimp.FileChooserAction.OPEN,
+            True,
+            None,
+            rw,
+        )
+        procedure.add_double_argument(
+            "style-blend",
+            "Second style's _share",
+            "0 = first style only, 1 = second only",
+            0.0,
+            1.0,
+            0.5,
+            rw,
+        )
+        procedure.add_double_argument(
+            "style-strength",
+            "Style s_trength",
+            "Weight of style against content (1 = preset)",
+            0.01,
+            100.0,
+            1.0,
+            rw,
+        )
+        procedure.add_choice_argument(
+            "quality", "_Quality", "Speed against quality", _choice(PRESETS), "normal", rw
+        )
+        procedure.add_int_argument(
+            "max-size",
+            "_Maximum size",
+            "Longest side worked on, in pixels (0 = the preset's)",
+            0,
+            16384,
+            0,
+            rw,
+        )
+        procedure.add_choice_argument(
+            "preserve-colors",
+            "Preserve _colours",
+            "Keep the content's colours",
+            _choice(PRESERVE),
+            "none",
+            rw,
+        )
+        procedure.add_choice_argument(
+            "output", "_Output", "Where the result goes", _choice(OUTPUTS), "new-layer", rw
+        )
+        procedure.add_choice_argument(
+            "device", "_Device", "Where ONNX Runtime computes", _choice(DEVICES), "auto", rw
+        )
+        procedure.add_int_argument(
+            "seed", "S_eed", "Random seed of the starting image", 0, 2147483647, 0, rw
+        )
         return procedure
 
 

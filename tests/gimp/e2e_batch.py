@@ -29,25 +29,39 @@ def dump_layers(image, case):
     for i, layer in enumerate(image.get_layers()):
         ok, ox, oy = layer.get_offsets()
         w, h = layer.get_width(), layer.get_height()
-        data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
-        path = os.path.join(OUT, "%s-layer%d.raw" % (case, i))
+        data = layer.get_buffer().get(
+            Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE
+        )
+        path = os.path.join(OUT, f"{case}-layer{i}.raw")
         with open(path, "wb") as f:
             f.write(bytes(data))
-        layers.append({"name": layer.get_name(), "offsets": [ox, oy], "size": [w, h], "raw": path,
-                       "has_alpha": layer.has_alpha()})
+        layers.append(
+            {
+                "name": layer.get_name(),
+                "offsets": [ox, oy],
+                "size": [w, h],
+                "raw": path,
+                "has_alpha": layer.has_alpha(),
+            }
+        )
     return layers
 
 
 def load():
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(CONTENT))
-    image.resize(image.get_width() + 2 * CANVAS_PAD, image.get_height() + 2 * CANVAS_PAD, CANVAS_PAD, CANVAS_PAD)
+    image.resize(
+        image.get_width() + 2 * CANVAS_PAD,
+        image.get_height() + 2 * CANVAS_PAD,
+        CANVAS_PAD,
+        CANVAS_PAD,
+    )
     return image
 
 
 def call(image, drawables, style, **props):
     proc = Gimp.get_pdb().lookup_procedure(PROC)
     if proc is None:
-        raise RuntimeError("procedure %s is not registered" % PROC)
+        raise RuntimeError(f"procedure {PROC} is not registered")
     config = proc.create_config()
     config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
@@ -74,8 +88,14 @@ def case(name, style, drawables_of=None, selection=SELECTION, feather=0.0, prepa
         layers = image.get_layers()
         drawables = drawables_of(image, layers) if drawables_of else [layers[0]]
         status, error = call(image, drawables, style, **props)
-        report(name, status=status, error=error, selection=list(selection), pad=CANVAS_PAD,
-               layers=dump_layers(image, name))
+        report(
+            name,
+            status=status,
+            error=error,
+            selection=list(selection),
+            pad=CANVAS_PAD,
+            layers=dump_layers(image, name),
+        )
         image.delete()
     except Exception:
         report(name, status="exception", error=traceback.format_exc(), layers=[])
@@ -100,7 +120,9 @@ case("two-layers", STYLE, drawables_of=two_layers)
 case("gray-float", STYLE, prepare=gray_float)
 
 # a broken setup: the recorded worker Python is gone, then it lacks onnxstyle
-RECORD = os.path.join(os.environ["GIMP3_DIRECTORY"], "plug-ins", "onnxstyle-neural-style", "onnxstyle-worker.json")
+RECORD = os.path.join(
+    os.environ["GIMP3_DIRECTORY"], "plug-ins", "onnxstyle-neural-style", "onnxstyle-worker.json"
+)
 with open(RECORD) as f:
     saved = f.read()
 try:

