@@ -6,11 +6,9 @@ doubles the size and starts from the previous result, upsampled; the last scale 
 (the input's, or smaller so the longer side ≤ `max_size`). Coarse scales settle the large structures
 cheaply; the fine ones add detail. Scales bigger than the memory budget run in overlapping tiles.
 
-User-facing weights (each scale normalises so that their balance doesn't drift with resolution):
-  content_weight · ½·mean over relu4_2 elements of (a(G) − a(C))²
-+ style_weight   · Σ_l λ_l · 1/(2 n_C)² Σ (Ĝ_l(G) − Ĝ_l(S))²      (normalised Grams: size-independent)
-+ tv_weight      · mean over pixels·channels of squared neighbour differences (both directions)
-The graph computes plain sums (DEVELOPERS.md); `_graph_weights` turns these into its α, β, tv_weight.
+The loss is DEVELOPERS.md's ("The maths"). The user-facing weights are per element ("The engine, as
+built"): `_graph_weights` turns them into the graph's α, β, tv_weight at each scale, so their balance
+doesn't drift with resolution.
 """
 
 from __future__ import annotations

@@ -8,9 +8,8 @@
     terms, grad = graph.loss_and_grad(image, targets, weights)   # image same size as content_image
 
 Images are float32 RGB in [0,1], either [H,W,3] or [1,3,H,W] (the graphs' layout; no copy then);
-the gradient comes back in the layout the image came in. The maths (Gram normalised by n_H·n_W,
-J_style = 1/(2 n_C)² Σ(ΔĜ)², J_content = 1/2 Σ(Δa)², J_tv on the [0,1] image) is in DEVELOPERS.md.
-Never imports torch.
+the gradient comes back in the layout the image came in. The loss is DEVELOPERS.md's ("The maths",
+and the graphs' contract). Never imports torch.
 """
 
 from __future__ import annotations

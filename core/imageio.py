@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .color import gray3
 from .errors import ImageError, first_line
+from .files import write_atomic
 
 # Far beyond anything a style transfer can use, small enough to refuse decompression bombs
 # before Pillow allocates them. Our own check, so Pillow's global limit is left alone.
@@ -49,14 +49,12 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow
 class LoadedImage:
     """An input image as the engine sees it, plus what's needed to write its result back alike."""
 
-    path: Path
     rgb: np.ndarray  # float32 [H,W,3] in [0,1], EXIF orientation applied
     alpha: np.ndarray | None  # float32 [H,W] in [0,1], or None when the file has no transparency
     mode: str  # Pillow mode of the file as opened ("RGB", "P", "I;16", "LA", ...)
     bits: int  # 8 or 16 bits per sample in the file
     grey: bool  # the file holds one colour channel
     icc_profile: bytes | None
-    format: str | None  # Pillow's name of the file format ("PNG", "JPEG", ...)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -115,7 +113,7 @@ def _decode(path: Path, im: Image.Image) -> LoadedImage:
             f"{path}: image too large ({width}×{height}, more than "
             f"{MAX_PIXELS // 1_000_000} megapixels)"
         )
-    mode, fmt = im.mode, im.format
+    mode = im.mode
     bits = 16 if _has_16_bit_samples(im) else 8
     icc = im.info.get("icc_profile") or None
     transparency = "transparency" in im.info
@@ -124,14 +122,12 @@ def _decode(path: Path, im: Image.Image) -> LoadedImage:
     grey = mode in GREY_MODES or mode.startswith("I;16")
     rgb, alpha = _to_float(im, grey, transparency)
     return LoadedImage(
-        path=path,
         rgb=rgb,
         alpha=alpha,
         mode=mode,
         bits=bits,
         grey=grey,
         icc_profile=icc,
-        format=fmt,
     )
 
 
@@ -235,7 +231,10 @@ def save_image(
         grey = False  # WebP stores colour only
     planes = _planes(rgb, alpha, grey)
     icc = _matching_icc(like.icc_profile if like else None, grey)
-    _write_atomically(path, lambda file: _encode(file, planes, fmt, bits, icc))
+    try:
+        write_atomic(path, lambda file: _encode(file, planes, fmt, bits, icc))
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
 
 
@@ -284,36 +283,6 @@ def _encode(file, planes: np.ndarray, fmt: str, bits: int, icc: bytes | None) ->
     elif fmt == "TIFF":
         options.update(compression="tiff_deflate")
     image.save(file, format=fmt, **options)
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, then rename it over `path`."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, _new_file_mode(path))
-        os.replace(temp, path)
-    except BaseException as exc:  # including KeyboardInterrupt: never leave the temp file
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
-
-
-def _new_file_mode(path: Path) -> int:
-    """Keep an existing file's permissions; otherwise what open() would give (mkstemp uses 0600)."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 # 16-bit writers: Pillow has no 16-bit RGB(A)/LA mode, so these two formats are written by hand.

@@ -1,12 +1,7 @@
-"""The style-transfer loss in numpy (Gatys et al. 2015, the seed document's definitions).
+"""The style-transfer loss in numpy, term by term as DEVELOPERS.md's "The maths" defines it (the
+seed document's definitions): the reference the graphs and the worked examples are checked against.
 
 Activations use the graphs' layout, [1, n_C, n_H, n_W] (or [n_C, n_H, n_W]). Sums are taken in float64.
-
-    G_kk'       = Σ_ij a_ijk · a_ijk'                 gram(a); gram(a, normalize=True) = G / (n_H n_W)
-    J_content   = 1/2 · Σ (a(C) - a(G))²
-    J_style[l]  = 1/(2 n_H n_W n_C)² · Σ (G(S) - G(G))²  = 1/(2 n_C)² · Σ (Ĝ(S) - Ĝ(G))²
-    J_tv        = Σ squared differences of vertically and horizontally neighbouring pixels
-    J           = α J_content + β Σ_l λ[l] J_style[l] + tv_weight J_tv
 """
 
 from __future__ import annotations

@@ -154,15 +154,12 @@ def adam(
     x = np.clip(np.asarray(x0, dtype=np.float32), lower, upper)
     m = np.zeros_like(x)
     v = np.zeros_like(x)
-    try:
-        for k in range(1, max_evals + 1):
-            _, g = budget(x)
-            m = beta1 * m + (1 - beta1) * g
-            v = beta2 * v + (1 - beta2) * g * g
-            step = lr * (m / (1 - beta1**k)) / (np.sqrt(v / (1 - beta2**k)) + eps)
-            x = np.clip(x - step, lower, upper).astype(np.float32, copy=False)
-    except _Spent:
-        pass
+    for k in range(1, max_evals + 1):  # exactly the budget: _Spent is never raised here
+        _, g = budget(x)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        step = lr * (m / (1 - beta1**k)) / (np.sqrt(v / (1 - beta2**k)) + eps)
+        x = np.clip(x - step, lower, upper).astype(np.float32, copy=False)
     return OptimResult(
         budget.best_x if budget.best_x is not None else x, budget.best_f, budget.evals
     )

@@ -64,11 +64,8 @@ def provider_options(device: str) -> dict:
     """Execution-provider options, chosen for this workload (why, per option, below)."""
     if device == "cuda":
         return {
-            # Every scale of the multi-scale schedule (and every tile edge size) is a new input shape,
-            # and EXHAUSTIVE benchmarks every cuDNN algorithm once per shape. Measured on an H100
-            # (grad graph, TF32 on; first run / steady run): HEURISTIC 0.09 s / 8 ms at 512 px,
-            # 0.36 s / 78 ms at 2048 px; EXHAUSTIVE 0.25 s / 7 ms and 0.43 s / 80 ms (same speed, a
-            # search per shape); DEFAULT (ORT's "0") 0.06 s / 22 ms and 0.31 s / 253 ms (3x slower).
+            # every scale and tile size is a new shape: EXHAUSTIVE searches again for each, no faster;
+            # DEFAULT is 3x slower (DEVELOPERS.md, facts)
             "cudnn_conv_algo_search": "HEURISTIC",
             # The activations of one image size are allocated once and reused every step; growing
             # the arena by what is requested (not by powers of two) wastes less memory on big images.
@@ -76,12 +73,7 @@ def provider_options(device: str) -> dict:
             # Copies and kernels on the one default stream: no cross-stream sync to reason about when
             # bound inputs are updated between steps (the copies are small next to the convs).
             "do_copy_in_default_stream": "1",
-            # TF32 (ORT's default on Ampere and later) rounds Conv/MatMul inputs to a 10-bit mantissa,
-            # Gram matrices included (PyTorch keeps matmuls in float32 by default). Measured on an H100
-            # at 320x256: TF32 put the gradient 0.9% (relative L2) off the CPU's, float32 0.007%; a
-            # 2048 px run took 36 s with TF32 and 45 s without. The style gradient F·(Ĝ − Ĝ(S)) gets
-            # small near convergence while the rounding of Ĝ doesn't, so float32 by default;
-            # ONNXSTYLE_CUDA_TF32=1 opts in to the faster mode.
+            # TF32 rounds the Grams too: 0.9% gradient error (DEVELOPERS.md); ONNXSTYLE_CUDA_TF32=1 opts in
             "use_tf32": "1" if os.environ.get("ONNXSTYLE_CUDA_TF32") == "1" else "0",
         }
     return {}
@@ -93,13 +85,9 @@ def session_options(device: str, threads: int | None = None):
     opts = ort.SessionOptions()
     # The graphs are static VGG convs: ORT_ENABLE_ALL fuses Conv+ReLU and picks NCHWc layouts on CPU.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = (
-        3  # errors only: a missing CUDA library is reported by us, in one line
-    )
+    opts.log_severity_level = 3  # errors only: we report a missing CUDA library, in one line
     if device == "cpu":
-        # Memory patterns pre-plan one block for all of a shape's tensors. Measured on the grad graph
-        # (CPU, one step): 1024x1024 peak +4.8 GB with them, +3.1 GB without, at equal speed (5.8 s
-        # vs 6.1 s); 512x512 +1.1 GB vs +0.57 GB. Shapes change every scale anyway.
+        # memory patterns: a third more peak memory at equal speed (DEVELOPERS.md), new shapes anyway
         opts.enable_mem_pattern = False
     if device == "directml":
         # DirectML can't use memory patterns or parallel execution (ORT's DirectML EP documentation).

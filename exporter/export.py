@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from onnxstyle.core.errors import StyleError
+from onnxstyle.core.files import write_atomic
 from onnxstyle.core.graph import user_model_dir
 from onnxstyle.core.layers import CONTENT_LAYER, MANIFEST_FORMAT, MIN_SIDE, STYLE_LAYERS
 
@@ -63,19 +63,11 @@ def write_models(
         name,
         data,
     ) in contents.items():  # the manifest last: its presence means the pair is complete
-        written.append(_write_atomic(out_dir / name, data))
+        try:
+            written.append(write_atomic(out_dir / name, data))
+        except OSError as exc:
+            raise StyleError(f"cannot write {out_dir / name}: {exc.strerror or exc}") from None
     return written
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StyleError(f"cannot write {path}: {exc.strerror}") from None
-    return path
 
 
 def main(argv: list[str]) -> int:

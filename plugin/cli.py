@@ -569,9 +569,7 @@ def _progress_bar(quiet: bool) -> Iterator[Callable]:
                 bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
             )
             state["scale"] = progress.scale
-        tiles = (
-            f"tile {progress.tile}/{progress.tiles}, " if getattr(progress, "tiles", 1) > 1 else ""
-        )
+        tiles = f"tile {progress.tile}/{progress.tiles}, " if progress.tiles > 1 else ""
         eta = "" if progress.eta_s is None else f", ETA {_duration(progress.eta_s)}"
         bar.set_postfix_str(f"{tiles}loss {progress.loss:.4g}{eta}", refresh=False)
         bar.update(progress.step - bar.n)

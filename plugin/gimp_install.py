@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from onnxstyle.core.files import write_atomic
 from onnxstyle.plugin import protocol as P
 
 PLUGIN_NAME = "onnxstyle-neural-style"
@@ -92,26 +93,20 @@ def install_into(gimp_dir: Path, python: str) -> Path:
     folder = plugin_folder(gimp_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{PLUGIN_NAME}.py"
-    _write_atomic(target, source.read_bytes())
+    write_atomic(target, source.read_bytes())
     target.chmod(0o755)  # GIMP runs only executable plug-ins on Unix
     record = {
         "python": python,
         "args": WORKER_ARGS,
         "installed": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _write_atomic(folder / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    write_atomic(folder / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return target
 
 
 def plugin_folder(gimp_dir: Path) -> Path:
     """Where the plug-in lives in a GIMP profile."""
     return gimp_dir / "plug-ins" / PLUGIN_NAME
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_bytes(data)
-    os.replace(part, path)
 
 
 def _chosen_dirs(args: argparse.Namespace) -> list[Path]:

@@ -29,7 +29,8 @@ import numpy as np
 
 from onnxstyle.core import errors
 from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions, resize, stylize
-from onnxstyle.core.errors import Cancelled, ImageError, StyleError
+from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
+from onnxstyle.core.files import write_atomic
 from onnxstyle.core.imageio import load_image
 from onnxstyle.plugin import protocol as P
 
@@ -128,9 +129,7 @@ def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
         data = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).tobytes()
     else:
         data = pixels.astype("<f4").tobytes()
-    part = path.with_name(path.name + ".part")
-    part.write_bytes(data)
-    os.replace(part, path)
+    write_atomic(path, data)
 
 
 def _engine_options(options: dict[str, Any], weights: list[float]):
@@ -212,6 +211,15 @@ def _finite_or_none(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def _memory_message(exc: BaseException) -> str:
+    """The whole line an editor shows for kind "memory", advice included (editors add nothing)."""
+    detail = first_line(exc) if str(exc).strip() else ""
+    return (
+        f"Out of memory{f' ({detail})' if detail else ''}: try a smaller maximum size, the draft "
+        "preset or a smaller selection."
+    )
+
+
 def run_job(job: Job, out: Channel) -> None:
     """Run one stylize request to its single final message (result, error or cancelled)."""
 
@@ -264,17 +272,15 @@ def run_job(job: Job, out: Channel) -> None:
         final = {"type": "cancelled", "id": job.id}
     except P.ProtocolError as exc:
         final = P.error(job.id, "protocol", str(exc))
-    except MemoryError:
-        final = P.error(
-            job.id, "memory", "out of memory: try a smaller maximum size or the draft preset"
-        )
+    except MemoryError as exc:
+        final = P.error(job.id, "memory", _memory_message(exc))
     except StyleError as exc:
         final = P.error(job.id, _kind_of(exc), str(exc))
     except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
         traceback.print_exc(file=sys.stderr)
         kind = _kind_of(exc)
         if kind == "memory":
-            message = f"out of memory: {exc}"
+            message = _memory_message(exc)
         else:
             message = (
                 f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"

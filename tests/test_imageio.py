@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageCms
 
 from onnxstyle.core.errors import ImageError
+from onnxstyle.core.files import write_atomic
 from onnxstyle.core.imageio import (
     MAX_PIXELS,
-    _write_atomically,
     check_output_path,
     load_image,
     save_image,
@@ -307,7 +307,7 @@ def test_failed_write_leaves_nothing(tmp_path):
         raise RuntimeError("encoder failed")
 
     with pytest.raises(RuntimeError):
-        _write_atomically(target, write_half_then_fail)
+        write_atomic(target, write_half_then_fail)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -347,13 +347,6 @@ def run_worker(request, python, command, workdir):
 def error_text(message, python):
     text = message.get("message") or "unknown error"
     kind = message.get("kind")
-    if kind == "memory":
-        return (
-            "Out of memory: {} Try a smaller maximum size, the draft preset or a smaller selection.".format(
-                text.rstrip(".")
-            )
-            + "."
-        )
     if kind == "device":
         return f"{text} (Device 'auto' or 'cpu' always works.)"
     if kind == "internal":

@@ -1,0 +1,58 @@
+"""Messages the user reads are written once: the worker's line reaches the editor as it is."""
+
+import ast
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from onnxstyle.plugin import worker as W
+
+PLUGIN = (
+    Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style/onnxstyle-neural-style.py"
+)
+
+
+def _plugin_function(name: str):
+    """A function of the GIMP plug-in file (which imports GIMP's own modules, so it can't be imported
+    here), compiled on its own."""
+    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
+    (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(PLUGIN), "exec"), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize(
+    "failure", [MemoryError(), RuntimeError("[ONNXRuntimeError] : 6 : Failed to allocate memory")]
+)
+def test_out_of_memory_is_said_once_in_gimp(monkeypatch, tmp_path, failure):
+    content = tmp_path / "content.raw"
+    content.write_bytes(bytes(32 * 32 * 4))
+    style = tmp_path / "style.png"
+
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(style)
+
+    def stylize(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(
+        W, "stylize", stylize
+    )  # an allocation failure without exhausting the machine
+    request = {
+        "type": "stylize",
+        "id": "j",
+        "content": {"path": str(content), "width": 32, "height": 32, "format": "rgba8"},
+        "output": {"path": str(tmp_path / "out.raw")},
+        "styles": [{"path": str(style)}],
+        "options": {"preset": "draft", "device": "cpu"},
+    }
+    stream = io.BytesIO()
+    W.run_job(W.Job(id="j", request=request), W.Channel(stream))
+    (answer,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert answer["kind"] == "memory"
+    shown = _plugin_function("error_text")(answer, "/venv/bin/python")
+    assert shown == answer["message"], "the editor must show the worker's line as it is"
+    assert shown.lower().count("out of memory") == 1 and shown.count("maximum size") == 1
