@@ -16,6 +16,9 @@ Result on the 2-core dev machine (256 px, onnxruntime 1.32): Winograd wins only 
 (1.2-1.5×), ties at 256 channels, and loses 1.4-1.9× at 64/128 channels, where the transforms
 (grouped Conv, DepthToSpace: memory-bound) cost more than the GEMM saves. Whole conv stack at best
 ~1.1-1.2×, so the grad graph keeps the direct Conv.
+
+Why this file stays though nothing uses Winograd: it records a rejected experiment, so that the next
+person who thinks "fewer multiplies" can rerun it on their CPU instead of rebuilding it.
 """
 
 from __future__ import annotations

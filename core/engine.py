@@ -30,6 +30,8 @@ from .layers import CONTENT_LAYER, DOWNSAMPLING, MIN_SIDE, STYLE_LAYERS
 from .optim import OPTIMISERS
 from .tiling import Blender, tile_grid, tile_weights
 
+# Peak memory of the grad graph per megapixel of image, measured (DEVELOPERS.md): what a tile costs.
+TILE_GB_PER_MPX = {"cpu": 3.0, "cuda": 6.0}
 PRESERVE_COLORS = (None, "luminance", "histogram")
 
 
@@ -78,7 +80,7 @@ class StyleOptions:
     """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
     tile_budget_mpx: float = 1.0
     """Largest image, in megapixels, optimised in one piece; bigger scales run in overlapping tiles of
-    about this area (the grad graph needs about 3 GB per Mpx on the CPU, 6 GB on CUDA)."""
+    about this area (the grad graph's memory per Mpx: TILE_GB_PER_MPX)."""
     tile_overlap: int = 64
     """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
 

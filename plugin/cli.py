@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from onnxstyle.core import imageio, runtime
-from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions, resize, stylize
+from onnxstyle.core.engine import (
+    PRESERVE_COLORS,
+    PRESETS,
+    TILE_GB_PER_MPX,
+    StyleOptions,
+    resize,
+    stylize,
+)
 from onnxstyle.core.errors import (
     Cancelled,
     ImageError,
@@ -278,7 +285,8 @@ def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
                 type=_positive_float,
                 metavar="MPX",
                 help="largest image optimised in one piece, megapixels; "
-                "bigger ones run in tiles (about 1.5 GB per Mpx on CPU)",
+                "bigger ones run in tiles (about "
+                f"{TILE_GB_PER_MPX['cpu']:g} GB per Mpx on the CPU, {TILE_GB_PER_MPX['cuda']:g} on CUDA)",
             ),
         ),
         (
