@@ -6,9 +6,11 @@ doubles the size and starts from the previous result, upsampled; the last scale 
 (the input's, or smaller so the longer side ≤ `max_size`). Coarse scales settle the large structures
 cheaply; the fine ones add detail. Scales bigger than the memory budget run in overlapping tiles.
 
-The loss is DEVELOPERS.md's ("The maths"). The user-facing weights are per element ("The engine, as
-built"): `_graph_weights` turns them into the graph's α, β, tv_weight at each scale, so their balance
-doesn't drift with resolution.
+The loss is DEVELOPERS.md's ("The maths"). The balance ("The balance" there): at each scale the
+engine measures the targets (`_balance`) and `_graph_weights` turns strength and the weights into the
+graph's α, β, λ, tv_weight so that each term is relative — the content term is ½·(relative relu4_2
+error)², each style layer's the relative squared Gram error — and one strength looks alike on every
+style picture and at every resolution. An explicit style_weight switches back to the seed's raw β.
 """
 
 from __future__ import annotations
@@ -48,12 +50,20 @@ class StyleOptions:
     """Smaller side of the coarsest scale, px (the schedule halves the output size down to it)."""
     scales: int | None = None
     """Number of scales; None: as many as min_size allows. 1: single-scale, as in the paper."""
+    strength: float = 1.0
+    """How much style: 0 gives the content, 1 a clearly stylised picture with the content
+    recognisable, more gives more. Scales the style and total-variation terms of the balanced loss
+    (with an explicit style_weight, that β)."""
     content_weight: float = 1.0
-    """Weight of the content cost (½·mean squared relu4_2 difference)."""
-    style_weight: float = 3e-5
-    """Weight of the style cost (Σ_l λ_l · style cost of layer l, with normalised Grams)."""
-    tv_weight: float = 1e4
-    """Weight of total variation (mean squared neighbour difference): smooths high-frequency noise."""
+    """Weight of the content cost: ½·(relative relu4_2 error)², or, with an explicit style_weight,
+    ½·mean squared relu4_2 difference (the seed's raw, per-element weight)."""
+    style_weight: float | None = None
+    """None: the balanced style cost, mean over layers of λ_l·(relative Gram error)², times
+    STYLE_GAIN·strength. A number: expert override, the seed's raw β on Σ_l λ_l·J_style[l]
+    (normalised Grams; the right value differs by style picture), times strength."""
+    tv_weight: float = 1e-4
+    """Weight of total variation (mean squared neighbour difference of the [0,1] image), times
+    strength: smooths the high-frequency noise the style term makes."""
     style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
     """λ per style layer, in the order relu1_1, relu2_1, relu3_1, relu4_1, relu5_1."""
     style_blend: tuple[float, ...] | None = None
@@ -218,15 +228,60 @@ def _style_grams(graph: StyleGraph, style: np.ndarray, budget_px: int) -> dict[s
     return {layer: (acc[layer] / count[layer]).astype(np.float32) for layer in STYLE_LAYERS}
 
 
+@dataclass(frozen=True)
+class Balance:
+    """What one scale's loss terms are divided by (DEVELOPERS.md, "The balance"): measured on the
+    whole image at that scale, so every tile of it is weighted alike."""
+
+    content: float  # mean a(C)² over relu4_2's elements: J_content/(n·content) = ½·relative error²
+    style: tuple[float, ...]  # per layer ‖Ĝ(S)‖²_F/(2·n_C)²: J_style[l]/style[l] = relative error²
+
+
+# The balanced style term's gain at strength 1: calibrated by benchmarks/judge.py on the evaluation
+# set (DEVELOPERS.md, "The balance": the reduction of the style error it gives, per pair).
+STYLE_GAIN = 100.0
+
+
+def _balance(graph: StyleGraph, content: np.ndarray, grams: dict[str, np.ndarray]) -> Balance:
+    """One scale's normalisers: the content image's relu4_2 energy, the style targets' Gram energy.
+
+    Why the targets' own norms (not gradient norms at the first step): dividing by ‖Ĝ(S)‖² makes
+    each layer's term the relative squared Gram error, which is invariant to the style picture's
+    contrast and brightness and is what the judge measures; measured against gradient-norm
+    calibration on the evaluation set in DEVELOPERS.md."""
+    a = graph.features(content)[f"content_{CONTENT_LAYER}"].astype(np.float64)
+    style = []
+    for layer in STYLE_LAYERS:
+        g = grams[layer].astype(np.float64)
+        style.append(float(np.sum(g * g)) / (2 * g.shape[0]) ** 2)
+    tiny = np.finfo(np.float32).tiny  # an all-zero target (or content) must not divide by 0
+    return Balance(
+        content=max(float(np.mean(a * a)), tiny), style=tuple(max(v, tiny) for v in style)
+    )
+
+
 def _graph_weights(
-    options: StyleOptions, content_target: np.ndarray, height: int, width: int
+    options: StyleOptions, balance: Balance, content_target: np.ndarray, height: int, width: int
 ) -> LossWeights:
-    """The graph's α, β, tv_weight, λ for one image (or tile) size: plain sums → means (module doc)."""
+    """The graph's α, β, λ, tv_weight for one image (or tile): sums become means per element, the
+    balanced terms relative to the scale's targets (module doc). A tile's α and TV share the factor
+    n/n_tile with its Gram-normalised style term, as untiled (see _optimise_tiled)."""
+    tv = options.strength * options.tv_weight / (3 * height * width)
+    if options.style_weight is not None:  # expert override: the seed's raw weights
+        return LossWeights(
+            alpha=options.content_weight / content_target.size,
+            beta=options.style_weight * options.strength,
+            style_layer_weights=tuple(options.style_layer_weights),
+            tv_weight=tv,
+        )
+    n = len(STYLE_LAYERS)
     return LossWeights(
-        alpha=options.content_weight / content_target.size,
-        beta=options.style_weight,
-        style_layer_weights=tuple(options.style_layer_weights),
-        tv_weight=options.tv_weight / (3 * height * width),
+        alpha=options.content_weight / (content_target.size * balance.content),
+        beta=STYLE_GAIN * options.strength,
+        style_layer_weights=tuple(
+            w / (n * norm) for w, norm in zip(options.style_layer_weights, balance.style)
+        ),
+        tv_weight=tv,
     )
 
 
@@ -299,11 +354,12 @@ def _optimise(
     start: np.ndarray,
     content: np.ndarray,
     grams: dict[str, np.ndarray],
+    balance: Balance,
 ) -> np.ndarray:
     """One image (or tile) at one scale: content target from `content`, style targets `grams`."""
     content_target = graph.features(content)[f"content_{CONTENT_LAYER}"]
     targets = Targets(grams=grams, content=content_target)
-    weights = _graph_weights(run.options, content_target, *start.shape[:2])
+    weights = _graph_weights(run.options, balance, content_target, *start.shape[:2])
     optimiser = OPTIMISERS[run.options.optimizer]
     kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
     result = optimiser(
@@ -332,6 +388,7 @@ def _optimise_tiled(
     grams: dict[str, np.ndarray],
     tiles,
     budget_px: int,
+    balance: Balance,
 ) -> np.ndarray:
     """Each tile optimised on its own from the same start (the previous scale, upsampled), content
     target from its own crop; results blended with raised-cosine weights in the overlaps.
@@ -354,7 +411,7 @@ def _optimise_tiled(
         }
         blender.add(
             tile,
-            _optimise(run, graph, start[ys, xs], content[ys, xs], shifted),
+            _optimise(run, graph, start[ys, xs], content[ys, xs], shifted, balance),
             tile_weights(tile, tiles),
         )
     run.tile = 1
@@ -389,8 +446,19 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
         raise StyleError(
             f"style_layer_weights needs {len(STYLE_LAYERS)} values ({', '.join(STYLE_LAYERS)})"
         )
-    for name in ("content_weight", "style_weight", "tv_weight", "style_scale", "tile_budget_mpx"):
+    for name in (
+        "strength",
+        "content_weight",
+        "style_weight",
+        "tv_weight",
+        "style_scale",
+        "tile_budget_mpx",
+    ):
         value = getattr(options, name)
+        if value is None and name == "style_weight":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StyleError(f"{name} must be a number, not {value!r}")
         if not math.isfinite(value) or value < 0:
             raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
     if options.style_scale <= 0:
@@ -453,12 +521,17 @@ def stylize(
     for index, ((h, w), tiles) in enumerate(zip(sizes, tilings), 1):
         run.scale, run.step = index, 0
         scaled_content = resize(content, h, w)
-        start = scaled_content if image is None else resize(image, h, w)
+        # strength 0: the loss is the content term alone, whose minimum is the content itself
+        fresh = image is None or options.strength == 0
+        start = scaled_content if fresh else resize(image, h, w)
         grams = _blended_grams(graph, styles, blend, h, w, options.style_scale, budget_px)
+        balance = _balance(graph, scaled_content, grams)
         if tiles is None:
-            image = _optimise(run, graph, start, scaled_content, grams)
+            image = _optimise(run, graph, start, scaled_content, grams, balance)
         else:
-            image = _optimise_tiled(run, graph, start, scaled_content, grams, tiles, budget_px)
+            image = _optimise_tiled(
+                run, graph, start, scaled_content, grams, tiles, budget_px, balance
+            )
 
     if options.preserve_colors == "luminance":
         image = color.recombine(color.luminance(image), original_content)
