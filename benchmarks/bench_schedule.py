@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="*", default=DEFAULT_PAIRS, metavar="CONTENT:STYLE")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--strength", type=float, default=1.0)
-    parser.add_argument("--balance", choices=sorted(BALANCES), default="target")
+    parser.add_argument("--balance", choices=sorted(BALANCES), default="initial")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     args = parser.parse_args()
     engine._balance = BALANCES[args.balance]

@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 
 from onnxstyle.core import engine
 from onnxstyle.core.engine import StyleOptions, stylize
-from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
 from onnxstyle.core.layers import CONTENT_LAYER, STYLE_LAYERS
 
 EVAL = Path(__file__).resolve().parent / "eval"
@@ -91,24 +91,21 @@ class Judge:
         return float(np.linalg.norm(a - c) / np.linalg.norm(c))
 
 
-def _initial_error_balance(graph, content, grams) -> engine.Balance:
-    """Variant: each layer divided by the content image's own squared Gram error at this scale (each
-    layer's term starts at 1)."""
-    base = _target_balance(graph, content, grams)
-    feats = graph.features(content)
+def _target_balance(graph, content, grams, budget_px) -> engine.Balance:
+    """Variant: each layer divided by its target's energy ‖Ĝ(S)‖²: the relative squared Gram
+    error, the judge's own measure."""
+    base = engine._balance(graph, content, grams, budget_px)
     style = []
-    for layer, floor in zip(STYLE_LAYERS, base.style):
-        d = feats[f"gram_{layer}"].astype(np.float64) - grams[layer].astype(np.float64)
-        style.append(max(float(np.sum(d * d)) / (2 * d.shape[0]) ** 2, 1e-6 * floor))
+    for layer in STYLE_LAYERS:
+        g = grams[layer].astype(np.float64)
+        style.append(float(np.sum(g * g)) / (2 * g.shape[0]) ** 2)
     return engine.Balance(content=base.content, style=tuple(style))
 
 
-def _gradient_balance(graph, content, grams) -> engine.Balance:
+def _gradient_balance(graph, content, grams, budget_px) -> engine.Balance:
     """Variant: the seed's layer mix (λ on raw J_style), the whole style term scaled so that its
     gradient at the first step (the content image) has unit RMS per pixel."""
-    from onnxstyle.core.graph import LossWeights, Targets
-
-    base = _target_balance(graph, content, grams)
+    base = engine._balance(graph, content, grams, budget_px)
     targets = Targets(grams=grams, content=graph.features(content)[f"content_{CONTENT_LAYER}"])
     ones = (1.0,) * len(STYLE_LAYERS)
     _, grad = graph.loss_and_grad(content, targets, LossWeights(0.0, 1.0, ones, 0.0))
@@ -119,10 +116,9 @@ def _gradient_balance(graph, content, grams) -> engine.Balance:
     )
 
 
-_target_balance = engine._balance
 BALANCES = {
+    "initial": engine._balance,  # the engine's: each layer's term starts at 1
     "target": _target_balance,
-    "initial": _initial_error_balance,
     "gradient": _gradient_balance,
 }
 
@@ -194,7 +190,7 @@ def main() -> None:
     parser.add_argument(
         "--balance",
         choices=sorted(BALANCES),
-        default="target",
+        default="initial",
         help="how the engine normalises the style layers (the comparison in DEVELOPERS.md)",
     )
     parser.add_argument("--gain", type=float, default=None, help="override engine.STYLE_GAIN")

@@ -165,6 +165,16 @@ def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
 
     return [
         (
+            ["--strength"],
+            "strength",
+            dict(
+                type=_non_negative_float,
+                metavar="S",
+                help="how much style: 0 gives the content, 1 a clearly stylised picture, more gives "
+                "more; a strength looks alike on every style picture (default: 1)",
+            ),
+        ),
+        (
             ["--steps"],
             "steps",
             dict(
@@ -201,12 +211,22 @@ def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
         (
             ["--content-weight"],
             "content_weight",
-            dict(type=_non_negative_float, metavar="W", help="weight of the content cost (alpha)"),
+            dict(
+                type=_non_negative_float,
+                metavar="W",
+                help="weight of the content cost (alpha): more keeps more of the content",
+            ),
         ),
         (
             ["--style-weight"],
             "style_weight",
-            dict(type=_non_negative_float, metavar="W", help="weight of the style cost (beta)"),
+            dict(
+                type=_non_negative_float,
+                metavar="W",
+                help="expert override: the seed's raw style weight (beta) instead of the balanced "
+                "loss, times --strength; its right value differs by style picture "
+                "(default: balanced)",
+            ),
         ),
         (
             ["--tv-weight"],
@@ -389,6 +409,9 @@ def _non_negative_float(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, not {text}")
     return value
+
+
+_non_negative_float.__name__ = "number"  # argparse names the type in its message
 
 
 def _positive_float(text: str) -> float:

@@ -12,7 +12,7 @@ Requests (editor -> worker)
    "content": {"path": ".../content.raw", "width": W, "height": H, "format": "rgba8"},
    "output":  {"path": ".../result.raw"},            # same width, height and format as content
    "styles":  [{"path": "style.jpg", "weight": 1.0}, ...],   # image files; weights are relative
-   "options": {"preset": "draft", "style_strength": 1.0, "max_size": 512,
+   "options": {"preset": "draft", "strength": 1.0, "max_size": 512,
                "preserve_colors": "none", "device": "auto", "seed": 0},
    "workdir": ".../tmpdir"}                          # optional: removed if the editor goes away
       -> zero or more {"type": "progress", "id", "scale", "scales", "step", "steps",

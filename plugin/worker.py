@@ -11,7 +11,6 @@ kill-on-close Job object on Windows); the GIMP plug-in does both.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -135,9 +134,9 @@ def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
 def _engine_options(options: dict[str, Any], weights: list[float]):
     """Protocol options -> engine StyleOptions.
 
-    "style_strength" multiplies the preset's style weight; "preserve_colors": "none" is the
-    engine's None; a missing or null "max_size" keeps the preset's; several styles are blended
-    with their relative weights."""
+    "strength" is the engine's strength (a number ≥ 0; absent or null: 1); "preserve_colors":
+    "none" is the engine's None; a missing or null "max_size" keeps the preset's; several styles are
+    blended with their relative weights."""
 
     options = dict(options)
     preset = options.pop("preset", "normal")
@@ -145,17 +144,20 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
         not isinstance(preset, str) or preset not in PRESETS
     ):  # PRESETS is a dict: a JSON list would raise TypeError
         raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(PRESETS)})')
-    strength = options.pop("style_strength", None)
-    strength = (
-        1.0 if strength is None else strength
-    )  # absent or null: the preset's own style weight
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0.0:
-        raise P.ProtocolError(f"style_strength must be a number > 0, not {strength!r}")
+    strength = options.pop("strength", None)
+    strength = 1.0 if strength is None else strength
+    if (
+        isinstance(strength, bool)
+        or not isinstance(strength, (int, float))
+        or not math.isfinite(strength)
+        or strength < 0
+    ):
+        raise P.ProtocolError(f"strength must be a number ≥ 0, not {strength!r}")
     if options.get("preserve_colors") == "none":
         options["preserve_colors"] = None
     elif options.get("preserve_colors") not in PRESERVE_COLORS:
         raise P.ProtocolError(f'unknown preserve_colors "{options["preserve_colors"]}"')
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"strength": float(strength)}
     for name, value in options.items():
         if name not in _OPTIONS:
             raise P.ProtocolError(f'unknown option "{name}"')
@@ -163,11 +165,10 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
             overrides[name] = value
     if len(weights) > 1:
         overrides["style_blend"] = tuple(weights)  # relative: the engine normalises them
-    base = StyleOptions.from_preset(preset, **overrides)
-    return dataclasses.replace(base, style_weight=base.style_weight * strength)
+    return StyleOptions.from_preset(preset, **overrides)
 
 
-# the options the protocol accepts besides "preset" and "style_strength" (StyleOptions fields)
+# the options the protocol accepts besides "preset" and "strength" (StyleOptions fields)
 _OPTIONS = ("max_size", "preserve_colors", "device", "seed")
 
 

@@ -242,6 +242,8 @@ def test_info_lists_runtime_devices_and_models(capsys):
 # --------------------------------------------------------------------------- every option maps
 
 ALL_FLAGS = [
+    "--strength",
+    "0.5",
     "--steps",
     "7",
     "--scales",
@@ -294,6 +296,7 @@ def test_flags_reach_the_options():
     args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", *ALL_FLAGS])
     options = StyleOptions.from_preset("draft", **cli.engine_overrides(args))
     expected = dict(
+        strength=0.5,
         steps=7,
         scales=2,
         max_size=None,
@@ -409,6 +412,9 @@ def test_unreadable_image(capsys, pictures):
         (["--steps", "many"], "invalid integer value"),
         (["--steps", "0"], "must be ≥ 1"),
         (["--style-weight", "-1"], "finite number ≥ 0"),
+        (["--strength", "-1"], "finite number ≥ 0"),
+        (["--strength", "nan"], "finite number ≥ 0"),
+        (["--strength", "strong"], "invalid number value: 'strong'"),
         (["--style-layer-weights", "1,2"], "needs 5"),
         (["--frobnicate"], "unrecognized arguments"),
     ],

@@ -163,6 +163,16 @@ def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_strength_reaches_the_engine(worker, images, tmp_path):
+    out = tmp_path / "zero.raw"
+    worker.send(stylize_request(images, "z", out, strength=0))
+    final, _ = worker.until_final("z")
+    assert final["type"] == "result", final
+    content = np.fromfile(images["content"], np.uint8).reshape(40, 48, 4).astype(int)
+    result = np.fromfile(out, np.uint8).reshape(40, 48, 4).astype(int)
+    assert np.abs(result - content).max() <= 1, "strength 0 must give the content back"
+
+
 def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
     """rgbf32 in and out; a max_size below the content's makes the engine work smaller, and the
     worker brings the result back to the content's size; two styles blended by weight."""
@@ -208,10 +218,14 @@ def test_missing_style_and_bad_requests(worker, images, tmp_path):
     worker.send(stylize_request(images, "o", tmp_path / "o.raw", colour="blue"))
     final, _ = worker.until_final("o")
     assert final["kind"] == "protocol" and "colour" in final["message"]
-    for strength in (0, -1, "strong"):  # 0 is refused, not silently read as "default"
-        worker.send(stylize_request(images, "t", tmp_path / "o.raw", style_strength=strength))
+    for strength in (-1, "strong", True):
+        worker.send(stylize_request(images, "t", tmp_path / "o.raw", strength=strength))
         final, _ = worker.until_final("t")
-        assert final["kind"] == "protocol" and "style_strength" in final["message"], final
+        assert final["kind"] == "protocol" and "strength" in final["message"], final
+    nan = json.dumps(stylize_request(images, "n", tmp_path / "o.raw", strength=float("nan")))
+    worker.send_raw(nan.encode() + b"\n")  # Python's json reads NaN; the worker must refuse it
+    final, _ = worker.until_final("n")
+    assert final["kind"] == "protocol" and "strength" in final["message"], final
     bad_size = stylize_request(images, "s", tmp_path / "o.raw")
     bad_size["content"]["width"] = 47
     worker.send(bad_size)

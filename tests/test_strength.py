@@ -1,0 +1,102 @@
+"""Strength and the balanced loss (engine, issue 8): real ONNX Runtime (CPU), tiny images (≤ 64 px)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from onnxstyle.core import engine
+from onnxstyle.core.engine import StyleOptions, stylize
+from onnxstyle.core.errors import StyleError
+from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.layers import STYLE_LAYERS
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name: str, longer: int) -> np.ndarray:
+    im = Image.open(EXAMPLES / name).convert("RGB")
+    im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
+    return np.asarray(im, np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def graph() -> StyleGraph:
+    return StyleGraph.load("avg", "cpu")
+
+
+@pytest.fixture(scope="module")
+def content() -> np.ndarray:
+    return _load("chelsea.jpg", 48)
+
+
+@pytest.fixture(scope="module")
+def swirls() -> np.ndarray:
+    """Dark, colourful, high contrast."""
+    return _load("swirls.jpg", 64)
+
+
+@pytest.fixture(scope="module")
+def grey_weave() -> np.ndarray:
+    """Pale grey, very low contrast: a faint woven texture (values 0.55…0.65)."""
+    y, x = np.mgrid[0:64, 0:64]
+    t = 0.6 + 0.05 * np.sign(np.sin(x / 2.0)) * np.sign(np.sin(y / 3.0))
+    return np.repeat(t[..., None], 3, axis=2).astype(np.float32)
+
+
+def fast(**overrides) -> StyleOptions:
+    base = dict(steps=20, scales=1, device="cpu", max_size=None)
+    base.update(overrides)
+    return StyleOptions(**base)
+
+
+def style_error(graph: StyleGraph, image: np.ndarray, style: np.ndarray) -> float:
+    """The judge's measure on the engine's network: mean relative Gram error over the layers."""
+    h, w = image.shape[:2]
+    target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
+    g_img, g_sty = graph.features(image), graph.features(target)
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(g_img[f"gram_{layer}"] - g_sty[f"gram_{layer}"])
+                / np.linalg.norm(g_sty[f"gram_{layer}"])
+                for layer in STYLE_LAYERS
+            ]
+        )
+    )
+
+
+def reduction(graph, content, style, options) -> float:
+    result = stylize(content, [style], options, graph=graph)
+    return 1 - style_error(graph, result, style) / style_error(graph, content, style)
+
+
+@pytest.mark.parametrize("scales", [1, 2])
+def test_strength_zero_returns_the_content(graph, content, swirls, scales):
+    result = stylize(content, [swirls], fast(strength=0, scales=scales, min_size=16), graph=graph)
+    assert np.abs(result - content).max() < 2e-3
+
+
+def test_more_strength_means_less_style_error(graph, content, swirls, grey_weave):
+    for style in (swirls, grey_weave):
+        errors = [
+            style_error(graph, stylize(content, [style], fast(strength=s), graph=graph), style)
+            for s in (0.1, 1.0, 10.0)
+        ]
+        assert errors[0] > errors[1] > errors[2], errors
+
+
+def test_the_balance_treats_low_and_high_contrast_styles_alike(graph, content, swirls, grey_weave):
+    balanced = [reduction(graph, content, s, fast()) for s in (swirls, grey_weave)]
+    assert min(balanced) > 0.3 and abs(balanced[0] - balanced[1]) < 0.2, balanced
+    # the seed's raw weight, for contrast: one β can't suit both pictures
+    raw = [reduction(graph, content, s, fast(style_weight=3e-5)) for s in (swirls, grey_weave)]
+    assert abs(raw[0] - raw[1]) > abs(balanced[0] - balanced[1]), (raw, balanced)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "strong", True])
+def test_bad_strength_is_a_one_line_error(content, swirls, bad):
+    with pytest.raises(StyleError, match="strength") as err:
+        stylize(content, [swirls], fast(strength=bad))
+    assert "\n" not in str(err.value)
