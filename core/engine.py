@@ -17,6 +17,7 @@ switches back to the seed's raw β.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
@@ -478,7 +479,7 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
         value = getattr(options, name)
         if value is None and name == "style_weight":
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise StyleError(f"{name} must be a number, not {value!r}")
         if not math.isfinite(value) or value < 0:
             raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
