@@ -26,7 +26,13 @@ Requests (editor -> worker)
 
 Errors: "message" is one user-facing line; "kind" is one of ERROR_KINDS. A request that is
 not understood gets {"type": "error", "id": <its id or null>, "kind": "protocol", ...}.
-A second "stylize" while one runs gets kind "busy": one job at a time.
+
+One job at a time, one worker for many jobs. A second "stylize" while one runs gets kind "busy",
+except right after a "cancel" of the running job: then it waits (one at most; another gets
+"busy") and starts as soon as the cancelled job has sent its final message, so an editor may
+send "cancel" and the next "stylize" at once and reads the old job's final message first. A
+"stylize" sent after a job's final message never finds the worker busy. The worker keeps the
+loaded model sessions between jobs, so a later job (another size, the same device) starts at once.
 
 Pixel files (PIXEL_FORMATS): raw, row-major, top row first, no header, no padding;
 interleaved channels R, G, B[, A]; sRGB-encoded values (not linear light); alpha straight

@@ -31,12 +31,15 @@ from onnxstyle.core import errors
 from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions, resize, stylize
 from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
 from onnxstyle.core.files import write_atomic
+from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.imageio import load_image
+from onnxstyle.core.runtime import resolve_device
 from onnxstyle.plugin import protocol as P
 
 log = logging.getLogger("onnxstyle.worker")
 
 PROGRESS_INTERVAL_S = 0.05  # don't flood the editor's pipe with progress lines
+GRAPHS_KEPT = 2  # loaded graph pairs kept across jobs (each holds two sessions' weights)
 
 
 class Channel:
@@ -54,6 +57,28 @@ class Channel:
                 self._stream.flush()
             except (BrokenPipeError, OSError, ValueError):
                 pass  # the editor is gone; stdin EOF ends us shortly
+
+
+class GraphCache:
+    """Loaded StyleGraphs kept across jobs, so an editor's next job (a preview of another size, then
+    the final one) starts at once: creating the sessions takes seconds. One job runs at a time, so
+    only one thread uses it at a time."""
+
+    def __init__(self, keep: int = GRAPHS_KEPT) -> None:
+        self._keep = keep
+        self._graphs: dict[tuple, StyleGraph] = {}
+
+    def get(self, options: StyleOptions) -> StyleGraph:
+        model_dir = None if options.model_dir is None else os.path.realpath(options.model_dir)
+        key = (options.pooling, resolve_device(options.device), model_dir)
+        graph = self._graphs.pop(key, None)
+        if graph is None:
+            log.info("loading the %s-pooling graphs for device %s", key[0], key[1])
+            graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
+        self._graphs[key] = graph  # most recently used last
+        while len(self._graphs) > self._keep:
+            del self._graphs[next(iter(self._graphs))]
+        return graph
 
 
 @dataclass
@@ -220,8 +245,15 @@ def _memory_message(exc: BaseException) -> str:
     )
 
 
-def run_job(job: Job, out: Channel) -> None:
-    """Run one stylize request to its single final message (result, error or cancelled)."""
+def run_job(job: Job, out: Channel, graphs: GraphCache | None = None) -> None:
+    """Run one stylize request and send its single final message (result, error or cancelled)."""
+    final = execute(job, out, graphs or GraphCache())
+    job.done.set()
+    out.send(final)
+
+
+def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
+    """Run one stylize request, sending its progress; returns its final message (not sent)."""
 
     started = time.monotonic()
     request = job.request
@@ -238,6 +270,9 @@ def run_job(job: Job, out: Channel) -> None:
         engine_options = _engine_options(options, weights)
         if job.cancel.is_set():
             raise Cancelled()
+        graph = graphs.get(engine_options)
+        if job.cancel.is_set():
+            raise Cancelled()
 
         last = [0.0]
 
@@ -249,7 +284,12 @@ def run_job(job: Job, out: Channel) -> None:
                 out.send(_progress_message(job.id, p))
 
         result = stylize(
-            content, styles, engine_options, progress=on_progress, cancel=job.cancel.is_set
+            content,
+            styles,
+            engine_options,
+            progress=on_progress,
+            cancel=job.cancel.is_set,
+            graph=graph,
         )
         if job.cancel.is_set():
             raise Cancelled()
@@ -258,7 +298,7 @@ def run_job(job: Job, out: Channel) -> None:
             result, height, width
         )  # the engine may work smaller; a no-op at the same size
         _write_output(output, result, alpha, fmt)
-        final = {
+        return {
             "type": "result",
             "id": job.id,
             "path": str(output),
@@ -269,26 +309,22 @@ def run_job(job: Job, out: Channel) -> None:
         }
     except Cancelled:
         log.info("job %s cancelled", job.id)
-        final = {"type": "cancelled", "id": job.id}
+        return {"type": "cancelled", "id": job.id}
     except P.ProtocolError as exc:
-        final = P.error(job.id, "protocol", str(exc))
+        return P.error(job.id, "protocol", str(exc))
     except MemoryError as exc:
-        final = P.error(job.id, "memory", _memory_message(exc))
+        return P.error(job.id, "memory", _memory_message(exc))
     except StyleError as exc:
-        final = P.error(job.id, _kind_of(exc), str(exc))
+        return P.error(job.id, _kind_of(exc), str(exc))
     except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
         traceback.print_exc(file=sys.stderr)
         kind = _kind_of(exc)
         if kind == "memory":
-            message = _memory_message(exc)
-        else:
-            message = (
-                f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
-            )
-        final = P.error(job.id, kind, message)
-    # done first: a request that follows the final message must not find the worker busy
-    job.done.set()
-    out.send(final)
+            return P.error(job.id, kind, _memory_message(exc))
+        message = (
+            f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
+        )
+        return P.error(job.id, kind, message)
 
 
 def _remove_workdir(workdir: Any) -> None:
@@ -319,15 +355,24 @@ def hello() -> dict[str, Any]:
 
 
 class Worker:
-    """Reads requests until EOF; one job thread at a time."""
+    """Reads requests until EOF; runs one job at a time, each in its own thread.
 
-    def __init__(self, stdin: BinaryIO, out: Channel) -> None:
+    A "stylize" while a job runs is refused ("busy"), except right after that job was cancelled:
+    then it waits (one at most) and starts once the cancelled job has sent its final message."""
+
+    JOIN_S = 60.0  # at EOF: how long a cancelled job may take to stop (a step, a session load)
+
+    def __init__(self, stdin: BinaryIO, out: Channel, graphs: GraphCache | None = None) -> None:
         self.stdin = stdin
         self.out = out
-        self.job: Job | None = None
+        self.graphs = graphs or GraphCache()
+        self.job: Job | None = None  # the running job
+        self.waiting: Job | None = None  # a job sent after the running one was cancelled
+        self._lock = threading.Lock()
 
     def busy(self) -> bool:
-        return self.job is not None and not self.job.done.is_set()
+        with self._lock:
+            return self.job is not None
 
     def handle(self, line: bytes) -> None:
         try:
@@ -339,32 +384,63 @@ class Worker:
         if kind == "hello":
             self.out.send(hello())
         elif kind == "stylize":
-            if self.busy():
-                self.out.send(
-                    P.error(job_id, "busy", "a job is already running; cancel it or wait")
-                )
-                return
-            job = Job(id=str(job_id if job_id is not None else "job"), request=message)
-            job.thread = threading.Thread(
-                target=run_job, args=(job, self.out), name=f"job-{job.id}", daemon=True
-            )
-            self.job = job
-            job.thread.start()
+            self._submit(Job(id=str(job_id if job_id is not None else "job"), request=message))
         elif kind == "cancel":
-            if self.busy() and (job_id is None or str(job_id) == self.job.id):
-                self.job.cancel.set()
+            self._cancel(job_id)
         else:
             self.out.send(P.error(job_id, "protocol", f'unknown request type "{kind}"'))
+
+    def _submit(self, job: Job) -> None:
+        with self._lock:
+            if self.job is None:
+                self.job = job
+                self._start(job)
+                return
+            if self.job.cancel.is_set() and self.waiting is None:
+                self.waiting = job
+                return
+        self.out.send(P.error(job.id, "busy", "a job is already running; cancel it or wait"))
+
+    def _cancel(self, job_id: Any) -> None:
+        with self._lock:
+            for job in (self.waiting, self.job):
+                if job is not None and (job_id is None or str(job_id) == job.id):
+                    job.cancel.set()
+
+    def _start(self, job: Job) -> None:
+        job.thread = threading.Thread(
+            target=self._run, args=(job,), name=f"job-{job.id}", daemon=True
+        )
+        job.thread.start()
+
+    def _run(self, job: Job) -> None:
+        final = execute(job, self.out, self.graphs) if not job.cancel.is_set() else None
+        with self._lock:
+            # the next job becomes current before this one's final message goes out, so a request
+            # sent after that message never finds the worker busy with a finished job
+            self.job, self.waiting = self.waiting, None
+            job.done.set()
+            self.out.send(final or {"type": "cancelled", "id": job.id})
+            if self.job is not None:
+                self._start(self.job)
 
     def serve(self) -> int:
         for line in iter(self.stdin.readline, b""):
             if line.strip():
                 self.handle(line)
-        # stdin closed: the editor is gone or done
-        if self.busy():
-            self.job.cancel.set()
-            self.job.thread.join()
-            _remove_workdir(self.job.request.get("workdir"))
+        # stdin closed: the editor is gone or done; cancel what runs or waits, then end
+        with self._lock:
+            jobs = [job for job in (self.job, self.waiting) if job is not None]
+        for job in jobs:
+            job.cancel.set()
+        deadline = time.monotonic() + self.JOIN_S
+        for job in jobs:  # the waiting one starts (and answers "cancelled") when the first ends
+            while job.thread is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+        if jobs:
+            _remove_workdir(jobs[0].request.get("workdir"))
         return 0
 
 

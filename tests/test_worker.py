@@ -33,7 +33,8 @@ class WorkerProcess:
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.stderr = b""
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
 
     def _read(self) -> None:
         for line in iter(self.process.stdout.readline, b""):
@@ -77,6 +78,7 @@ class WorkerProcess:
         finally:
             if self.process.poll() is None:
                 self.process.kill()
+            self._stderr_reader.join(timeout=10)
 
 
 @pytest.fixture
@@ -255,6 +257,30 @@ def test_cancel_within_a_step_and_busy(worker, images, tmp_path):
     # and a new job runs after a cancel
     worker.send({"type": "hello", "protocol": 1})
     assert worker.receive()["type"] == "hello"
+
+
+def test_warm_worker_reuses_graphs_and_a_stylize_after_cancel_waits_its_turn(images, tmp_path):
+    """The GIMP dialog's pattern: previews of several sizes, cancelled and replaced, one worker."""
+    w = WorkerProcess()
+    try:
+        w.send(stylize_request(images, "a", tmp_path / "a.raw", preset="normal"))
+        _first_progress(w, "a")
+        w.send({"type": "cancel", "id": "a"})
+        w.send(stylize_request(images, "b", tmp_path / "b.raw", max_size=32))  # at once
+        seen = []
+        while not seen or seen[-1]["type"] == "progress" or seen[-1]["id"] != "b":
+            seen.append(w.receive())
+        finals = [(m["id"], m["type"]) for m in seen if m["type"] != "progress"]
+        assert finals == [("a", "cancelled"), ("b", "result")], finals
+        first_b = next(i for i, m in enumerate(seen) if m["id"] == "b")
+        assert all(m["id"] == "b" for m in seen[first_b:]), "b started before a's final message"
+        w.send(stylize_request(images, "c", tmp_path / "c.raw", max_size=None))
+        final, _ = w.until_final("c")
+        assert final["type"] == "result", final
+    finally:
+        assert w.close() == 0
+    loads = w.stderr.decode(errors="replace").count("loading the avg-pooling graphs")
+    assert loads == 1, f"the graphs were loaded {loads} times for three jobs"
 
 
 def test_exits_when_stdin_closes_mid_job_and_cleans_its_workdir(images, tmp_path):
