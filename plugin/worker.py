@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import sys
@@ -28,7 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from onnxstyle.core import errors
-from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions, resize, stylize
+from onnxstyle.core.engine import StyleOptions, resize, stylize
 from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
 from onnxstyle.core.files import write_atomic
 from onnxstyle.core.graph import StyleGraph
@@ -84,48 +83,38 @@ class GraphCache:
 @dataclass
 class Job:
     id: str
-    request: dict[str, Any]
+    request: P.Stylize
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set before its final message
 
 
-def _kind_of(exc: BaseException) -> str:
-
+def _kind_of(exc: BaseException) -> P.ErrorKind:
     if isinstance(exc, errors.ImageError):
-        return "image"
+        return P.ErrorKind.IMAGE
     if isinstance(exc, errors.DeviceUnavailable):
-        return "device"
+        return P.ErrorKind.DEVICE
     if isinstance(exc, errors.ModelError):
-        return "model"
+        return P.ErrorKind.MODEL
     if errors.is_out_of_memory(exc):
-        return "memory"
+        return P.ErrorKind.MEMORY
     if isinstance(exc, errors.StyleError):
-        return "style"
-    return "internal"
+        return P.ErrorKind.STYLE
+    return P.ErrorKind.INTERNAL
 
 
-def _read_content(spec: dict[str, Any]):
-    """The content pixel file -> (rgb float32 [H,W,3], alpha or None, format)."""
-
-    try:
-        path = Path(spec["path"])
-        width, height, fmt = int(spec["width"]), int(spec["height"]), str(spec["format"])
-    except (KeyError, TypeError, ValueError):
-        raise P.ProtocolError('"content" needs "path", "width", "height" and "format"') from None
-    if fmt not in P.PIXEL_FORMATS:
-        raise P.ProtocolError(f'unknown pixel format "{fmt}" (known: {", ".join(P.PIXEL_FORMATS)})')
-    if width < 1 or height < 1:
-        raise ImageError(f"empty content image ({width}x{height})")
-    channels, depth = P.PIXEL_FORMATS[fmt]
+def _read_content(spec: P.PixelFile):
+    """The content pixel file -> (rgb float32 [H,W,3], alpha or None)."""
+    path, width, height = Path(spec.path), spec.width, spec.height
+    channels, depth = P.PIXEL_FORMATS[spec.format]
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"can't read the content pixels {path}: {exc.strerror or exc}") from None
-    if len(data) != P.frame_size(width, height, fmt):
+    if len(data) != spec.size:
         raise ImageError(
             f"content pixel file {path.name} has {len(data)} bytes, expected "
-            f"{P.frame_size(width, height, fmt)} for {width}x{height} {fmt}"
+            f"{spec.size} for {width}x{height} {spec.format}"
         )
     if depth == 1:
         pixels = (
@@ -139,7 +128,7 @@ def _read_content(spec: dict[str, Any]):
         pixels = np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0)
     rgb = np.ascontiguousarray(np.clip(pixels[..., :3], 0.0, 1.0))
     alpha = pixels[..., 3].copy() if channels == 4 else None
-    return rgb, alpha, fmt
+    return rgb, alpha
 
 
 def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
@@ -157,83 +146,33 @@ def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
     write_atomic(path, data)
 
 
-def _engine_options(options: dict[str, Any], weights: list[float]):
-    """Protocol options -> engine StyleOptions.
+def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions:
+    """Checked protocol options -> engine StyleOptions.
 
     "style_strength" multiplies the preset's style weight; "preserve_colors": "none" is the
-    engine's None; a missing or null "max_size" keeps the preset's; several styles are blended
+    engine's None; an absent or null "max_size" keeps the preset's; several styles are blended
     with their relative weights."""
-
-    options = dict(options)
-    preset = options.pop("preset", "normal")
-    if (
-        not isinstance(preset, str) or preset not in PRESETS
-    ):  # PRESETS is a dict: a JSON list would raise TypeError
-        raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(PRESETS)})')
-    strength = options.pop("style_strength", None)
-    strength = (
-        1.0 if strength is None else strength
-    )  # absent or null: the preset's own style weight
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0.0:
-        raise P.ProtocolError(f"style_strength must be a number > 0, not {strength!r}")
-    if options.get("preserve_colors") == "none":
-        options["preserve_colors"] = None
-    elif options.get("preserve_colors") not in PRESERVE_COLORS:
-        raise P.ProtocolError(f'unknown preserve_colors "{options["preserve_colors"]}"')
-    overrides: dict[str, Any] = {}
-    for name, value in options.items():
-        if name not in _OPTIONS:
-            raise P.ProtocolError(f'unknown option "{name}"')
-        if value is not None or name == "preserve_colors":
-            overrides[name] = value
+    overrides: dict[str, Any] = {
+        "preserve_colors": None if options.preserve_colors == "none" else options.preserve_colors,
+        "device": options.device,
+        "seed": options.seed,
+    }
+    if options.max_size is not None:
+        overrides["max_size"] = options.max_size
     if len(weights) > 1:
         overrides["style_blend"] = tuple(weights)  # relative: the engine normalises them
-    base = StyleOptions.from_preset(preset, **overrides)
-    return dataclasses.replace(base, style_weight=base.style_weight * strength)
+    base = StyleOptions.from_preset(options.preset, **overrides)
+    return dataclasses.replace(base, style_weight=base.style_weight * options.style_strength)
 
 
-# the options the protocol accepts besides "preset" and "style_strength" (StyleOptions fields)
-_OPTIONS = ("max_size", "preserve_colors", "device", "seed")
-
-
-def _styles(specs: Any) -> tuple[list, list[float]]:
-
-    if not isinstance(specs, list) or not specs:
-        raise P.ProtocolError('"styles" must be a non-empty list of {"path", "weight"}')
-    images, weights = [], []
-    for spec in specs:
-        if not isinstance(spec, dict) or "path" not in spec:
-            raise P.ProtocolError('each style needs a "path"')
-        weight = float(spec.get("weight", 1.0))
-        if not weight >= 0.0:
-            raise P.ProtocolError("style weights must be >= 0")
-        images.append(load_image(str(spec["path"])).rgb)
-        weights.append(weight)
-    if sum(weights) <= 0.0:
-        raise P.ProtocolError("at least one style weight must be > 0")
-    return images, weights
+def _styles(specs: tuple[P.StyleSpec, ...]) -> tuple[list, list[float]]:
+    """The style images (decoded) and their relative weights."""
+    return [load_image(spec.path).rgb for spec in specs], [spec.weight for spec in specs]
 
 
 def _progress_message(job_id: str, p: Any) -> dict[str, Any]:
-    """An engine Progress (scale and step 1-based) as a protocol progress line."""
-    fraction = min(max(((p.scale - 1) + p.step / p.steps) / p.scales, 0.0), 1.0)
-    return {
-        "type": "progress",
-        "id": job_id,
-        "scale": p.scale,
-        "scales": p.scales,
-        "step": p.step,
-        "steps": p.steps,
-        "fraction": round(fraction, 4),
-        "loss": _finite_or_none(p.loss),
-        "eta_s": _finite_or_none(p.eta_s),
-        "text": P.progress_text(p.scale, p.scales, p.step, p.steps),
-    }
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    """JSON has no NaN or infinity (P.encode refuses them)."""
-    return float(value) if value is not None and math.isfinite(value) else None
+    """An engine Progress as a protocol progress line."""
+    return P.progress(job_id, p.scale, p.scales, p.step, p.steps, p.loss, p.eta_s)
 
 
 def _memory_message(exc: BaseException) -> str:
@@ -254,20 +193,12 @@ def run_job(job: Job, out: Channel, graphs: GraphCache | None = None) -> None:
 
 def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
     """Run one stylize request, sending its progress; returns its final message (not sent)."""
-
     started = time.monotonic()
     request = job.request
     try:
-        content, alpha, fmt = _read_content(request.get("content") or {})
-        try:
-            output = Path(request["output"]["path"])
-        except (KeyError, TypeError):
-            raise P.ProtocolError('"output" needs a "path"') from None
-        styles, weights = _styles(request.get("styles"))
-        options = request.get("options") or {}
-        if not isinstance(options, dict):
-            raise P.ProtocolError('"options" must be an object')
-        engine_options = _engine_options(options, weights)
+        content, alpha = _read_content(request.content)
+        styles, weights = _styles(request.styles)
+        engine_options = _engine_options(request.options, weights)
         if job.cancel.is_set():
             raise Cancelled()
         graph = graphs.get(engine_options)
@@ -294,32 +225,29 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
         if job.cancel.is_set():
             raise Cancelled()
         height, width = content.shape[:2]
-        result = resize(
-            result, height, width
-        )  # the engine may work smaller; a no-op at the same size
-        _write_output(output, result, alpha, fmt)
-        return {
-            "type": "result",
-            "id": job.id,
-            "path": str(output),
-            "width": width,
-            "height": height,
-            "format": fmt,
-            "seconds": round(time.monotonic() - started, 3),
-        }
+        result = resize(result, height, width)  # the engine may work smaller; no-op if not
+        _write_output(Path(request.output), result, alpha, request.content.format)
+        return P.result(
+            job.id,
+            request.output,
+            width,
+            height,
+            request.content.format,
+            time.monotonic() - started,
+        )
     except Cancelled:
         log.info("job %s cancelled", job.id)
-        return {"type": "cancelled", "id": job.id}
+        return P.cancelled(job.id)
     except P.ProtocolError as exc:
-        return P.error(job.id, "protocol", str(exc))
+        return P.error(job.id, P.ErrorKind.PROTOCOL, str(exc))
     except MemoryError as exc:
-        return P.error(job.id, "memory", _memory_message(exc))
+        return P.error(job.id, P.ErrorKind.MEMORY, _memory_message(exc))
     except StyleError as exc:
         return P.error(job.id, _kind_of(exc), str(exc))
     except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
         traceback.print_exc(file=sys.stderr)
         kind = _kind_of(exc)
-        if kind == "memory":
+        if kind == P.ErrorKind.MEMORY:
             return P.error(job.id, kind, _memory_message(exc))
         message = (
             f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
@@ -345,13 +273,7 @@ def hello() -> dict[str, Any]:
         onnxstyle_version = version("onnxstyle")
     except Exception:
         onnxstyle_version = "unknown"
-    return {
-        "type": "hello",
-        "protocol": P.PROTOCOL_VERSION,
-        "onnxstyle": onnxstyle_version,
-        "python": sys.executable,
-        "providers": providers,
-    }
+    return P.hello_reply(onnxstyle_version, sys.executable, providers)
 
 
 class Worker:
@@ -375,20 +297,18 @@ class Worker:
             return self.job is not None
 
     def handle(self, line: bytes) -> None:
+        """One request line: answered here (hello, a bad request) or handed to a job thread."""
         try:
-            message = P.decode(line)
+            request = P.parse_request(line)
         except P.ProtocolError as exc:
-            self.out.send(P.error(None, "protocol", str(exc)))
+            self.out.send(P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
             return
-        kind, job_id = message["type"], message.get("id")
-        if kind == "hello":
+        if isinstance(request, P.Hello):
             self.out.send(hello())
-        elif kind == "stylize":
-            self._submit(Job(id=str(job_id if job_id is not None else "job"), request=message))
-        elif kind == "cancel":
-            self._cancel(job_id)
+        elif isinstance(request, P.Stylize):
+            self._submit(Job(id=request.id, request=request))
         else:
-            self.out.send(P.error(job_id, "protocol", f'unknown request type "{kind}"'))
+            self._cancel(request.id)
 
     def _submit(self, job: Job) -> None:
         with self._lock:
@@ -399,12 +319,14 @@ class Worker:
             if self.job.cancel.is_set() and self.waiting is None:
                 self.waiting = job
                 return
-        self.out.send(P.error(job.id, "busy", "a job is already running; cancel it or wait"))
+        self.out.send(
+            P.error(job.id, P.ErrorKind.BUSY, "a job is already running; cancel it or wait")
+        )
 
-    def _cancel(self, job_id: Any) -> None:
+    def _cancel(self, job_id: str | None) -> None:
         with self._lock:
             for job in (self.waiting, self.job):
-                if job is not None and (job_id is None or str(job_id) == job.id):
+                if job is not None and job_id in (None, job.id):
                     job.cancel.set()
 
     def _start(self, job: Job) -> None:
@@ -420,7 +342,7 @@ class Worker:
             # sent after that message never finds the worker busy with a finished job
             self.job, self.waiting = self.waiting, None
             job.done.set()
-            self.out.send(final or {"type": "cancelled", "id": job.id})
+            self.out.send(final or P.cancelled(job.id))
             if self.job is not None:
                 self._start(self.job)
 
@@ -440,7 +362,7 @@ class Worker:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
         if jobs:
-            _remove_workdir(jobs[0].request.get("workdir"))
+            _remove_workdir(jobs[0].request.workdir)
         return 0
 
 

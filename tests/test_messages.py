@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from onnxstyle.plugin import protocol as P
 from onnxstyle.plugin import worker as W
 
 PLUGIN = (
@@ -50,7 +51,7 @@ def test_out_of_memory_is_said_once_in_gimp(monkeypatch, tmp_path, failure):
         "options": {"preset": "draft", "device": "cpu"},
     }
     stream = io.BytesIO()
-    W.run_job(W.Job(id="j", request=request), W.Channel(stream))
+    W.run_job(W.Job(id="j", request=P.parse_request(json.dumps(request))), W.Channel(stream))
     (answer,) = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert answer["kind"] == "memory"
     shown = _plugin_function("error_text")(answer, "/venv/bin/python")

@@ -198,27 +198,91 @@ def test_corrupt_style_is_a_one_line_image_error(worker, images, tmp_path):
     assert worker.receive()["type"] == "hello"
 
 
-def test_missing_style_and_bad_requests(worker, images, tmp_path):
-    worker.send(stylize_request(images, "m", tmp_path / "o.raw", style=tmp_path / "nope.png"))
-    final, _ = worker.until_final("m")
-    assert final["type"] == "error" and final["kind"] == "image", final
-    worker.send_raw(b"this is not json\n")
-    assert worker.receive()["kind"] == "protocol"
-    worker.send({"type": "frobnicate", "id": "x"})
-    reply = worker.receive()
-    assert reply["kind"] == "protocol" and reply["id"] == "x"
-    worker.send(stylize_request(images, "o", tmp_path / "o.raw", colour="blue"))
-    final, _ = worker.until_final("o")
-    assert final["kind"] == "protocol" and "colour" in final["message"]
-    for strength in (0, -1, "strong"):  # 0 is refused, not silently read as "default"
-        worker.send(stylize_request(images, "t", tmp_path / "o.raw", style_strength=strength))
-        final, _ = worker.until_final("t")
-        assert final["kind"] == "protocol" and "style_strength" in final["message"], final
-    bad_size = stylize_request(images, "s", tmp_path / "o.raw")
-    bad_size["content"]["width"] = 47
-    worker.send(bad_size)
-    final, _ = worker.until_final("s")
-    assert final["kind"] == "image" and "bytes" in final["message"]
+@pytest.fixture(scope="module")
+def shared_worker():
+    """One worker for the bad-request cases: each must leave it usable for the next."""
+    w = WorkerProcess()
+    yield w
+    w.close()
+
+
+def _set(request: dict, dotted: str, value) -> dict:
+    """request with one field (a dotted path; "styles.0.weight") set, or removed for DELETE."""
+    *parents, last = dotted.split(".")
+    node = request
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return request
+
+
+DELETE = object()
+
+# (field, value, expected kind, words in the message): one bad value each
+BAD_FIELDS = [
+    ("styles.0.path", "nope.png", "image", "no such file"),
+    ("options.colour", "blue", "protocol", "colour"),
+    ("options.style_strength", 0, "protocol", "style_strength"),
+    ("options.style_strength", -1, "protocol", "style_strength"),
+    ("options.style_strength", "strong", "protocol", "style_strength"),
+    ("styles.0.weight", "heavy", "protocol", "weight"),
+    ("styles.0.weight", True, "protocol", "weight"),
+    ("styles.0.weight", -0.5, "protocol", "weight"),
+    ("content.width", 47, "image", "bytes"),
+    ("content.width", "48", "protocol", "width"),
+    ("content.width", 48.0, "protocol", "width"),
+    ("content.height", True, "protocol", "height"),
+    ("content.height", DELETE, "protocol", "height"),
+    ("content.format", "cmyk8", "protocol", "format"),
+    ("options.seed", -5, "protocol", "seed"),
+    ("options.seed", "x", "protocol", "seed"),
+    ("options.seed", 2**70, "protocol", "seed"),
+    ("options.max_size", 8, "protocol", "max_size"),
+    ("options.max_size", 1e9, "protocol", "max_size"),
+    ("options.preset", ["draft"], "protocol", "preset"),
+    ("options.device", "tpu", "protocol", "device"),
+    ("styles", [], "protocol", "styles"),
+    ("output", "out.raw", "protocol", "output"),
+    ("id", 7, "protocol", "id"),
+]
+
+
+@pytest.mark.parametrize(
+    "dotted, value, kind, words", BAD_FIELDS, ids=[f"{f}={v!r}"[:40] for f, v, *_ in BAD_FIELDS]
+)
+def test_a_bad_field_gets_one_line_of_its_kind(
+    shared_worker, images, tmp_path, dotted, value, kind, words
+):
+    request = _set(stylize_request(images, "bad", tmp_path / "o.raw"), dotted, value)
+    shared_worker.send(request)
+    final, progress = shared_worker.until_final("bad")
+    assert not progress
+    assert final["type"] == "error" and final["kind"] == kind, final
+    assert words in final["message"] and "\n" not in final["message"], final
+    assert final["id"] == (None if dotted == "id" else "bad")
+    assert not (tmp_path / "o.raw").exists()
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        (b"this is not json\n", "not a JSON line"),
+        (b'{"type": "hello", "protocol": NaN}\n', "protocol"),
+        (b'{"type": "frobnicate", "id": "x"}\n', "frobnicate"),
+        (b"[" * 100_000 + b"\n", "not a JSON line"),
+    ],
+    ids=["text", "nan", "unknown-type", "deep"],
+)
+def test_a_bad_line_gets_one_protocol_error(shared_worker, line, words):
+    shared_worker.send_raw(line)
+    reply = shared_worker.receive()
+    assert reply["type"] == "error" and reply["kind"] == "protocol" and words in reply["message"]
+    assert reply["id"] == ("x" if b"frobnicate" in line else None)
+    shared_worker.send({"type": "hello", "protocol": 1})
+    assert shared_worker.receive()["type"] == "hello"
 
 
 def _first_progress(worker: WorkerProcess, job_id: str) -> dict:
