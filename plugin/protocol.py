@@ -14,7 +14,7 @@ Requests (editor -> worker)
    "styles":  [{"path": "style.jpg", "weight": 1.0}, ...],   # image files; weights are relative
    "options": {"preset": "draft", "style_strength": 1.0, "max_size": 512,
                "preserve_colors": "none", "device": "auto", "seed": 0},
-   "workdir": ".../tmpdir"}                          # optional: removed if the editor goes away
+   "workdir": ".../tmpdir"}                          # optional, ignored (see "Files")
       -> zero or more {"type": "progress", "id", "scale", "scales", "step", "steps",
                        "fraction", "loss", "eta_s", "text"}
       -> then exactly one of
@@ -36,6 +36,13 @@ except right after a "cancel" of the running job: then it waits (one at most; an
 send "cancel" and the next "stylize" at once and reads the old job's final message first. A
 "stylize" sent after a job's final message never finds the worker busy. The worker keeps the
 loaded model sessions between jobs, so a later job (another size, the same device) starts at once.
+
+Files: what the worker may touch. It reads the content pixel file and the style images, and
+writes the output file, never through a fixed temporary name: a new file made with O_EXCL
+(mkstemp) beside the output, renamed over it when whole, removed on any failure or cancel. It
+never removes or changes any other path a request names: "workdir" (sent by version-1 editors)
+is accepted and ignored, and the editor removes its own temporary folder. A folder the worker
+needs for itself it makes with mkdtemp and removes.
 
 Pixel files (PIXEL_FORMATS): raw, row-major, top row first, no header, no padding;
 interleaved channels R, G, B[, A]; sRGB-encoded values (not linear light); alpha straight

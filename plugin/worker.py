@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import sys
 import threading
 import time
@@ -255,12 +254,6 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
         return P.error(job.id, kind, message)
 
 
-def _remove_workdir(workdir: Any) -> None:
-    """The editor went away mid-job: its temporary folder is ours to remove."""
-    if isinstance(workdir, str) and workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def hello() -> dict[str, Any]:
     try:
         import onnxruntime  # noqa: PLC0415 (optional until a session is made)
@@ -361,8 +354,6 @@ class Worker:
                 time.sleep(0.01)
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
-        if jobs:
-            _remove_workdir(jobs[0].request.workdir)
         return 0
 
 

@@ -142,6 +142,10 @@ def test_hello(worker):
 
 def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     out = tmp_path / "result.raw"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep me")
+    for planted in ("result.raw.part", ".result.raw.part"):  # links at guessable temporary names
+        (tmp_path / planted).symlink_to(victim)
     worker.send(stylize_request(images, "j1", out))
     final, progress = worker.until_final("j1")
     assert final["type"] == "result", final
@@ -162,7 +166,10 @@ def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     assert np.abs(result[..., :3].astype(int) - content[..., :3]).mean() > 2.0, (
         "the pixels did not change"
     )
-    assert not list(tmp_path.glob("*.part"))
+    assert victim.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".result.raw.part", "result.raw", "result.raw.part", "victim.txt"]
+    ), "only the output is new"
 
 
 def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
@@ -347,22 +354,33 @@ def test_warm_worker_reuses_graphs_and_a_stylize_after_cancel_waits_its_turn(ima
     assert loads == 1, f"the graphs were loaded {loads} times for three jobs"
 
 
-def test_exits_when_stdin_closes_mid_job_and_cleans_its_workdir(images, tmp_path):
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    content = workdir / "content.raw"
-    content.write_bytes(images["content"].read_bytes())
+def sentinel_folder(parent: Path) -> tuple[Path, dict[str, bytes]]:
+    """A folder of the user's files, and what they hold."""
+    folder = parent / "precious"
+    folder.mkdir()
+    files = {"notes.txt": b"the user's notes\n", "content.raw": b"not the job's pixels"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder, files
+
+
+def assert_untouched(folder: Path, files: dict[str, bytes]) -> None:
+    assert folder.is_dir(), f"{folder} was removed"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+def test_exits_when_stdin_closes_mid_job_and_removes_nothing_it_did_not_make(images, tmp_path):
+    folder, files = sentinel_folder(tmp_path)
     w = WorkerProcess()
-    request = stylize_request(
-        {**images, "content": content}, "e", workdir / "result.raw", preset="normal"
-    )
-    request["workdir"] = str(workdir)
+    request = stylize_request(images, "e", tmp_path / "result.raw", preset="normal")
+    request["workdir"] = str(folder)  # a request may name any folder: the worker removes none
     w.send(request)
     _first_progress(w, "e")
     started = time.monotonic()
     assert w.close() == 0
     assert time.monotonic() - started < 60
-    assert not workdir.exists(), "the editor's workdir should go when the editor does"
+    assert_untouched(folder, files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"], "no output, no .part"
 
 
 def test_exits_when_stdin_closes_idle():
@@ -399,9 +417,8 @@ def _gone(pid: int) -> bool:
 def test_a_killed_editor_takes_the_worker_down(images, tmp_path):
     """GIMP's progress cancel SIGKILLs the plug-in: its worker must stop and clean up on its own."""
 
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    request = stylize_request(images, "k", workdir / "result.raw", preset="normal")
+    workdir, files = sentinel_folder(tmp_path)
+    request = stylize_request(images, "k", tmp_path / "result.raw", preset="normal")
     request["workdir"] = str(workdir)
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, json.dumps(request)], stdout=subprocess.PIPE, text=True
@@ -416,7 +433,8 @@ def test_a_killed_editor_takes_the_worker_down(images, tmp_path):
         while not _gone(worker_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _gone(worker_pid), "the worker outlived its killed editor"
-        assert not workdir.exists()
+        assert_untouched(workdir, files)  # the editor's temporary folder is the editor's to remove
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"], "no output, no .part"
     finally:
         if parent.poll() is None:
             parent.kill()
