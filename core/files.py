@@ -1,9 +1,11 @@
-"""Files written whole or not at all: the one atomic-write helper of the CLI, the worker, the
-exporter and the GIMP installer."""
+"""Files written whole or not at all (the one atomic-write helper of the CLI, the worker, the
+exporter and the GIMP installer), and input files opened without surprises."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,3 +48,42 @@ def _new_file_mode(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a device or a socket: reading it could block or never end."""
+
+
+# O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a writer.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS |= getattr(os, "O_BINARY", 0)
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open an existing regular file for reading (links followed); returns the binary file.
+
+    Raises FileNotFoundError, PermissionError, IsADirectoryError, or NotRegularFile for a FIFO,
+    a device (/dev/zero) or a socket, before a byte is read."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode  # of what was opened, not of what the name points to later
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_exactly(file: BinaryIO, size: int) -> bytearray:
+    """`size` bytes of `file`, read with that bound; EOFError if the file holds fewer."""
+    data = bytearray(size)
+    view, done = memoryview(data), 0
+    while done < size:
+        count = file.readinto(view[done:])
+        if not count:
+            raise EOFError(f"{size - done} bytes short")
+        done += count
+    return data  # not bytes(data): a second copy of a frame that may be a gigabyte

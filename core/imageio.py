@@ -19,13 +19,14 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .color import gray3
 from .errors import ImageError, first_line
-from .files import write_atomic
+from .files import NotRegularFile, open_regular, write_atomic
 
 # Far beyond anything a style transfer can use, small enough to refuse decompression bombs
 # before Pillow allocates them. Our own check, so Pillow's global limit is left alone.
@@ -68,12 +69,11 @@ class LoadedImage:
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Read an image file; any problem becomes a one-line ImageError naming the file."""
     path = Path(path)
-    _check_readable(path)
     try:
-        with warnings.catch_warnings():
+        with _open_checked(path) as file, warnings.catch_warnings():
             # We check the size ourselves (MAX_PIXELS); Pillow's own warning would be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(file) as im:
                 return _decode(path, im)
     except ImageError:
         raise
@@ -93,15 +93,25 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
-    if not os.access(path, os.R_OK):
-        raise ImageError(f"{path}: permission denied")
-    if path.stat().st_size == 0:
+def _open_checked(path: Path) -> BinaryIO:
+    """The file opened for reading: a regular, non-empty file (a FIFO or /dev/zero would block or
+    never end), checked on the opened file itself."""
+    try:
+        file = open_regular(path)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except NotRegularFile:
+        raise ImageError(f"{path}: not a regular file (a pipe or a device?)") from None
+    except (OSError, ValueError) as exc:  # a loop of links, a name too long, a NUL in the name
+        raise ImageError(f"{path}: can't open ({getattr(exc, 'strerror', None) or exc})") from None
+    if os.fstat(file.fileno()).st_size == 0:
+        file.close()
         raise ImageError(f"{path}: empty file")
+    return file
 
 
 def _decode(path: Path, im: Image.Image) -> LoadedImage:

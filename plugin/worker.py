@@ -28,9 +28,10 @@ import numpy as np
 from onnxstyle.core import errors
 from onnxstyle.core.engine import StyleOptions, resize, stylize
 from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
-from onnxstyle.core.files import write_atomic
+from onnxstyle.core.files import NotRegularFile, open_regular, read_exactly, write_atomic
 from onnxstyle.core.graph import StyleGraph
-from onnxstyle.core.imageio import load_image
+from onnxstyle.core.imageio import MAX_PIXELS, load_image
+from onnxstyle.core.layers import MIN_SIDE
 from onnxstyle.core.runtime import resolve_device
 from onnxstyle.plugin import protocol as P
 
@@ -103,18 +104,35 @@ def _kind_of(exc: BaseException) -> P.ErrorKind:
 
 
 def _read_content(spec: P.PixelFile):
-    """The content pixel file -> (rgb float32 [H,W,3], alpha or None)."""
+    """The content pixel file -> (rgb float32 [H,W,3], alpha or None).
+
+    Its size is checked against the engine's limits, and the file is checked to be a regular file
+    of exactly width × height × channels × bytes, before a byte is read; then that many are read."""
     path, width, height = Path(spec.path), spec.width, spec.height
     channels, depth = P.PIXEL_FORMATS[spec.format]
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"can't read the content pixels {path}: {exc.strerror or exc}") from None
-    if len(data) != spec.size:
+    if width * height > MAX_PIXELS:
         raise ImageError(
-            f"content pixel file {path.name} has {len(data)} bytes, expected "
-            f"{spec.size} for {width}x{height} {spec.format}"
+            f"the content is {width}x{height} px: more than the "
+            f"{MAX_PIXELS // 1_000_000} megapixels onnxstyle works on"
         )
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"the content is {width}x{height} px; style transfer needs at least {MIN_SIDE} px a side"
+        )
+    try:
+        with open_regular(path) as file:
+            found = os.fstat(file.fileno()).st_size
+            if found != spec.size:
+                raise ImageError(
+                    f"content pixel file {path.name} has {found} bytes, expected "
+                    f"{spec.size} for {width}x{height} {spec.format}"
+                )
+            data = read_exactly(file, spec.size)
+    except NotRegularFile:
+        raise ImageError(f"{path}: not a regular file (a pipe or a device?)") from None
+    except (OSError, EOFError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ImageError(f"can't read the content pixels {path}: {reason}") from None
     if depth == 1:
         pixels = (
             np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels).astype(np.float32)
@@ -164,9 +182,19 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     return dataclasses.replace(base, style_weight=base.style_weight * options.style_strength)
 
 
-def _styles(specs: tuple[P.StyleSpec, ...]) -> tuple[list, list[float]]:
-    """The style images (decoded) and their relative weights."""
-    return [load_image(spec.path).rgb for spec in specs], [spec.weight for spec in specs]
+def _styles(job: Job) -> tuple[list, list[float]]:
+    """The style images (decoded) and their relative weights; a cancel is honoured between them."""
+    images = []
+    for spec in job.request.styles:
+        images.append(load_image(spec.path).rgb)
+        _stop_if_cancelled(job)
+    return images, [spec.weight for spec in job.request.styles]
+
+
+def _stop_if_cancelled(job: Job) -> None:
+    """Between the phases of a job (the engine itself checks before every step)."""
+    if job.cancel.is_set():
+        raise Cancelled()
 
 
 def _progress_message(job_id: str, p: Any) -> dict[str, Any]:
@@ -196,13 +224,11 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
     request = job.request
     try:
         content, alpha = _read_content(request.content)
-        styles, weights = _styles(request.styles)
+        _stop_if_cancelled(job)
+        styles, weights = _styles(job)
         engine_options = _engine_options(request.options, weights)
-        if job.cancel.is_set():
-            raise Cancelled()
         graph = graphs.get(engine_options)
-        if job.cancel.is_set():
-            raise Cancelled()
+        _stop_if_cancelled(job)
 
         last = [0.0]
 
@@ -221,8 +247,7 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
             cancel=job.cancel.is_set,
             graph=graph,
         )
-        if job.cancel.is_set():
-            raise Cancelled()
+        _stop_if_cancelled(job)
         height, width = content.shape[:2]
         result = resize(result, height, width)  # the engine may work smaller; no-op if not
         _write_output(Path(request.output), result, alpha, request.content.format)
@@ -275,7 +300,7 @@ class Worker:
     A "stylize" while a job runs is refused ("busy"), except right after that job was cancelled:
     then it waits (one at most) and starts once the cancelled job has sent its final message."""
 
-    JOIN_S = 60.0  # at EOF: how long a cancelled job may take to stop (a step, a session load)
+    JOIN_S = 30.0  # at EOF: how long a cancelled job may take to stop (a step, a session load)
 
     def __init__(self, stdin: BinaryIO, out: Channel, graphs: GraphCache | None = None) -> None:
         self.stdin = stdin

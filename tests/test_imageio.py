@@ -339,3 +339,18 @@ def test_gif_transparency_becomes_alpha(tmp_path):
     image.save(tmp_path / "in.gif", transparency=int(np.asarray(image)[0, 0]))
     loaded = load_image(tmp_path / "in.gif")
     assert loaded.alpha is not None and loaded.alpha[0, 0] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and /dev/zero are Unix's")
+@pytest.mark.parametrize("kind", ["fifo", "device", "link-to-device"])
+def test_a_pipe_or_device_is_refused_before_reading(tmp_path, kind):
+    """Opening a FIFO for reading would wait for a writer; /dev/zero never ends."""
+    path = tmp_path / "in.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link-to-device":
+        path.symlink_to("/dev/zero")
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(path)

@@ -56,11 +56,11 @@ class WorkerProcess:
         line = self.lines.get(timeout=timeout)
         return None if line is None else json.loads(line)
 
-    def until_final(self, job_id: str) -> tuple[dict, list[dict]]:
+    def until_final(self, job_id: str, timeout: float = TIMEOUT_S) -> tuple[dict, list[dict]]:
         """Progress messages, then the job's one final message."""
         progress = []
         while True:
-            message = self.receive()
+            message = self.receive(timeout)
             assert message is not None, (
                 f"worker ended early: {self.stderr.decode(errors='replace')[-2000:]}"
             )
@@ -270,6 +270,53 @@ def test_a_bad_field_gets_one_line_of_its_kind(
     assert final["type"] == "error" and final["kind"] == kind, final
     assert words in final["message"] and "\n" not in final["message"], final
     assert final["id"] == (None if dotted == "id" else "bad")
+    assert not (tmp_path / "o.raw").exists()
+
+
+def _content_case(case: str, folder: Path, request: dict) -> None:
+    """Point the request's content at a file that is not the pixels it claims to be."""
+    content = request["content"]
+    if case == "fifo":
+        os.mkfifo(folder / "fifo.raw")
+        content["path"] = str(folder / "fifo.raw")
+    elif case == "dev-zero":
+        content["path"] = "/dev/zero"
+    elif case == "link-to-dev-zero":
+        (folder / "zero.raw").symlink_to("/dev/zero")
+        content["path"] = str(folder / "zero.raw")
+    elif case == "folder":
+        content["path"] = str(folder)
+    elif case == "too-many-pixels":
+        content.update(width=20_000, height=20_000)
+    elif case == "too-small":
+        (folder / "tiny.raw").write_bytes(bytes(8 * 8 * 4))
+        content.update(path=str(folder / "tiny.raw"), width=8, height=8)
+    elif case == "style-fifo":
+        os.mkfifo(folder / "style.png")
+        request["styles"][0]["path"] = str(folder / "style.png")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and /dev/zero are Unix's")
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("fifo", "not a regular file"),
+        ("dev-zero", "not a regular file"),
+        ("link-to-dev-zero", "not a regular file"),
+        ("folder", "is a folder"),
+        ("too-many-pixels", "megapixels"),
+        ("too-small", "at least 16 px"),
+        ("style-fifo", "not a regular file"),
+    ],
+)
+def test_pixels_are_checked_before_a_byte_is_read(shared_worker, images, tmp_path, case, words):
+    """A FIFO would block the read (and cancel, and the exit), /dev/zero would never end."""
+    request = stylize_request(images, "pix", tmp_path / "o.raw")
+    _content_case(case, tmp_path, request)
+    shared_worker.send(request)
+    final, progress = shared_worker.until_final("pix", timeout=30)
+    assert not progress and final["type"] == "error" and final["kind"] == "image", final
+    assert words in final["message"], final
     assert not (tmp_path / "o.raw").exists()
 
 
