@@ -87,3 +87,31 @@ def read_exactly(file: BinaryIO, size: int) -> bytearray:
             raise EOFError(f"{size - done} bytes short")
         done += count
     return data  # not bytes(data): a second copy of a frame that may be a gigabyte
+
+
+def write_problem(path: str | os.PathLike) -> str | None:
+    """Why write_atomic(path) would fail before any work is done, or None: the folder is missing or
+    not writable, or the path is a folder or something other than a regular file (replacing a
+    device or a FIFO's name is never what a caller means)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"output folder {folder} does not exist"
+    if path.is_dir():
+        return "is a folder"
+    if path.exists() and not path.is_file():
+        return "not a regular file"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write to folder {folder} (permission denied)"
+    return None
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two names reach the same file: the same resolved path (links followed, so a name
+    that doesn't exist yet counts too), or the same inode (hard links, bind mounts)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one of them doesn't exist (yet)
+        return False

@@ -26,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .color import gray3
 from .errors import ImageError, first_line
-from .files import NotRegularFile, open_regular, write_atomic
+from .files import NotRegularFile, open_regular, write_atomic, write_problem
 
 # Far beyond anything a style transfer can use, small enough to refuse decompression bombs
 # before Pillow allocates them. Our own check, so Pillow's global limit is left alone.
@@ -202,13 +202,9 @@ def check_output_path(path: str | os.PathLike) -> str:
     """Fail fast (before any work) if `path` can't be written; returns the output format."""
     path = Path(path)
     fmt = output_format(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ImageError(f"{path}: output folder {folder} does not exist")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ImageError(f"{path}: cannot write to folder {folder} (permission denied)")
+    problem = write_problem(path)
+    if problem:
+        raise ImageError(f"{path}: {problem}")
     return fmt
 
 

@@ -85,6 +85,7 @@ class ErrorKind(str, Enum):
     MODEL = "model"  # a shipped model file is missing or broken
     MEMORY = "memory"  # out of memory (host or device)
     STYLE = "style"  # any other user-facing StyleError
+    OUTPUT = "output"  # the result can't be written (folder missing, not writable, disk full, ...)
     BUSY = "busy"  # a job is already running
     PROTOCOL = "protocol"  # a malformed or unknown request
     INTERNAL = "internal"  # a bug: details on the worker's stderr

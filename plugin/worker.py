@@ -28,7 +28,14 @@ import numpy as np
 from onnxstyle.core import errors
 from onnxstyle.core.engine import StyleOptions, resize, stylize
 from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
-from onnxstyle.core.files import NotRegularFile, open_regular, read_exactly, write_atomic
+from onnxstyle.core.files import (
+    NotRegularFile,
+    open_regular,
+    read_exactly,
+    same_file,
+    write_atomic,
+    write_problem,
+)
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.imageio import MAX_PIXELS, load_image
 from onnxstyle.core.layers import MIN_SIDE
@@ -80,6 +87,10 @@ class GraphCache:
         return graph
 
 
+class OutputError(StyleError):
+    """The result can't be written where the request says (kind "output")."""
+
+
 @dataclass
 class Job:
     id: str
@@ -90,6 +101,8 @@ class Job:
 
 
 def _kind_of(exc: BaseException) -> P.ErrorKind:
+    if isinstance(exc, OutputError):
+        return P.ErrorKind.OUTPUT
     if isinstance(exc, errors.ImageError):
         return P.ErrorKind.IMAGE
     if isinstance(exc, errors.DeviceUnavailable):
@@ -148,6 +161,17 @@ def _read_content(spec: P.PixelFile):
     return rgb, alpha
 
 
+def _check_output(request: P.Stylize) -> None:
+    """Before any work: the output can be written, and is none of the inputs."""
+    output = request.output
+    problem = write_problem(output)
+    if problem:
+        raise OutputError(f"can't write the result {output}: {problem}")
+    for name in [request.content.path] + [style.path for style in request.styles]:
+        if same_file(output, name):
+            raise OutputError(f"the output {output} is an input ({name}); it would be overwritten")
+
+
 def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
     """Pixels in `fmt`, written to a temporary name and renamed, so `path` is always whole."""
 
@@ -160,7 +184,10 @@ def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
         data = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).tobytes()
     else:
         data = pixels.astype("<f4").tobytes()
-    write_atomic(path, data)
+    try:
+        write_atomic(path, data)  # its temporary file is gone whatever fails
+    except OSError as exc:
+        raise OutputError(f"can't write the result {path}: {exc.strerror or exc}") from None
 
 
 def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions:
@@ -223,6 +250,7 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
     started = time.monotonic()
     request = job.request
     try:
+        _check_output(request)
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
         styles, weights = _styles(job)

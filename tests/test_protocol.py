@@ -122,6 +122,7 @@ def test_error_kinds_are_plain_words_on_the_wire():
         "model",
         "memory",
         "style",
+        "output",
         "busy",
         "protocol",
         "internal",

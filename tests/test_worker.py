@@ -321,6 +321,40 @@ def test_pixels_are_checked_before_a_byte_is_read(shared_worker, images, tmp_pat
 
 
 @pytest.mark.parametrize(
+    "case, words",
+    [
+        ("folder", "is a folder"),
+        ("missing-folder", "does not exist"),
+        ("fifo", "not a regular file"),  # a FIFO, not /dev/null: a regression must not break /dev
+        ("content", "is an input"),
+        ("style", "is an input"),
+        ("link-to-style", "is an input"),
+    ],
+)
+def test_an_output_that_cant_be_written_is_refused_before_any_work(
+    shared_worker, images, tmp_path, case, words
+):
+    style = tmp_path / "style.png"
+    style.write_bytes(images["style"].read_bytes())
+    (tmp_path / "link.raw").symlink_to(style)
+    os.mkfifo(tmp_path / "pipe.raw")
+    output = {
+        "folder": tmp_path,
+        "missing-folder": tmp_path / "gone" / "o.raw",
+        "fifo": tmp_path / "pipe.raw",
+        "content": images["content"],
+        "style": style,
+        "link-to-style": tmp_path / "link.raw",
+    }[case]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    shared_worker.send(stylize_request(images, "out", output, style=style))
+    final, progress = shared_worker.until_final("out", timeout=30)
+    assert not progress and final["type"] == "error" and final["kind"] == "output", final
+    assert words in final["message"] and str(output) in final["message"], final
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
     "line, words",
     [
         (b"this is not json\n", "not a JSON line"),
