@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS
+from onnxstyle.core.engine import MAX_SEED, MAX_WEIGHT, PRESERVE_COLORS, PRESETS
 from onnxstyle.core.layers import MIN_SIDE
 from onnxstyle.core.runtime import DEVICES
 
@@ -94,9 +94,8 @@ class ErrorKind(str, Enum):
 ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 
 ID_MAX_CHARS = 200  # ids are echoed in every answer: keep them short
-SEED_MAX = 2**63 - 1
-# Relative weights and strengths become float32 graph inputs: beyond this they overflow to inf.
-WEIGHT_MAX = 1e30
+SEED_MAX = MAX_SEED
+WEIGHT_MAX = MAX_WEIGHT  # the engine's: weights and strengths are float32 graph inputs
 PRESERVE = ("none",) + tuple(mode for mode in PRESERVE_COLORS if mode)
 
 

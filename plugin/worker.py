@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from onnxstyle.core import errors
-from onnxstyle.core.engine import StyleOptions, resize, stylize
+from onnxstyle.core.engine import StyleOptions, check_sizes, resize, stylize
 from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
 from onnxstyle.core.files import (
     NotRegularFile,
@@ -37,7 +37,7 @@ from onnxstyle.core.files import (
     write_problem,
 )
 from onnxstyle.core.graph import StyleGraph
-from onnxstyle.core.imageio import MAX_PIXELS, load_image
+from onnxstyle.core.imageio import MAX_PIXELS, image_size, load_image
 from onnxstyle.core.layers import MIN_SIDE
 from onnxstyle.core.runtime import resolve_device
 from onnxstyle.plugin import protocol as P
@@ -209,13 +209,13 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     return dataclasses.replace(base, style_weight=base.style_weight * options.style_strength)
 
 
-def _styles(job: Job) -> tuple[list, list[float]]:
-    """The style images (decoded) and their relative weights; a cancel is honoured between them."""
+def _styles(job: Job, longer_at_least: int) -> list:
+    """The style images, decoded no larger than the run needs; a cancel is honoured between them."""
     images = []
     for spec in job.request.styles:
-        images.append(load_image(spec.path).rgb)
+        images.append(load_image(spec.path, longer_at_least).rgb)
         _stop_if_cancelled(job)
-    return images, [spec.weight for spec in job.request.styles]
+    return images
 
 
 def _stop_if_cancelled(job: Job) -> None:
@@ -251,10 +251,13 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
     request = job.request
     try:
         _check_output(request)
+        engine_options = _engine_options(request.options, [s.weight for s in request.styles])
+        size = (request.content.height, request.content.width)
+        style_sizes = [image_size(spec.path)[::-1] for spec in request.styles]
+        height, width = check_sizes(size, style_sizes, engine_options)  # before any decode
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
-        styles, weights = _styles(job)
-        engine_options = _engine_options(request.options, weights)
+        styles = _styles(job, max(MIN_SIDE, round(max(height, width) * engine_options.style_scale)))
         graph = graphs.get(engine_options)
         _stop_if_cancelled(job)
 
@@ -267,14 +270,15 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
                 last[0] = now
                 out.send(_progress_message(job.id, p))
 
-        result = stylize(
-            content,
-            styles,
-            engine_options,
-            progress=on_progress,
-            cancel=job.cancel.is_set,
-            graph=graph,
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # the engine reports inf/NaN itself
+            result = stylize(
+                content,
+                styles,
+                engine_options,
+                progress=on_progress,
+                cancel=job.cancel.is_set,
+                graph=graph,
+            )
         _stop_if_cancelled(job)
         height, width = content.shape[:2]
         result = resize(result, height, width)  # the engine may work smaller; no-op if not

@@ -249,6 +249,7 @@ BAD_FIELDS = [
     ("options.seed", 2**70, "protocol", "seed"),
     ("options.max_size", 8, "protocol", "max_size"),
     ("options.max_size", 1e9, "protocol", "max_size"),
+    ("options.max_size", 17, "style", "aspect ratio: use at least 19"),
     ("options.preset", ["draft"], "protocol", "preset"),
     ("options.device", "tpu", "protocol", "device"),
     ("styles", [], "protocol", "styles"),
