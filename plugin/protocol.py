@@ -94,6 +94,7 @@ class ErrorKind(str, Enum):
 ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 
 ID_MAX_CHARS = 200  # ids are echoed in every answer: keep them short
+MAX_LINE_BYTES = 1 << 20  # a request line; a longer one is skipped and answered "protocol"
 SEED_MAX = MAX_SEED
 WEIGHT_MAX = MAX_WEIGHT  # the engine's: weights and strengths are float32 graph inputs
 PRESERVE = ("none",) + tuple(mode for mode in PRESERVE_COLORS if mode)

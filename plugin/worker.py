@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -360,6 +361,16 @@ class Worker:
         else:
             self._cancel(request.id)
 
+    def _lines(self) -> Iterator[bytes | None]:
+        """stdin's lines, each read with a bound; None for one too long (skipped to its end)."""
+        while line := self.stdin.readline(P.MAX_LINE_BYTES + 1):
+            if len(line) <= P.MAX_LINE_BYTES or line.endswith(b"\n"):
+                yield line
+                continue
+            while (rest := self.stdin.readline(P.MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+
     def _submit(self, job: Job) -> None:
         with self._lock:
             if self.job is None:
@@ -397,8 +408,11 @@ class Worker:
                 self._start(self.job)
 
     def serve(self) -> int:
-        for line in iter(self.stdin.readline, b""):
-            if line.strip():
+        for line in self._lines():
+            if line is None:
+                message = f"a request line is longer than {P.MAX_LINE_BYTES} bytes"
+                self.out.send(P.error(None, P.ErrorKind.PROTOCOL, message))
+            elif line.strip():
                 self.handle(line)
         # stdin closed: the editor is gone or done; cancel what runs or waits, then end
         with self._lock:
