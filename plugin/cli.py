@@ -1,8 +1,10 @@
 """The `onnxstyle` command: stylize, info, export (exporter) and gimp (installer).
 
 Errors the user can act on (StyleError and subclasses) print one line `onnxstyle: error: ...` and
-exit 2, like argparse's own usage errors; Ctrl-C cancels at the next engine step and exits 130.
-Nothing is written unless a run finishes: outputs go to a temporary file that is renamed.
+exit 2, like argparse's own usage errors; every value is checked before an image is decoded or a
+model loaded. Ctrl-C, SIGTERM and SIGHUP cancel at the next engine step (during the final save: at
+once) and exit 128 + the signal (130 for Ctrl-C). The result is written only when a run finishes,
+to a temporary file that is renamed; --save-every snapshots already written are kept.
 """
 
 from __future__ import annotations
@@ -325,7 +327,8 @@ def _add_stylize(commands) -> None:
             f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
             for name, values in PRESETS.items()
         )
-        + ". Ctrl-C cancels (exit 130, nothing written).",
+        + ". Ctrl-C (or SIGTERM, SIGHUP) cancels: exit 130 (128 + the signal), the result is not "
+        "written, --save-every snapshots already written are kept.",
     )
     p.add_argument("content", metavar="CONTENT", help="content image")
     p.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s)")

@@ -42,7 +42,14 @@ writes the output file, never through a fixed temporary name: a new file made wi
 (mkstemp) beside the output, renamed over it when whole, removed on any failure or cancel. It
 never removes or changes any other path a request names: "workdir" (sent by version-1 editors)
 is accepted and ignored, and the editor removes its own temporary folder. A folder the worker
-needs for itself it makes with mkdtemp and removes.
+will need for itself (pixels sent in-band, a later version) it makes with mkdtemp and removes.
+Before any work the output is checked: its folder exists and is writable, it is not a folder, if
+it exists it is a regular file, and it is none of the inputs (links resolved); else kind "output".
+Inputs are opened without blocking and must be regular files; the content must hold exactly
+width x height x channels x bytes (at most MAX_PIXELS) before a byte is read.
+
+Extending: a new request type is a parser added to REQUESTS (and a dataclass); a new reply a
+builder below; a new numeric field an entry in NUMBERS. Version 2 (pixels in-band) adds those.
 
 Pixel files (PIXEL_FORMATS): raw, row-major, top row first, no header, no padding;
 interleaved channels R, G, B[, A]; sRGB-encoded values (not linear light); alpha straight
