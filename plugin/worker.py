@@ -343,10 +343,6 @@ class Worker:
         self.waiting: Job | None = None  # a job sent after the running one was cancelled
         self._lock = threading.Lock()
 
-    def busy(self) -> bool:
-        with self._lock:
-            return self.job is not None
-
     def handle(self, line: bytes) -> None:
         """One request line: answered here (hello, a bad request) or handed to a job thread."""
         try:
