@@ -91,10 +91,13 @@ class Judge:
         return float(np.linalg.norm(a - c) / np.linalg.norm(c))
 
 
+_engine_balance = engine._balance  # main() may put a variant in its place
+
+
 def _target_balance(graph, content, grams, budget_px) -> engine.Balance:
     """Variant: each layer divided by its target's energy ‖Ĝ(S)‖²: the relative squared Gram
     error, the judge's own measure."""
-    base = engine._balance(graph, content, grams, budget_px)
+    base = _engine_balance(graph, content, grams, budget_px)
     style = []
     for layer in STYLE_LAYERS:
         g = grams[layer].astype(np.float64)
@@ -105,7 +108,7 @@ def _target_balance(graph, content, grams, budget_px) -> engine.Balance:
 def _gradient_balance(graph, content, grams, budget_px) -> engine.Balance:
     """Variant: the seed's layer mix (λ on raw J_style), the whole style term scaled so that its
     gradient at the first step (the content image) has unit RMS per pixel."""
-    base = engine._balance(graph, content, grams, budget_px)
+    base = _engine_balance(graph, content, grams, budget_px)
     targets = Targets(grams=grams, content=graph.features(content)[f"content_{CONTENT_LAYER}"])
     ones = (1.0,) * len(STYLE_LAYERS)
     _, grad = graph.loss_and_grad(content, targets, LossWeights(0.0, 1.0, ones, 0.0))
@@ -117,7 +120,7 @@ def _gradient_balance(graph, content, grams, budget_px) -> engine.Balance:
 
 
 BALANCES = {
-    "initial": engine._balance,  # the engine's: each layer's term starts at 1
+    "initial": _engine_balance,  # the engine's: each layer's term starts at 1
     "target": _target_balance,
     "gradient": _gradient_balance,
 }
