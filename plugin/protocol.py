@@ -13,7 +13,8 @@ Requests (editor -> worker)
    "output":  {"path": ".../result.raw"},            # same width, height and format as content
    "styles":  [{"path": "style.jpg", "weight": 1.0}, ...],   # image files; weights are relative
    "options": {"preset": "draft", "style_strength": 1.0, "max_size": 512,
-               "preserve_colors": "none", "device": "auto", "seed": 0},
+               "preserve_colors": "none", "device": "auto", "seed": 0,
+               "steps": 20},                           # optional: the preset's steps a scale
    "workdir": ".../tmpdir"}                          # optional: removed if the editor goes away
       -> zero or more {"type": "progress", "id", "scale", "scales", "step", "steps",
                        "fraction", "loss", "eta_s", "text"}

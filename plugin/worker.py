@@ -151,6 +151,9 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
     )  # absent or null: the preset's own style weight
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0.0:
         raise P.ProtocolError(f"style_strength must be a number > 0, not {strength!r}")
+    steps = options.get("steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise P.ProtocolError(f"steps must be a whole number >= 1, not {steps!r}")
     if options.get("preserve_colors") == "none":
         options["preserve_colors"] = None
     elif options.get("preserve_colors") not in PRESERVE_COLORS:
@@ -168,7 +171,7 @@ def _engine_options(options: dict[str, Any], weights: list[float]):
 
 
 # the options the protocol accepts besides "preset" and "style_strength" (StyleOptions fields)
-_OPTIONS = ("max_size", "preserve_colors", "device", "seed")
+_OPTIONS = ("max_size", "steps", "preserve_colors", "device", "seed")
 
 
 def _styles(specs: Any) -> tuple[list, list[float]]:
