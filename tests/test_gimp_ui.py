@@ -238,6 +238,11 @@ def test_a_style_file_deleted_before_ok_is_one_clear_line_and_the_image_is_uncha
     assert closed["workers"] == [] and closed["temp_dirs"] == [], closed
 
 
+def test_update_automatically_previews_a_changed_value_without_a_click(gui):
+    cancel = step(gui, "cancel")  # the driver saw the progress of a preview nobody asked for
+    assert cancel["workers"] and cancel["status"] == "Working on the preview…", cancel
+
+
 def test_closing_the_dialog_mid_preview_leaves_no_process_and_no_file(gui):
     cancel = step(gui, "cancel")
     assert cancel["workers"] and cancel["temp_dirs"], (

@@ -61,10 +61,11 @@ DEVICES = (
     ("directml", "DirectML (Windows)"),
 )
 
-# The preview: a small copy of the layer, fewer steps. The draft preset (60 steps a scale) takes
-# about 50 s at 256 px on 2 CPU cores; 192 px with 20 steps a scale (two scales) about 8 s.
-PREVIEW_SIZE = 192  # longest side, px
-PREVIEW_STEPS = 20  # per scale
+# The preview: a small copy of the layer, fewer steps (CPU time on this project's 2-core test
+# machine: the draft preset, 60 steps a scale at 256 px, ~100 s; 192 px with 20 steps ~17 s;
+# 160 px with 15 steps, one scale for a 3:2 layer, ~6 s, and it looks alike at preview size).
+PREVIEW_SIZE = 160  # longest side, px
+PREVIEW_STEPS = 15  # per scale
 THUMB_SIZE = 96  # the style thumbnails' longest side, px
 AUTO_DELAY_MS = 700  # auto-update waits until the values stop changing
 # the arguments a preview depends on: changing one cancels a running preview
@@ -881,9 +882,7 @@ class Preview:
         self.image.set_opacity(1.0)
         seconds = time.monotonic() - job["asked"]
         log(f"preview job {job['id']} shown {seconds:.1f} s after it was asked for")
-        self._status(
-            f"Preview ready in {seconds:.1f} s. OK paints the whole layer at full quality."
-        )
+        self._status(f"Preview ready in {seconds:.1f} s. OK styles the whole layer.")
 
     def _crashed(self):
         text = self.worker.crash_message()

@@ -235,9 +235,11 @@ def crash_then_missing_style(dialog):
 
 
 def close_mid_preview(dialog):
-    press(dialog, "Preview")
-    wait("the preview job's progress", lambda: progress(dialog) > 0)
-    note("cancel", workers=workers(), temp_dirs=temp_dirs())
+    # auto-update: a changed value starts a preview by itself, and Cancel lands in the middle of it
+    find(dialog, "check box", "Update automatically").queryAction().doAction(0)
+    spin(dialog, "Strength").currentValue = 2.0
+    wait("the automatic preview's progress", lambda: progress(dialog) > 0)
+    note("cancel", workers=workers(), temp_dirs=temp_dirs(), status=status(dialog))
     closing = time.monotonic()
     press(dialog, "Cancel")
     gone(dialog, "close-mid-preview")
