@@ -626,8 +626,10 @@ class Preview:
         self.running = None  # the job the worker computes: {"id", "request", "key", "asked", ...}
         self.pending = None  # the newest wanted job; sent when the worker is free
         self.jobs = 0
+        self.shown = False  # a preview is on show
         self.timers = {}
         self.box = self._widgets(dialog)
+        self._placeholder()
         self._show_styles()
         self._status("Press Preview to try the style on a small copy of the layer.")
         self.handler = config.connect("notify", self._changed)
@@ -642,7 +644,7 @@ class Preview:
         self.styles.set_size_request(THUMB_SIZE, -1)
         pictures = Gtk.Box(spacing=12)
         for title, widget in (("Preview", self.image), ("Style", self.styles)):
-            frame = Gtk.Frame(label=title)
+            frame = Gtk.Frame(label=title, shadow_type=Gtk.ShadowType.ETCHED_IN)
             frame.add(widget)
             pictures.pack_start(frame, False, False, 0)
         self.button = Gtk.Button.new_with_mnemonic("_Preview")
@@ -655,7 +657,8 @@ class Preview:
         self.bar.set_text("")
         self.warning = Gtk.Image.new_from_icon_name("dialog-warning", Gtk.IconSize.BUTTON)
         self.warning.set_no_show_all(True)
-        self.label = Gtk.Label(xalign=0.0, wrap=True, max_width_chars=40, selectable=True)
+        # a fixed width: the dialog keeps its layout whatever the status says
+        self.label = Gtk.Label(xalign=0.0, wrap=True, width_chars=38, max_width_chars=38)
         self.label.get_accessible().set_description("Preview status")
         status = Gtk.Box(spacing=6)
         status.pack_start(self.warning, False, False, 0)
@@ -665,6 +668,20 @@ class Preview:
             box.pack_start(widget, False, False, 0)
         box.show_all()
         return box
+
+    def _placeholder(self):
+        """A plain grey area of the preview's shape, so the user sees where it will appear."""
+        try:
+            region = layer_region(the_layer(self.drawables))
+            scale = PREVIEW_SIZE / max(region[2:])
+            width, height = round(region[2] * scale), round(region[3] * scale)
+        except PluginError:
+            width = height = PREVIEW_SIZE
+        pixbuf = GdkPixbuf.Pixbuf.new(
+            GdkPixbuf.Colorspace.RGB, False, 8, max(width, 1), max(height, 1)
+        )
+        pixbuf.fill(0x5A5A5AFF)
+        self.image.set_from_pixbuf(pixbuf)
 
     def _show_styles(self):
         for child in self.styles.get_children():
@@ -880,6 +897,7 @@ class Preview:
             return
         self.image.set_from_pixbuf(checkered(data, width, height))
         self.image.set_opacity(1.0)
+        self.shown = True
         seconds = time.monotonic() - job["asked"]
         log(f"preview job {job['id']} shown {seconds:.1f} s after it was asked for")
         self._status(f"Preview ready in {seconds:.1f} s. OK styles the whole layer.")
@@ -909,7 +927,7 @@ class Preview:
             self.bar.set_text("")
         if name not in PREVIEW_ARGS:
             return
-        had_preview = self.running or self.pending or self.image.get_pixbuf() is not None
+        had_preview = self.running or self.pending or self.shown
         self._cancel_running()
         self.image.set_opacity(0.4)  # the preview shown no longer matches the values
         if auto:
