@@ -1,13 +1,8 @@
 """The plug-in in a real, headless GIMP 3: install, run non-interactively, inspect the pixels.
 
-GIMP 3 comes from the host (`gimp-console-3.0` on PATH, e.g. Debian 13's `apt-get install gimp`)
-or from the Debian 13 root that tests/gimp/gimp-root.sh makes and caches at
-/var/cache/onnxstyle/trixie (ONNXSTYLE_GIMP_ROOT overrides). In the root, GIMP runs under
-chroot in a private mount namespace where the worker's Python (the venv and the interpreter it
-links to), the onnxstyle sources and this test's folder are bind-mounted at their own paths
-(tests/gimp/gimp-batch.sh), so the plug-in starts exactly the worker a user would have.
-
-Without GIMP 3 the test skips, except under CI=true, where a missing GIMP is a failure.
+gimp_setup.py finds GIMP 3 (the host's, or the cached Debian 13 root, where tests/gimp/gimp-batch.sh
+runs it with the worker's Python and the sources bind-mounted) and skips without it, except under
+CI=true, where a missing GIMP is a failure. The dialog is tested in test_gimp_ui.py.
 """
 
 from __future__ import annotations
