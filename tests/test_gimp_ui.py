@@ -27,7 +27,7 @@ import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, gui_ready, install
 from PIL import Image
 
-from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS
+from onnxstyle.core.engine import PRESETS
 from onnxstyle.plugin import protocol as P
 from onnxstyle.plugin import worker as W
 
@@ -281,14 +281,11 @@ def _plugin_function(name: str):
     return namespace[name]
 
 
-def test_the_plugins_copies_of_protocol_constants_match():
-    assert _plugin_constant("PROTOCOL_VERSION") == P.PROTOCOL_VERSION
-    assert [nick for nick, _ in _plugin_constant("PRESETS")] == list(PRESETS)
-    assert [nick for nick, _ in _plugin_constant("PRESERVE")] == ["none"] + [
-        p for p in PRESERVE_COLORS if p
-    ]
-    labels = [label for _, label in _plugin_constant("PRESETS")]
-    assert labels[0] != "draft" and all(label[0].isupper() for label in labels)
+def test_the_preset_labels_say_what_they_do():
+    """The nicks are the engine's (test_protocol.py); the dialog shows words, not nicks."""
+    labels = dict(_plugin_constant("PRESETS"))
+    assert set(labels) == set(PRESETS)
+    assert all(label != nick and label[0].isupper() for nick, label in labels.items())
 
 
 def test_the_preview_options_are_what_the_worker_accepts():
@@ -301,6 +298,14 @@ def test_the_preview_options_are_what_the_worker_accepts():
         "device": "cpu",
         "seed": 0,
     }
-    engine = W._engine_options(options, [1.0])
+    request = {
+        "type": "stylize",
+        "id": "preview-1",
+        "content": {"path": "/tmp/c.raw", "width": 160, "height": 106, "format": "rgba8"},
+        "output": {"path": "/tmp/c-result.raw"},
+        "styles": [{"path": "/tmp/s.png", "weight": 1.0}],
+        "options": options,
+    }
+    engine = W._engine_options(P.parse_request(json.dumps(request)).options, [1.0])
     assert engine.steps == _plugin_constant("PREVIEW_STEPS")
     assert engine.max_size == _plugin_constant("PREVIEW_SIZE")

@@ -481,25 +481,25 @@ def strength_option(strength):
 def build_request(config, job_id, content, width, height, fmt, workdir, preview=False):
     """A stylize request for the pixel file `content`; a preview gets the preview schedule."""
     max_size = int(config.get_property("max-size"))
-    options = {
-        "preset": config.get_property("quality"),
-        **strength_option(config.get_property("strength")),
-        "max_size": max_size if max_size > 0 else None,
-        "preserve_colors": config.get_property("preserve-colors"),
-        "device": config.get_property("device"),
-        "seed": int(config.get_property("seed")),
-    }
-    if preview:
-        options.update(max_size=PREVIEW_SIZE, steps=PREVIEW_STEPS)
-    return {
+    request = {
         "type": "stylize",
         "id": job_id,
         "content": {"path": content, "width": width, "height": height, "format": fmt},
         "output": {"path": content[: -len(".raw")] + "-result.raw"},
         "styles": style_specs(config),
-        "options": options,
+        "options": {
+            "preset": config.get_property("quality"),
+            **strength_option(config.get_property("strength")),
+            "max_size": max_size if max_size > 0 else None,
+            "preserve_colors": config.get_property("preserve-colors"),
+            "device": config.get_property("device"),
+            "seed": int(config.get_property("seed")),
+        },
         "workdir": workdir,
     }
+    if preview:
+        request["options"].update(max_size=PREVIEW_SIZE, steps=PREVIEW_STEPS)
+    return request
 
 
 def the_layer(drawables):
