@@ -84,7 +84,11 @@ def gui(tmp_path_factory, pytestconfig):
     _say(
         pytestconfig,
         f"GIMP UI test: {seconds:.0f} s, screenshots in {out}; "
-        + ", ".join(f"{s['step']} {s['seconds']} s" for s in steps if "preview" in s["step"]),
+        + ", ".join(
+            f"{s['step']} {s['seconds']} s ({s['worker_cpu_s']} s of worker CPU)"
+            for s in steps
+            if "preview" in s["step"]
+        ),
     )
     failed = [s for s in steps if s["step"] == "failed"]
     assert done.returncode == 0 and not failed, (

@@ -151,17 +151,33 @@ def session_cases():
 
 def preview(dialog, label):
     """Press Preview and wait for the dialog to say the preview is ready (or what went wrong)."""
-    started = time.monotonic()
+    started, cpu = time.monotonic(), cpu_seconds()
     press(dialog, "Preview")
-    return finished(dialog, label, started)
+    return finished(dialog, label, started, cpu)
 
 
-def finished(dialog, label, started):
-    """Wait for the status line of the preview asked for at `started` and note it."""
+def finished(dialog, label, started, cpu_before=0.0):
+    """Wait for the status line of the preview asked for at `started` and note it, with the CPU
+    seconds our workers spent meanwhile (wall time depends on what else the machine runs)."""
     wait(f"{label} to start", lambda: not _ready_or_error(status(dialog)), timeout=30)
     text = wait(f"{label}", lambda: _ready_or_error(status(dialog)))
-    note(label, seconds=round(time.monotonic() - started, 2), status=text, workers=workers())
+    seconds = round(time.monotonic() - started, 2)
+    cpu = round(cpu_seconds() - cpu_before, 1)
+    note(label, seconds=seconds, worker_cpu_s=cpu, status=text, workers=workers())
     return text
+
+
+def cpu_seconds():
+    """User + system CPU time of this run's workers so far."""
+    total = 0
+    for pid in workers():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ready_or_error(text):
@@ -201,12 +217,13 @@ def preview_then_ok(dialog):
         status=wait("the stale notice", lambda: "changed" in status(dialog) and status(dialog)),
     )
     # fast clicks with other values each time: one job at a time, the last request wins
+    cpu = cpu_seconds()
     for strength in (2.0, 0.5, 3.0):
         spin(dialog, "Strength").currentValue = strength
         started = time.monotonic()
         press(dialog, "Preview")
         time.sleep(0.3)
-    finished(dialog, "later-preview", started)
+    finished(dialog, "later-preview", started, cpu)
     shot("3-later-preview")
     note("ok", workers=workers())
     press(dialog, "OK")
