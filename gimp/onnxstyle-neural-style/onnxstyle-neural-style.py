@@ -318,6 +318,7 @@ class Worker:
             what = f"was killed by signal {-code}"
             if -code == 9:
                 what += " (out of memory?)"
+            tail = ""  # its last log line says what it was doing, not why it died
         else:
             what = f"exited with status {code}"
         return f"The onnxstyle worker crashed: it {what}{(': ' + tail) if tail else '.'}"
@@ -656,7 +657,6 @@ class Preview:
         self.bar = Gtk.ProgressBar(show_text=True)
         self.bar.set_text("")
         self.warning = Gtk.Image.new_from_icon_name("dialog-warning", Gtk.IconSize.BUTTON)
-        self.warning.set_no_show_all(True)
         # a fixed width: the dialog keeps its layout whatever the status says
         self.label = Gtk.Label(xalign=0.0, wrap=True, width_chars=38, max_width_chars=38)
         self.label.get_accessible().set_description("Preview status")
@@ -717,12 +717,12 @@ class Preview:
         self.bar.set_fraction(0.0)
         self.bar.set_text("")
         self.label.set_text(text)
-        self.warning.set_visible(error)
+        self.warning.set_opacity(1.0 if error else 0.0)  # hidden, its room kept: no layout jump
 
     def _busy(self, text):
         """An indeterminate bar until the first progress line."""
         self.bar.set_text(text)
-        self.warning.set_visible(False)
+        self.warning.set_opacity(0.0)
         if "pulse" not in self.timers:
             self.timers["pulse"] = GLib.timeout_add(120, self._pulse)
 
@@ -751,7 +751,7 @@ class Preview:
         self._cancel_running()
         self.pending = job
         self.label.set_text("Working on the preview…")
-        self.warning.set_visible(False)
+        self.warning.set_opacity(0.0)
         self._pump()
         return False  # also a one-shot GLib timeout callback
 
