@@ -195,6 +195,8 @@ def test_fast_clicks_run_one_job_at_a_time_and_the_last_request_wins(gui):
         f"the last request did not win: sent {sent}, shown {shown}"
     )
     assert "busy" not in gui["log"]
+    # a value changed mid-preview cancelled it: the worker stopped it, its answer was dropped
+    assert any("ended: cancelled (stale: dropped)" in line for line in plugin_log(gui))
 
 
 def test_one_warm_worker_serves_every_preview_and_the_final_job(gui):
