@@ -628,6 +628,7 @@ class Preview:
         self.pending = None  # the newest wanted job; sent when the worker is free
         self.jobs = 0
         self.shown = False  # a preview is on show
+        self.detached = False  # the dialog has closed: its widgets are gone
         self.timers = {}
         self.box = self._widgets(dialog)
         self._placeholder()
@@ -833,7 +834,7 @@ class Preview:
     # -- answers (main thread)
 
     def _drain(self):
-        worker = self.worker
+        worker = None if self.detached else self.worker  # after OK, the final job reads the lines
         if worker is not None:
             for message in worker.ready_messages():
                 if worker is not self.worker:
@@ -945,6 +946,7 @@ class Preview:
 
     def detach(self):
         """The dialog closes: no more widget updates; a running preview is cancelled."""
+        self.detached = True
         self.config.disconnect(self.handler)
         for name in list(self.timers):
             self._stop_timer(name)
