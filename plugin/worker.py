@@ -195,8 +195,8 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     """Checked protocol options -> engine StyleOptions.
 
     "style_strength" multiplies the preset's style weight; "preserve_colors": "none" is the
-    engine's None; an absent or null "max_size" or "steps" keeps the preset's; several styles are blended
-    with their relative weights."""
+    engine's None; an absent or null "max_size" or "steps" keeps the preset's; several styles
+    are blended with their relative weights."""
     overrides: dict[str, Any] = {
         "preserve_colors": None if options.preserve_colors == "none" else options.preserve_colors,
         "device": options.device,

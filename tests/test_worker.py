@@ -194,7 +194,7 @@ def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
 
 
 def test_steps_sets_the_schedule_and_bad_steps_are_refused(worker, images, tmp_path):
-    """ "steps" (the GIMP preview's fewer evaluations a scale) replaces the preset's count."""
+    """The option "steps" (the GIMP preview's fewer evaluations a scale) replaces the preset's."""
     worker.send(stylize_request(images, "few", tmp_path / "r.raw", steps=3))
     final, progress = worker.until_final("few")
     assert final["type"] == "result", final
