@@ -61,9 +61,8 @@ DEVICES = (
     ("directml", "DirectML (Windows)"),
 )
 
-# The preview: a small copy of the layer, fewer steps (CPU time on this project's 2-core test
-# machine: the draft preset, 60 steps a scale at 256 px, ~100 s; 192 px with 20 steps ~17 s;
-# 160 px with 15 steps, one scale for a 3:2 layer, ~6 s, and it looks alike at preview size).
+# The preview: a small copy, fewer steps; a few CPU seconds, not the draft preset's ~100
+# (measured in DEVELOPERS.md, "Facts we have checked").
 PREVIEW_SIZE = 160  # longest side, px
 PREVIEW_STEPS = 15  # per scale
 THUMB_SIZE = 96  # the style thumbnails' longest side, px
