@@ -3,17 +3,18 @@ L-BFGS pairs and Adam moments are OrtValues where the grad graph runs, and the u
 ONNX graphs (exporter/optim_build.py, shipped as core/models/optim-*.onnx) chained through IOBinding.
 Per evaluation only scalars cross to the host: the loss, dot products, max|gf|, the NaN check.
 
-L-BFGS is vector-free (Chen, Wang & Zhou 2014): the pairs stay on the device, the graphs give B·gf
-(B = [S; Y]) and each new pair's row of B·Bᵀ, the two-loop recursion runs on those (2m)² numbers on
-the host, and the direction is one combination d = (c₀·gf + Bᵀc)·free. That is the two-loop
-recursion exactly, so the iterates are core/optim.py's up to float32 rounding (tests compare them).
-A graph can't write a buffer it reads in the same run: x/g and their trial copies swap roles, and
-the m pairs live in m + 1 buffers, the spare taking each new pair.
+L-BFGS: the two-loop recursion is one graph, unrolled over the SLOTS pairs (a pair with ρ = 0 is a
+no-op), so the iterates are core/optim.py's up to float32 rounding (tests compare them). The host
+keeps only which buffers hold pairs and their ρ, γ. (Vector-free L-BFGS, Chen et al. 2014, needs
+the same two-loop on the host but 6m vector passes per step against the graph's 4m.) A graph can't
+write a buffer it reads in the same run: x/g and their trial copies swap roles, and the m pairs live
+in m + 1 buffers, the spare taking each new pair.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from functools import cache
 
@@ -24,7 +25,7 @@ from .optim import OptimResult, _Spent
 from .runtime import PLACES, download, empty, make_session, upload
 
 SLOTS = 10  # L-BFGS pairs the graphs take (the engine's history); unused ones get coefficient 0
-GRAPHS = ("check", "copy", "trial", "lbfgs-dots", "lbfgs-direction", "lbfgs-pair", "adam")
+GRAPHS = ("check", "copy", "trial", "lbfgs-direction", "lbfgs-pair", "adam")
 ADAM_COEFFICIENTS = ("beta1", "1-beta1", "beta2", "1-beta2", "1-beta1^k", "1-beta2^k", "lr", "eps")
 
 DeviceLoss = Callable[..., float]
@@ -36,16 +37,21 @@ class UpdateGraphs:
 
     def __init__(self, device: str) -> None:
         self.place = PLACES[device]
+        # CPU: one thread each; these runs are short and memory-bound, and a second thread only
+        # adds hand-offs (DEVELOPERS.md, facts: the dot products ran 2.4x faster on one thread)
+        threads = 1 if device == "cpu" else None
         self._sessions = {
-            name: make_session(PACKAGE_MODELS / f"optim-{name}.onnx", device) for name in GRAPHS
+            name: make_session(PACKAGE_MODELS / f"optim-{name}.onnx", device, threads)
+            for name in GRAPHS
         }
         self._bindings = {name: session.io_binding() for name, session in self._sessions.items()}
-        self._small: dict[tuple[str, str], object] = {}  # (graph, name) -> scalar/coef OrtValue
-        for name, session in self._sessions.items():  # each graph's scalar output, bound once
+        self._scalars = {}  # graph -> its scalar output's OrtValue, bound once
+        for name, session in self._sessions.items():
             for out in session.get_outputs():
                 if out.name in ("dots", "bad"):
-                    self._small[name, out.name] = empty(out.shape, self.place)
-                    self._bindings[name].bind_ortvalue_output(out.name, self._small[name, out.name])
+                    self._scalars[name] = empty(out.shape, self.place)
+                    self._bindings[name].bind_ortvalue_output(out.name, self._scalars[name])
+        self._small: dict[tuple[str, str], tuple] = {}  # (graph, input) -> (OrtValue, host value)
 
     def vector(self, shape: tuple[int, ...], fill: np.ndarray | None = None):
         """A float32 vector on the device, uninitialised or uploaded from `fill`."""
@@ -55,25 +61,29 @@ class UpdateGraphs:
         return value
 
     def run(self, name: str, inputs: dict, outputs: dict | None = None) -> np.ndarray | None:
-        """One run: inputs are OrtValues, or host numbers (uploaded into fixed small buffers);
-        `outputs` binds the vector outputs to OrtValues; the scalar output, if any, comes back
-        (as float64, for the host's arithmetic)."""
+        """One run: inputs are OrtValues, or host numbers (uploaded into fixed small buffers when
+        they change); `outputs` binds the vector outputs to OrtValues; the scalar output, if any,
+        comes back (as float64, for the host's arithmetic)."""
         binding = self._bindings[name]
         for key, value in inputs.items():
-            if isinstance(value, (float, np.generic, np.ndarray)):
-                value = self._small_input(name, key, np.asarray(value, np.float32))
+            if isinstance(value, float):
+                value = np.float32(value)
+            if isinstance(value, (np.generic, np.ndarray)):
+                value = self._small_input(name, key, np.asarray(value))
             binding.bind_ortvalue_input(key, value)
         for key, value in (outputs or {}).items():
             binding.bind_ortvalue_output(key, value)
         self._sessions[name].run_with_iobinding(binding)
-        scalars = self._small.get((name, "dots"), self._small.get((name, "bad")))
-        return None if scalars is None else download(scalars).astype(np.float64)
+        return download(self._scalars[name]).astype(np.float64) if name in self._scalars else None
 
     def _small_input(self, name: str, key: str, value: np.ndarray):
-        if (name, key) not in self._small:
-            self._small[name, key] = empty(value.shape, self.place)
-        upload(value, into=self._small[name, key])
-        return self._small[name, key]
+        ortvalue, last = self._small.get((name, key), (None, None))
+        if ortvalue is None:
+            ortvalue = empty(value.shape, self.place, value.dtype)
+        if last is None or not np.array_equal(last, value):
+            upload(value, into=ortvalue)
+            self._small[name, key] = (ortvalue, value.copy())
+        return ortvalue
 
     def finite(self, g) -> bool:
         """Whether every element of g is a finite number (the engine's NaN guard)."""
@@ -112,67 +122,42 @@ class _Budget:
 
 
 class _Pairs:
-    """The L-BFGS memory as the host sees it: which of the m + 1 buffers hold pairs (oldest first),
-    ρ = 1/(y·s) and γ = s·y/y·y per buffer, and the dot products y_a·s_b and y_a·y_b between them."""
+    """The L-BFGS memory: which of the m + 1 buffer pairs hold (s, y) pairs, oldest first, with
+    ρ = 1/(y·s) and γ = s·y/y·y of each; the spare buffer takes the next pair."""
 
     def __init__(self, history: int) -> None:
-        self.history, self.held = history, []
-        n = history + 1
-        self.rho, self.gamma = np.zeros(n), np.zeros(n)
-        self.ys, self.yy = np.zeros((n, n)), np.zeros((n, n))
+        self.history = history
+        self.held: deque[tuple[int, float, float]] = deque()  # (buffer, ρ, γ)
 
     def __bool__(self) -> bool:
         return bool(self.held)
 
     def clear(self) -> None:
-        self.held = []
+        self.held.clear()
 
     def spare(self) -> int:
-        return next(b for b in range(self.history + 1) if b not in self.held)
+        used = {b for b, _, _ in self.held}
+        return next(b for b in range(self.history + 1) if b not in used)
 
-    def slots(self, s: list, y: list, filler) -> dict:
-        """The graphs' s_i, y_i inputs: held pairs oldest first, then `filler` (coefficient 0)."""
+    def add(self, b: int, sy: float, yy: float) -> None:
+        """Keep the pair just written to buffer b if its curvature is positive (H stays SPD)."""
+        if sy > 1e-10 * yy:
+            if len(self.held) == self.history:
+                self.held.popleft()
+            self.held.append((b, 1.0 / sy, sy / yy))
+
+    def inputs(self, s: list, y: list, filler, restart_gamma: float | None = None) -> dict:
+        """The direction graph's history: held pairs oldest first, then `filler` with ρ = 0 (no
+        effect). With restart_gamma, no pair at all: d = −restart_gamma·gf, steepest descent."""
+        held = [] if restart_gamma is not None else list(self.held)
+        rho = np.zeros(SLOTS)  # float64, like the reference's Python floats
         inputs = {}
         for i in range(SLOTS):
-            b = self.held[i] if i < len(self.held) else None
-            inputs[f"s{i}"] = filler if b is None else s[b]
-            inputs[f"y{i}"] = filler if b is None else y[b]
-        return inputs
-
-    def add(self, b: int, dots: np.ndarray) -> None:
-        """Keep the pair just written to buffer b if its curvature is positive (H stays SPD);
-        dots = [s·y, y·y, y·s_i…, y·y_i…] against the held pairs (lbfgs-pair graph)."""
-        sy, yy = dots[0], dots[1]
-        if not sy > 1e-10 * yy:
-            return
-        for i, a in enumerate(self.held):
-            self.ys[b, a] = dots[2 + i]
-            self.yy[b, a] = self.yy[a, b] = dots[2 + SLOTS + i]
-        self.ys[b, b], self.yy[b, b] = sy, yy
-        self.rho[b], self.gamma[b] = 1.0 / sy, sy / yy
-        if len(self.held) == self.history:
-            self.held.pop(0)
-        self.held.append(b)
-
-    def direction(self, dots: np.ndarray) -> tuple[np.ndarray, float]:
-        """The two-loop recursion on coefficients over [gf, s_i, y_i]: returns the coefficients of
-        d = −H·gf (the lbfgs-direction graph's `coef`) and the slope gf·d. dots = [gf·gf, s_i·gf…,
-        y_i·gf…] (lbfgs-dots graph)."""
-        h, k = self.held, len(self.held)
-        sg, yg = dots[1 : 1 + k], dots[1 + SLOTS : 1 + SLOTS + k]
-        ys, yy, rho = self.ys[np.ix_(h, h)], self.yy[np.ix_(h, h)], self.rho[h]
-        c0, cs, cy, alphas = 1.0, np.zeros(k), np.zeros(k), np.zeros(k)
-        for j in reversed(range(k)):  # q = gf − Σ a·y so far: s_j·q needs y_p·s_j of newer p
-            alphas[j] = rho[j] * (c0 * sg[j] + cy[j + 1 :] @ ys[j + 1 :, j])
-            cy[j] -= alphas[j]
-        if k:  # H0 = γI of the newest pair (Nocedal & Wright 7.20)
-            c0, cy = c0 * self.gamma[h[-1]], cy * self.gamma[h[-1]]
-        for j in range(k):  # q gains s terms oldest first: y_j·q needs y_j·s_p of older p
-            b = rho[j] * (c0 * yg[j] + cy @ yy[j] + cs[:j] @ ys[j, :j])
-            cs[j] += alphas[j] - b
-        coef = np.zeros(2 * SLOTS + 1)
-        coef[0], coef[1 : 1 + k], coef[1 + SLOTS : 1 + SLOTS + k] = -c0, -cs, -cy
-        return coef, float(coef[0] * dots[0] + coef[1:] @ dots[1:])
+            b = held[i][0] if i < len(held) else None
+            inputs[f"s{i}"], inputs[f"y{i}"] = (filler, filler) if b is None else (s[b], y[b])
+            rho[i] = held[i][1] if i < len(held) else 0.0
+        gamma = restart_gamma if restart_gamma is not None else (held[-1][2] if held else 1.0)
+        return {**inputs, "rho": rho, "gamma": np.float32(gamma)}
 
 
 def lbfgs(
@@ -201,22 +186,20 @@ def lbfgs(
     try:
         f = budget(x, g)
         while True:
-            slots = pairs.slots(s, y, filler=x)
-            dots = graphs.run("lbfgs-dots", {"x": x, "g": g, **slots, **bounds})
-            if dots[0] <= tol:  # max|gf|: no free pixel left to move
+            here = {"x": x, "g": g, **bounds}
+            gf_max, slope = graphs.run(
+                "lbfgs-direction", {**here, **pairs.inputs(s, y, x)}, {"d": d}
+            )
+            if gf_max <= tol:  # no free pixel left to move
                 break
-            coef, slope = pairs.direction(dots[1:])
             if not pairs or slope >= 0:  # first iteration, or curvature memory gone stale: restart
                 pairs.clear()
-                coef = np.zeros(2 * SLOTS + 1)
-                coef[0] = -first_step / dots[0]
-            graphs.run(
-                "lbfgs-direction", {"x": x, "g": g, **slots, "coef": coef, **bounds}, {"d": d}
-            )
+                steepest = pairs.inputs(s, y, x, restart_gamma=first_step / gf_max)
+                graphs.run("lbfgs-direction", {**here, **steepest}, {"d": d})
             t, accepted = 1.0, False
             for _ in range(max_backtracks):
                 budget.check()
-                trial = {"x": x, "d": d, "g": g, "t": np.float32(t), **bounds}
+                trial = {"d": d, "t": np.float32(t), **here}
                 (armijo,) = graphs.run("trial", trial, {"x_try": x_try})  # g·(x_try − x)
                 f_new = budget(x_try, g_try)
                 if math.isfinite(f_new) and f_new <= f + c1 * armijo:
@@ -229,8 +212,8 @@ def lbfgs(
                 pairs.clear()
                 continue
             b = pairs.spare()
-            new = {"x": x, "x_try": x_try, "g": g, "g_try": g_try, **slots}
-            pairs.add(b, graphs.run("lbfgs-pair", new, {"s": s[b], "y": y[b]}))
+            new = {"x": x, "x_try": x_try, "g": g, "g_try": g_try}
+            pairs.add(b, *graphs.run("lbfgs-pair", new, {"s": s[b], "y": y[b]}))
             x, x_try, g, g_try, f = x_try, x, g_try, g, f_new
     except _Spent:
         pass

@@ -322,7 +322,7 @@ def _optimise(
     targets = Targets(grams=grams, content=content_target)
     weights = _graph_weights(run.options, content_target, *start.shape[:2])
     kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
-    if getattr(graph, "update_place", None) is None:
+    if not getattr(graph, "device_loop", False):
         optimiser = OPTIMISERS[run.options.optimizer]
         result = optimiser(
             lambda x: run.evaluate(graph, x, targets, weights), start, run.options.steps, **kwargs

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import ImageError, ModelError
 from .layers import CONTENT_LAYER, DOWNSAMPLING, MANIFEST_FORMAT, STYLE_LAYERS
-from .runtime import PROVIDERS, download, make_session, to_device, update_place
+from .runtime import PLACES, PROVIDERS, device_loop, download, make_session, to_device
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
 
@@ -189,8 +189,9 @@ class StyleGraph:
         provider = self._grad.get_providers()[0]
         self.concrete_device = next(d for d, p in PROVIDERS.items() if p == provider)
         self._bind_device = _ORT_DEVICE.get(provider)
-        self.update_place = update_place(self.concrete_device)
-        """Where the device loop keeps its vectors (None: the optimiser runs in numpy on the host)."""
+        self.place = PLACES[self.concrete_device]  # where loss_on_device's OrtValues live
+        self.device_loop = device_loop(self.concrete_device)
+        """Whether the engine runs the optimiser on the device (core/device_optim.py)."""
 
     @classmethod
     def load(
@@ -232,15 +233,15 @@ class StyleGraph:
 
     def loss_on_device(self, x, g, targets: Targets, weights: LossWeights) -> float:
         """The device loop's evaluation: the total loss at x, d loss / d x written into g (x and g
-        OrtValues [1,3,H,W] at `update_place`). The constants go up once per (targets, weights);
+        OrtValues [1,3,H,W] at `place`). The constants go up once per (targets, weights);
         per call only the loss comes back."""
         self._use(targets, weights, *x.shape()[2:])
         binding = self._loop_binding
         if binding is None:
             binding = self._loop_binding = self._grad.io_binding()
-            for name, value in self._constants_on(self.update_place).items():
+            for name, value in self._constants_on(self.place).items():
                 binding.bind_ortvalue_input(name, value)
-            binding.bind_output("loss", *self.update_place)  # first: get_outputs()[0]
+            binding.bind_output("loss", *self.place)  # first: get_outputs()[0]
         binding.bind_ortvalue_input("image", x)
         binding.bind_ortvalue_output("grad", g)
         self._grad.run_with_iobinding(binding)

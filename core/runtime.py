@@ -255,12 +255,12 @@ def onnxruntime_version() -> str:
 # ------------------------------------------------------------------------------ values on a device
 
 
-def update_place(device: str) -> tuple[str, int] | None:
-    """Where the optimiser's vectors live for sessions on `device` (cpu/cuda/directml): an OrtValue
-    place, so the whole loop runs there (core/device_optim.py); None: numpy on the host."""
-    if device == "directml" and not _dml_values_work():
-        return None
-    return PLACES[device]
+def device_loop(device: str) -> bool:
+    """Whether runs on `device` (cpu/cuda/directml) keep the optimiser's state there and update it
+    with graphs (core/device_optim.py), rather than in numpy on the host."""
+    if device == "cpu":  # no copies to save, and numpy's updates cost half (DEVELOPERS.md, facts)
+        return False
+    return device != "directml" or _dml_values_work()
 
 
 @lru_cache(maxsize=1)
@@ -280,7 +280,7 @@ def pixel_updates(device: str) -> str:
     """For `onnxstyle info`: where a run on `device` computes its pixel updates."""
     if device == "directml" and not _dml_values_work():
         return "host (numpy: this onnxruntime can't allocate OrtValues on DirectML)"
-    return "device (ONNX Runtime)" if update_place(device) else "host (numpy)"
+    return "device (ONNX Runtime)" if device_loop(device) else "host (numpy)"
 
 
 @dataclass
@@ -305,11 +305,9 @@ class Transfers:
 TRANSFERS = Transfers()  # process-wide; tests and benchmarks read its changes
 
 
-def empty(shape: tuple[int, ...], place: tuple[str, int]):
-    """An uninitialised float32 OrtValue on `place` (no copy)."""
-    return import_onnxruntime().OrtValue.ortvalue_from_shape_and_type(
-        list(shape), np.float32, *place
-    )
+def empty(shape: tuple[int, ...], place: tuple[str, int], dtype=np.float32):
+    """An uninitialised OrtValue on `place` (no copy)."""
+    return import_onnxruntime().OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, *place)
 
 
 def to_device(array: np.ndarray, place: tuple[str, int]):
@@ -321,8 +319,8 @@ def to_device(array: np.ndarray, place: tuple[str, int]):
 
 
 def upload(array: np.ndarray, into) -> None:
-    """Copy a float32 host array into an OrtValue of the same shape (counted in TRANSFERS)."""
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    """Copy a host array into an OrtValue of the same shape and type (counted in TRANSFERS)."""
+    array = np.ascontiguousarray(array)
     into.update_inplace(array)
     TRANSFERS.count(array.nbytes, up=True)
 

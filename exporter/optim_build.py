@@ -7,14 +7,13 @@ every scalar result comes back in one float vector `dots` per graph, so one down
     check            g                               -> bad [1]: 1 if g has a NaN or an infinity, else 0
     copy             x                               -> y = x
     trial            x, d, g, t, lower, upper        -> x_try = clip(x + t·d), dots = [g·(x_try − x)]
-    lbfgs-dots       x, g, s_i, y_i, lower, upper    -> dots = [max|gf|, gf·gf, s_i·gf…, y_i·gf…]
-    lbfgs-direction  x, g, s_i, y_i, coef, lo, up    -> d = (coef_0·g + Σ coef_s,i·s_i + Σ coef_y,i·y_i)·free
-    lbfgs-pair       x, x_try, g, g_try, s_i, y_i    -> s = x_try − x, y = g_try − g,
-                                                        dots = [s·y, y·y, y·s_i…, y·y_i…]
+    lbfgs-direction  x, g, s_i, y_i, ρ_i, γ, lo, up  -> d = −H·gf (two-loop recursion)·free,
+                                                        dots = [max|gf|, gf·d]
+    lbfgs-pair       x, x_try, g, g_try              -> s = x_try − x, y = g_try − g, dots = [s·y, y·y]
     adam             x, g, m, v, coef, lower, upper  -> x_new, m_new, v_new (one Adam step, projected)
 
 free = not ((x ≤ lower and g > 0) or (x ≥ upper and g < 0)) is the projected L-BFGS's free set and
-gf = g·free. i runs over core.device_optim.SLOTS history pairs; unused ones get coefficient 0.
+gf = g·free. i runs over core.device_optim.SLOTS history pairs, oldest first; unused ones get ρ = 0.
 Clipping is Max then Min: CUDA's Clip reads its bounds on the host. Run with `python -m
 onnxstyle.exporter.optim_build [--out DIR]` (default: the package's core/models).
 """
@@ -94,41 +93,49 @@ def _trial() -> onnx.ModelProto:
     )
 
 
-def _lbfgs_dots() -> onnx.ModelProto:
-    g = _Graph()
-    gf = g.op("Where", [_blocked(g, "x", "g"), g.const(0.0, np.float32), "g"])
-    gf_max = g.op("Reshape", [g.op("ReduceMax", [g.op("Abs", [gf])], keepdims=0), g.const([1])])
-    dots = [gf_max, _dot(g, gf, gf)]
-    dots += [_dot(g, f"{v}{i}", gf) for v in "sy" for i in range(SLOTS)]
-    g.op("Concat", dots, name="dots", axis=0)
-    inputs = [_vector("x"), _vector("g"), *_history(), _floats("lower", []), _floats("upper", [])]
-    return _model(
-        g,
-        "lbfgs-dots",
-        inputs,
-        [_floats("dots", [2 * SLOTS + 2])],
-        "max|gf|, gf·gf and B·gf for the history B = [S; Y]",
-    )
-
-
 def _lbfgs_direction() -> onnx.ModelProto:
+    """The two-loop recursion on gf, unrolled over the SLOTS pairs (oldest first); a pair with ρ = 0
+    changes nothing, so unused slots are masked by their ρ. The scalars a, b are float64 and the
+    vectors float32, as in core/optim.py's _two_loop."""
     g = _Graph()
+    zero = g.const(0.0, np.float32)
+    blocked = _blocked(g, "x", "g")
+    q = gf = g.op("Where", [blocked, zero, "g"])
 
-    def coef(i: int) -> str:
-        return g.op("Gather", ["coef", g.const(i)], axis=0)
+    def rho(i: int) -> str:
+        return g.op("Gather", ["rho", g.const(i)], axis=0)
 
-    d = g.op("Mul", [coef(0), "g"])
-    for k, name in enumerate([f"{v}{i}" for v in "sy" for i in range(SLOTS)], 1):
-        d = g.op("Add", [d, g.op("Mul", [coef(k), name])])  # a chain: one temporary at a time
-    g.op("Where", [_blocked(g, "x", "g"), g.const(0.0, np.float32), d], name="d")
-    inputs = [_vector("x"), _vector("g"), *_history(), _floats("coef", [2 * SLOTS + 1])]
-    inputs += [_floats("lower", []), _floats("upper", [])]
+    def dot(a: str, b: str) -> str:
+        return g.op("ReduceSum", [g.op("Mul", [a, b])], keepdims=0)
+
+    def times(
+        scalar: str, v: str
+    ) -> str:  # float64 scalar · float32 vector, as numpy's float32(a)·v
+        return g.op("Mul", [g.op("Cast", [scalar], to=TensorProto.FLOAT), v])
+
+    def rho_dot(i: int, a: str, b: str) -> str:  # ρ·(a·b) in float64, like the reference's floats
+        return g.op("Mul", [rho(i), g.op("Cast", [dot(a, b)], to=TensorProto.DOUBLE)])
+
+    alphas = {}
+    for i in reversed(range(SLOTS)):  # newest first
+        alphas[i] = rho_dot(i, f"s{i}", q)
+        q = g.op("Sub", [q, times(alphas[i], f"y{i}")])
+    q = g.op("Mul", [q, "gamma"])  # H0 = γI
+    for i in range(SLOTS):  # oldest first
+        q = g.op("Add", [q, times(g.op("Sub", [alphas[i], rho_dot(i, f"y{i}", q)]), f"s{i}")])
+    d = g.op("Where", [blocked, zero, g.op("Neg", [q])], name="d")
+    gf_max = g.op("ReduceMax", [g.op("Abs", [gf])], keepdims=0)
+    scalars = [g.op("Reshape", [v, g.const([1])]) for v in (gf_max, dot(gf, d))]
+    g.op("Concat", scalars, name="dots", axis=0)
+    rho_input = helper.make_tensor_value_info("rho", TensorProto.DOUBLE, [SLOTS])
+    inputs = [_vector("x"), _vector("g"), *_history(), rho_input]
+    inputs += [_floats(name, []) for name in ("gamma", "lower", "upper")]
     return _model(
         g,
         "lbfgs-direction",
         inputs,
-        [_vector("d")],
-        "d = (coef_0·g + Bᵀ·coef_1:)·free, the two-loop recursion's direction",
+        [_vector("d"), _floats("dots", [2])],
+        "d = −H·gf by the two-loop recursion (ρ = 0 masks a slot), max|gf| and the slope gf·d",
     )
 
 
@@ -136,16 +143,13 @@ def _lbfgs_pair() -> onnx.ModelProto:
     g = _Graph()
     s = g.op("Sub", ["x_try", "x"], name="s")
     y = g.op("Sub", ["g_try", "g"], name="y")
-    dots = [_dot(g, s, y), _dot(g, y, y)]
-    dots += [_dot(g, y, f"{v}{i}") for v in "sy" for i in range(SLOTS)]
-    g.op("Concat", dots, name="dots", axis=0)
-    inputs = [_vector(name) for name in ("x", "x_try", "g", "g_try")] + _history()
+    g.op("Concat", [_dot(g, s, y), _dot(g, y, y)], name="dots", axis=0)
     return _model(
         g,
         "lbfgs-pair",
-        inputs,
-        [_vector("s"), _vector("y"), _floats("dots", [2 * SLOTS + 2])],
-        "the new pair s, y and its row of B·Bᵀ",
+        [_vector(name) for name in ("x", "x_try", "g", "g_try")],
+        [_vector("s"), _vector("y"), _floats("dots", [2])],
+        "the new pair s = x_try − x, y = g_try − g and its curvature s·y, y·y",
     )
 
 
@@ -184,7 +188,6 @@ BUILDERS = {
     "check": _check,
     "copy": _copy,
     "trial": _trial,
-    "lbfgs-dots": _lbfgs_dots,
     "lbfgs-direction": _lbfgs_direction,
     "lbfgs-pair": _lbfgs_pair,
     "adam": _adam,
