@@ -14,6 +14,7 @@ doesn't drift with resolution.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
@@ -27,10 +28,10 @@ from .device_optim import OPTIMISERS as DEVICE_OPTIMISERS
 from .device_optim import update_graphs
 from .errors import Cancelled, ImageError, StyleError
 from .graph import LossWeights, StyleGraph, Targets, as_nchw
-from .imageio import load_image
+from .imageio import MAX_PIXELS, load_image
 from .layers import CONTENT_LAYER, DOWNSAMPLING, MIN_SIDE, STYLE_LAYERS
 from .optim import OPTIMISERS
-from .runtime import cuda_free_bytes
+from .runtime import cuda_free_bytes, resolve_device
 from .tiling import Blender, tile_grid, tile_weights
 
 # Peak memory of the grad graph per megapixel of image, measured (DEVELOPERS.md): what a tile costs.
@@ -38,6 +39,13 @@ TILE_GB_PER_MPX = {"cpu": 3.0, "cuda": 6.0}
 # The device loop's vectors per Mpx: L-BFGS keeps 28 images (x, g, trials, d, best, 11 s/y pairs) of
 # 12 bytes a pixel, and the update graphs a few temporaries.
 LOOP_GB_PER_MPX = 0.4
+DEFAULT_TILE_MPX = 1.0  # the tile budget on the CPU and DirectML (3 GB there)
+# The largest image the engine makes (the content at its working size, a resized style): the size
+# of image it may read, so no option turns a readable input into an unbounded allocation.
+MAX_WORK_PIXELS = MAX_PIXELS
+# Weights become float32 graph inputs: a larger one would overflow to inf in the cast.
+MAX_WEIGHT = float(np.finfo(np.float32).max)
+MAX_SEED = 2**63 - 1  # numpy takes any integer ≥ 0; an int64 is plenty and fits every front end
 PRESERVE_COLORS = (None, "luminance", "histogram")
 
 
@@ -344,14 +352,17 @@ def _optimise(
 
 def cuda_tile_budget(free_bytes: int) -> float:
     """Megapixels one CUDA tile may have: 80% of the free device memory (the rest: cuDNN workspaces,
-    fragmentation) over what a megapixel costs the grad graph and the device loop; at least 1."""
-    return max(1.0, 0.8 * free_bytes / ((TILE_GB_PER_MPX["cuda"] + LOOP_GB_PER_MPX) * 1e9))
+    fragmentation) over what a megapixel costs the grad graph and the device loop; at least the
+    default."""
+    return max(
+        DEFAULT_TILE_MPX, 0.8 * free_bytes / ((TILE_GB_PER_MPX["cuda"] + LOOP_GB_PER_MPX) * 1e9)
+    )
 
 
 def _default_tile_budget(graph: StyleGraph) -> float:
-    """1 Mpx, or on CUDA what its free memory holds (1 Mpx when the CUDA runtime can't be asked)."""
+    """DEFAULT_TILE_MPX, or on CUDA what its free memory holds (when the CUDA runtime answers)."""
     free = cuda_free_bytes() if getattr(graph, "concrete_device", None) == "cuda" else None
-    return 1.0 if free is None else cuda_tile_budget(free)
+    return DEFAULT_TILE_MPX if free is None else cuda_tile_budget(free)
 
 
 def _tile_side(options: StyleOptions) -> int:
@@ -435,6 +446,14 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
         value = getattr(options, name)
         if value is not None and (not math.isfinite(value) or value < 0):
             raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
+    for name in ("content_weight", "style_weight", "tv_weight", "style_layer_weights"):
+        if max(np.atleast_1d(getattr(options, name))) > MAX_WEIGHT:
+            raise StyleError(f"{name} must be ≤ {MAX_WEIGHT:g} (float32's largest number)")
+    seed = options.seed
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+    ):
+        raise StyleError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
     if options.style_scale <= 0:
         raise StyleError("style_scale must be > 0")
     if n_styles < 1:
@@ -451,6 +470,71 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
     if (blend < 0).any() or not np.isfinite(blend).all() or blend.sum() <= 0:
         raise StyleError("style blend weights must be ≥ 0 and not all 0")
     return blend / blend.sum()
+
+
+def work_size(height: int, width: int, options: StyleOptions) -> tuple[int, int]:
+    """The size the engine works at (and the result's): the content's, shrunk to max_size. A
+    max_size that would push the shorter side below MIN_SIDE is refused: fit_size would widen it,
+    and the result would silently lose the content's aspect ratio."""
+    if not options.max_size or max(height, width) <= options.max_size:
+        return height, width
+    longer, shorter = max(height, width), min(height, width)
+    if round(shorter * options.max_size / longer) < MIN_SIDE:
+        least = math.ceil((MIN_SIDE - 0.5) * longer / shorter)
+        while round(shorter * least / longer) < MIN_SIDE:
+            least += 1
+        raise StyleError(
+            f"max_size {options.max_size} would make the {width}x{height} content narrower than "
+            f"the {MIN_SIDE} px the network needs, losing its aspect ratio: use at least {least}"
+        )
+    return fit_size(height, width, options.max_size)
+
+
+def check_sizes(
+    content_hw: tuple[int, int], style_hws: Sequence[tuple[int, int]], options: StyleOptions
+) -> tuple[int, int]:
+    """Refuse, before any image is decoded or model loaded, sizes the options would make too big
+    for memory; returns the work size. Every size the user controls is bounded: the work size by
+    the content, each style at the last scale (style_scale) by MAX_WORK_PIXELS, the tile by the
+    machine's memory."""
+    height, width = work_size(*content_hw, options)
+    longer = max(MIN_SIDE, round(max(height, width) * options.style_scale))
+    for i, (sh, sw) in enumerate(style_hws, 1):
+        rh, rw = fit_size(sh, sw, longer)
+        if rh * rw > MAX_WORK_PIXELS:
+            most = options.style_scale * math.sqrt(MAX_WORK_PIXELS / (rh * rw))
+            raise StyleError(
+                f"style_scale {options.style_scale:g} would make style image {i} {rw}x{rh} px: "
+                f"more than {MAX_WORK_PIXELS // 1_000_000} megapixels; use at most {most:.3g}"
+            )
+    _check_tile_budget(options)
+    return height, width
+
+
+def _check_tile_budget(options: StyleOptions) -> None:
+    """A tile's grad graph needs TILE_GB_PER_MPX per megapixel: on the CPU it must fit in RAM."""
+    memory = _physical_memory_gb()
+    try:
+        on_cpu = resolve_device(options.device) == "cpu"
+    except StyleError:  # an unusable device: loading the graph says so, with the reason
+        return
+    if memory is None or not on_cpu:
+        return  # a GPU's own memory is its provider's to report
+    budget = DEFAULT_TILE_MPX if options.tile_budget_mpx is None else options.tile_budget_mpx
+    needed = budget * TILE_GB_PER_MPX["cpu"]
+    if needed > memory:
+        raise StyleError(
+            f"tile_budget {budget:g} Mpx needs about {needed:.0f} GB on the CPU; "
+            f"this machine has {memory:.0f} GB: use at most "
+            f"{memory / TILE_GB_PER_MPX['cpu']:.1f}"
+        )
+
+
+def _physical_memory_gb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf: no check there
+        return None
 
 
 def stylize(
@@ -474,10 +558,8 @@ def stylize(
     content = _check_image(content, "content image")
     styles = [_check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
     blend = _check_options(options, len(styles))
-    height, width = content.shape[:2]
-    if options.max_size and max(height, width) > options.max_size:
-        height, width = fit_size(height, width, options.max_size)
-        content = resize(content, height, width)
+    height, width = check_sizes(content.shape[:2], [s.shape[:2] for s in styles], options)
+    content = resize(content, height, width)  # a no-op unless max_size shrinks it
     original_content = content
     content, styles = _prepare(content, styles, options.preserve_colors)
 

@@ -17,15 +17,18 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .color import gray3
 from .errors import ImageError, first_line
-from .files import write_atomic
+from .files import NotRegularFile, open_regular, write_atomic, write_problem
 
 # Far beyond anything a style transfer can use, small enough to refuse decompression bombs
 # before Pillow allocates them. Our own check, so Pillow's global limit is left alone.
@@ -65,16 +68,16 @@ class LoadedImage:
 # --------------------------------------------------------------------------- loading
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Read an image file; any problem becomes a one-line ImageError naming the file."""
+def load_image(path: str | os.PathLike, longer_at_least: int | None = None) -> LoadedImage:
+    """Read an image file; any problem becomes a one-line ImageError naming the file.
+
+    `longer_at_least`: the caller will shrink the image so its longer side is this; a much larger
+    file is then decoded smaller (JPEG's DCT scaling, else an integer box reduction), keeping the
+    longer side at least twice that, so a huge file never exists at full size as floats."""
     path = Path(path)
-    _check_readable(path)
     try:
-        with warnings.catch_warnings():
-            # We check the size ourselves (MAX_PIXELS); Pillow's own warning would be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return _decode(path, im)
+        with _opened(path) as im:
+            return _decode(path, im, longer_at_least)
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -93,19 +96,63 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
-    if not os.access(path, os.R_OK):
-        raise ImageError(f"{path}: permission denied")
-    if path.stat().st_size == 0:
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """Pillow's lazy image on the checked file (the header read, no pixels yet)."""
+    with _open_checked(path) as file, warnings.catch_warnings():
+        # We check the size ourselves (MAX_PIXELS); Pillow's own warning would be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(file) as im:
+            yield im
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) as load_image would give them (EXIF orientation applied), from the header
+    alone; the same one-line ImageErrors as load_image for files that aren't images."""
+    path = Path(path)
+    try:
+        with _opened(path) as im:
+            width, height = im.size
+            _check_size(path, width, height)
+            turned = _orientation(im) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image, or a format Pillow can't read") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as exc:
+        raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
+    return (height, width) if turned else (width, height)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # malformed EXIF is common in the wild; _upright ignores it too
+        return 1
+
+
+def _open_checked(path: Path) -> BinaryIO:
+    """The file opened for reading: a regular, non-empty file (a FIFO or /dev/zero would block or
+    never end), checked on the opened file itself."""
+    try:
+        file = open_regular(path)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except NotRegularFile:
+        raise ImageError(f"{path}: not a regular file (a pipe or a device?)") from None
+    except (OSError, ValueError) as exc:  # a loop of links, a name too long, a NUL in the name
+        raise ImageError(f"{path}: can't open ({getattr(exc, 'strerror', None) or exc})") from None
+    if os.fstat(file.fileno()).st_size == 0:
+        file.close()
         raise ImageError(f"{path}: empty file")
+    return file
 
 
-def _decode(path: Path, im: Image.Image) -> LoadedImage:
-    width, height = im.size
+def _check_size(path: Path, width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{path}: image has no pixels ({width}×{height})")
     if width * height > MAX_PIXELS:
@@ -113,11 +160,22 @@ def _decode(path: Path, im: Image.Image) -> LoadedImage:
             f"{path}: image too large ({width}×{height}, more than "
             f"{MAX_PIXELS // 1_000_000} megapixels)"
         )
+
+
+def _decode(path: Path, im: Image.Image, longer_at_least: int | None = None) -> LoadedImage:
+    width, height = im.size
+    _check_size(path, width, height)
     mode = im.mode
     bits = 16 if _has_16_bit_samples(im) else 8
     icc = im.info.get("icc_profile") or None
     transparency = "transparency" in im.info
+    factor = max(width, height) // (2 * longer_at_least) if longer_at_least else 1
+    if factor >= 2 and im.format == "JPEG":
+        im.draft(im.mode, (width // factor, height // factor))  # DCT scaling: 1/2, 1/4 or 1/8
     im.load()  # decode now so truncation is reported here, not later
+    factor = max(im.size) // (2 * longer_at_least) if longer_at_least else 1
+    if factor >= 2:
+        im = _reduced(im, factor)
     im = _upright(im)
     grey = mode in GREY_MODES or mode.startswith("I;16")
     rgb, alpha = _to_float(im, grey, transparency)
@@ -129,6 +187,18 @@ def _decode(path: Path, im: Image.Image) -> LoadedImage:
         grey=grey,
         icc_profile=icc,
     )
+
+
+def _reduced(im: Image.Image, factor: int) -> Image.Image:
+    """A box-filtered 1/factor of the image (each output pixel the mean of factor² inputs), in a
+    mode whose samples may be averaged (palette indices may not)."""
+    if im.mode == "1":
+        im = im.convert("L")
+    elif im.mode in ("P", "PA"):
+        im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    elif im.mode.startswith("I;16"):
+        im = im.convert("I")
+    return im.reduce(factor)
 
 
 def _has_16_bit_samples(im: Image.Image) -> bool:
@@ -192,13 +262,9 @@ def check_output_path(path: str | os.PathLike) -> str:
     """Fail fast (before any work) if `path` can't be written; returns the output format."""
     path = Path(path)
     fmt = output_format(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ImageError(f"{path}: output folder {folder} does not exist")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ImageError(f"{path}: cannot write to folder {folder} (permission denied)")
+    problem = write_problem(path)
+    if problem:
+        raise ImageError(f"{path}: {problem}")
     return fmt
 
 

@@ -1,15 +1,20 @@
 """The `onnxstyle` command: stylize, info, export (exporter) and gimp (installer).
 
 Errors the user can act on (StyleError and subclasses) print one line `onnxstyle: error: ...` and
-exit 2, like argparse's own usage errors; Ctrl-C cancels at the next engine step and exits 130.
-Nothing is written unless a run finishes: outputs go to a temporary file that is renamed.
+exit 2, like argparse's own usage errors; every value is checked before an image is decoded or a
+model loaded. Ctrl-C, SIGTERM and SIGHUP cancel at the next engine step (during the final save: at
+once) and exit 128 + the signal (130 for Ctrl-C). The result is written only when a run finishes,
+to a temporary file that is renamed; --save-every snapshots already written are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import math
+import os
+import re
 import signal
 import sys
 import time
@@ -24,10 +29,13 @@ import numpy as np
 
 from onnxstyle.core import imageio, runtime
 from onnxstyle.core.engine import (
+    MAX_SEED,
+    MAX_WEIGHT,
     PRESERVE_COLORS,
     PRESETS,
     TILE_GB_PER_MPX,
     StyleOptions,
+    check_sizes,
     resize,
     stylize,
 )
@@ -39,6 +47,7 @@ from onnxstyle.core.errors import (
     first_line,
     is_out_of_memory,
 )
+from onnxstyle.core.files import same_file
 from onnxstyle.core.graph import PACKAGE_MODELS, Manifest, StyleGraph, user_model_dir
 from onnxstyle.core.imageio import load_image
 from onnxstyle.core.layers import MIN_SIDE, STYLE_LAYERS
@@ -319,7 +328,8 @@ def _add_stylize(commands) -> None:
             f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
             for name, values in PRESETS.items()
         )
-        + ". Ctrl-C cancels (exit 130, nothing written).",
+        + ". Ctrl-C (or SIGTERM, SIGHUP) cancels: exit 130 (128 + the signal), the result is not "
+        "written, --save-every snapshots already written are kept.",
     )
     p.add_argument("content", metavar="CONTENT", help="content image")
     p.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s)")
@@ -387,8 +397,8 @@ _non_negative_int = _int_at_least(0)
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, not {text}")
+    if not math.isfinite(value) or value < 0 or value > MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to {MAX_WEIGHT:g}, not {text}")
     return value
 
 
@@ -400,11 +410,16 @@ def _positive_float(text: str) -> float:
 
 
 def _size_or_none(text: str) -> int | str:
-    return "none" if text.lower() in ("none", "0") else _positive_int(text)
+    return "none" if text.lower() in ("none", "0") else _int_at_least(MIN_SIDE)(text)
 
 
 def _seed(text: str) -> int | str:
-    return "random" if text.lower() == "random" else int(text)
+    if text.lower() == "random":
+        return "random"
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED} or 'random', not {text}")
+    return value
 
 
 def _float_list(count: int | None) -> Callable[[str], tuple[float, ...]]:
@@ -441,27 +456,52 @@ def run_stylize(args: argparse.Namespace) -> int:
     imageio.check_output_path(output)
     overrides = engine_overrides(args)
     _check_blend(overrides.get("style_blend"), len(args.styles))
-    if "model_dir" in overrides and not Path(overrides["model_dir"]).is_dir():
-        raise StyleError(f"--model-dir {overrides['model_dir']}: no such folder")
-    content = _load_checked(args.content)
-    styles = [_load_checked(path).rgb for path in args.styles]
-    if overrides.get("init") not in (None, "content", "noise"):
-        overrides["init"] = _load_checked(overrides["init"]).rgb
+    _check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
+    init = overrides.get("init")
+    init_path = init if init not in (None, "content", "noise") else None
+    _check_not_an_input(output, [args.content, *args.styles, init_path], args.save_every)
     options = StyleOptions.from_preset(args.preset, **overrides)
+    content_size = _size_checked(args.content)
+    style_sizes = [_size_checked(path) for path in args.styles]
+    height, width = check_sizes(
+        content_size[::-1], [size[::-1] for size in style_sizes], options
+    )  # before any decode: a size no option may reach is refused now
+    # decoded no larger than needed: the work size, the styles' at the last scale (--upscale needs
+    # the whole content back)
+    content = _load_checked(args.content, None if args.upscale else max(height, width))
+    style_longer = max(MIN_SIDE, round(max(height, width) * options.style_scale))
+    styles = [_load_checked(path, style_longer).rgb for path in args.styles]
+    if init_path is not None:
+        options = dataclasses.replace(options, init=_load_checked(init_path).rgb)
 
     started = time.monotonic()
-    graph = None
-    with _progress_bar(args.quiet) as show, _ctrl_c_cancels() as cancelled:
-        on_progress = show
+    snapshots: list[Path] = []
+    with _progress_bar(args.quiet) as show, _signals_cancel() as signals:
+        on_progress, graph = show, None
         if args.save_every:
             graph = _RecordingGraph.load(options)
-            on_progress = _saving_snapshots(show, graph, output, content, args.save_every)
-        result = stylize(
-            content.rgb, styles, options, progress=on_progress, cancel=cancelled, graph=graph
-        )
-    if args.upscale and result.shape[:2] != content.rgb.shape[:2]:
-        result = resize(result, *content.rgb.shape[:2])
-    imageio.save_image(output, result, like=content)
+            on_progress = _saving_snapshots(
+                show, graph, output, content, args.save_every, snapshots
+            )
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # the engine reports inf/NaN itself
+                result = stylize(
+                    content.rgb,
+                    styles,
+                    options,
+                    progress=on_progress,
+                    cancel=signals.cancelled,
+                    graph=graph,
+                )
+        except (Cancelled, KeyboardInterrupt):
+            return _cancelled(signals.code(), snapshots)
+        signals.at_once = True  # from here a signal stops at once; the save removes its temp file
+        if args.upscale and result.shape[:2] != content.rgb.shape[:2]:
+            result = resize(result, *content.rgb.shape[:2])
+        try:
+            imageio.save_image(output, result, like=content)
+        except KeyboardInterrupt:
+            return _cancelled(signals.code(), snapshots)
     if not args.quiet:
         height, width = result.shape[:2]
         print(
@@ -469,6 +509,54 @@ def run_stylize(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _cancelled(code: int, snapshots: list[Path]) -> int:
+    """The one honest line: nothing written, or which snapshots were kept (they are wanted)."""
+    if snapshots:
+        print(
+            f"{PROG}: cancelled; the result was not written; kept {len(snapshots)} snapshot(s) "
+            f"in {snapshots[0].parent}, the last {snapshots[-1].name}",
+            file=sys.stderr,
+        )
+    else:
+        print(f"{PROG}: cancelled; nothing written", file=sys.stderr)
+    return code
+
+
+def _check_model_dir(model_dir: str | None, pooling: str) -> None:
+    """--model-dir names the folder the user wants: no fallback to other models when it has none."""
+    if model_dir is None:
+        return
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise StyleError(f"--model-dir {model_dir}: no such folder")
+    if not (folder / f"vgg19-{pooling}.json").is_file():
+        raise StyleError(
+            f"--model-dir {model_dir} holds no {pooling}-pooling model (no vgg19-{pooling}.json); "
+            f"make one with: {PROG} export --pooling {pooling} --out {model_dir}, or leave --model-dir out"
+        )
+
+
+def _check_not_an_input(output: Path, inputs: list[str | None], save_every: int | None) -> None:
+    """The output, and every --save-every snapshot name, must be none of the inputs (links and
+    hard links resolved): writing it would destroy that input."""
+    pattern = re.compile(
+        rf"{re.escape(output.stem)}-scale\d+-step\d{{4,}}{re.escape(output.suffix)}", re.IGNORECASE
+    )
+    for name in filter(None, inputs):
+        if same_file(output, name):
+            raise StyleError(f"the output {output} is the input {name}; choose another -o")
+        real = Path(os.path.realpath(name))
+        if (
+            save_every
+            and real.parent == Path(os.path.realpath(output)).parent
+            and pattern.fullmatch(real.name)
+        ):
+            raise StyleError(
+                f"--save-every would overwrite the input {name} (its snapshot names are "
+                f"{snapshot_path(output, 1, save_every).name} and the like); choose another -o"
+            )
 
 
 def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -485,16 +573,21 @@ def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _load_checked(path: str):
-    """load_image, plus the engine's smallest side, so the error names the file."""
-
-    image = load_image(path)
-    width, height = image.size
+def _size_checked(path: str) -> tuple[int, int]:
+    """(width, height) from the header, plus the engine's smallest side, so the error names the
+    file."""
+    width, height = imageio.image_size(path)
     if min(width, height) < MIN_SIDE:
         raise ImageError(
             f"{path}: image too small ({width}×{height}); at least {MIN_SIDE} px a side"
         )
-    return image
+    return width, height
+
+
+def _load_checked(path: str, longer_at_least: int | None = None):
+    """load_image after the size check (decoded smaller when the run shrinks it anyway)."""
+    _size_checked(path)
+    return load_image(path, longer_at_least)
 
 
 def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:
@@ -534,10 +627,16 @@ def snapshot_path(output: Path, scale: int, step: int) -> Path:
 
 
 def _saving_snapshots(
-    show: Callable, graph: _RecordingGraph, output: Path, content, every: int
+    show: Callable,
+    graph: _RecordingGraph,
+    output: Path,
+    content,
+    every: int,
+    written: list[Path],
 ) -> Callable:
-    """Progress callback that also writes the current image every `every` steps of each scale.
-    Tiled scales are skipped: their current image is one tile, not the picture."""
+    """Progress callback that also writes the current image every `every` steps of each scale
+    (appending each path to `written`). Tiled scales are skipped: their current image is one tile,
+    not the picture."""
 
     def on_progress(progress) -> None:
         show(progress)
@@ -546,9 +645,9 @@ def _saving_snapshots(
         image = np.asarray(graph.image)
         if image.ndim == 4:  # the graphs' [1,3,H,W] layout
             image = image[0].transpose(1, 2, 0)
-        imageio.save_image(
-            snapshot_path(output, progress.scale, progress.step), image, like=content
-        )
+        path = snapshot_path(output, progress.scale, progress.step)
+        imageio.save_image(path, image, like=content)
+        written.append(path)
 
     return on_progress
 
@@ -590,28 +689,52 @@ def _progress_bar(quiet: bool) -> Iterator[Callable]:
             state["bar"].close()
 
 
-@contextmanager
-def _ctrl_c_cancels() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C: the engine stops at its next step (Cancelled). Second: stop at once."""
-    flag = {"set": False}
+class _Signals:
+    """What Ctrl-C, SIGTERM and SIGHUP did: the first one cancels at the engine's next step; a
+    second, or one once the engine is done (the save), stops at once (KeyboardInterrupt), and
+    write_atomic removes its temporary file."""
 
-    def on_sigint(signum, frame) -> None:
-        if flag["set"]:
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.at_once = False
+
+    def cancelled(self) -> bool:
+        return self.received is not None
+
+    def code(self) -> int:
+        """The exit status: 128 + the signal's number, as shells report it (130 for Ctrl-C)."""
+        return 128 + (self.received or signal.SIGINT)
+
+    def handle(self, signum, frame) -> None:
+        first = self.received is None
+        self.received = self.received or signum
+        if not first or self.at_once:
             raise KeyboardInterrupt
-        flag["set"] = True
         print(
             f"\n{PROG}: cancelling at the next step (Ctrl-C again to stop at once)", file=sys.stderr
         )
 
+
+CANCELLING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextmanager
+def _signals_cancel() -> Iterator[_Signals]:
+    """SIGINT, SIGTERM and SIGHUP cancel the run (see _Signals) instead of killing it mid-write."""
+    signals = _Signals()
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread (embedded use): Ctrl-C keeps its default meaning
-        yield lambda: False
-        return
+        for number in CANCELLING_SIGNALS:
+            previous[number] = signal.signal(number, signals.handle)
+    except ValueError:  # not the main thread (embedded use): signals keep their meaning
+        pass
     try:
-        yield lambda: flag["set"]
+        yield signals
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _duration(seconds: float) -> str:

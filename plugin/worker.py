@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
-import shutil
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -28,15 +27,26 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from onnxstyle.core import errors
-from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS, StyleOptions, resize, stylize
+from onnxstyle.core.engine import StyleOptions, check_sizes, resize, stylize
 from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
-from onnxstyle.core.files import write_atomic
-from onnxstyle.core.imageio import load_image
+from onnxstyle.core.files import (
+    NotRegularFile,
+    open_regular,
+    read_exactly,
+    same_file,
+    write_atomic,
+    write_problem,
+)
+from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.imageio import MAX_PIXELS, image_size, load_image
+from onnxstyle.core.layers import MIN_SIDE
+from onnxstyle.core.runtime import resolve_device
 from onnxstyle.plugin import protocol as P
 
 log = logging.getLogger("onnxstyle.worker")
 
 PROGRESS_INTERVAL_S = 0.05  # don't flood the editor's pipe with progress lines
+GRAPHS_KEPT = 2  # loaded graph pairs kept across jobs (each holds two sessions' weights)
 
 
 class Channel:
@@ -56,52 +66,87 @@ class Channel:
                 pass  # the editor is gone; stdin EOF ends us shortly
 
 
+class GraphCache:
+    """Loaded StyleGraphs kept across jobs, so an editor's next job (a preview of another size, then
+    the final one) starts at once: creating the sessions takes seconds. One job runs at a time, so
+    only one thread uses it at a time."""
+
+    def __init__(self, keep: int = GRAPHS_KEPT) -> None:
+        self._keep = keep
+        self._graphs: dict[tuple, StyleGraph] = {}
+
+    def get(self, options: StyleOptions) -> StyleGraph:
+        model_dir = None if options.model_dir is None else os.path.realpath(options.model_dir)
+        key = (options.pooling, resolve_device(options.device), model_dir)
+        graph = self._graphs.pop(key, None)
+        if graph is None:
+            log.info("loading the %s-pooling graphs for device %s", key[0], key[1])
+            graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
+        self._graphs[key] = graph  # most recently used last
+        while len(self._graphs) > self._keep:
+            del self._graphs[next(iter(self._graphs))]
+        return graph
+
+
+class OutputError(StyleError):
+    """The result can't be written where the request says (kind "output")."""
+
+
 @dataclass
 class Job:
     id: str
-    request: dict[str, Any]
+    request: P.Stylize
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)  # set before its final message
 
 
-def _kind_of(exc: BaseException) -> str:
-
+def _kind_of(exc: BaseException) -> P.ErrorKind:
+    if isinstance(exc, OutputError):
+        return P.ErrorKind.OUTPUT
     if isinstance(exc, errors.ImageError):
-        return "image"
+        return P.ErrorKind.IMAGE
     if isinstance(exc, errors.DeviceUnavailable):
-        return "device"
+        return P.ErrorKind.DEVICE
     if isinstance(exc, errors.ModelError):
-        return "model"
+        return P.ErrorKind.MODEL
     if errors.is_out_of_memory(exc):
-        return "memory"
+        return P.ErrorKind.MEMORY
     if isinstance(exc, errors.StyleError):
-        return "style"
-    return "internal"
+        return P.ErrorKind.STYLE
+    return P.ErrorKind.INTERNAL
 
 
-def _read_content(spec: dict[str, Any]):
-    """The content pixel file -> (rgb float32 [H,W,3], alpha or None, format)."""
+def _read_content(spec: P.PixelFile):
+    """The content pixel file -> (rgb float32 [H,W,3], alpha or None).
 
-    try:
-        path = Path(spec["path"])
-        width, height, fmt = int(spec["width"]), int(spec["height"]), str(spec["format"])
-    except (KeyError, TypeError, ValueError):
-        raise P.ProtocolError('"content" needs "path", "width", "height" and "format"') from None
-    if fmt not in P.PIXEL_FORMATS:
-        raise P.ProtocolError(f'unknown pixel format "{fmt}" (known: {", ".join(P.PIXEL_FORMATS)})')
-    if width < 1 or height < 1:
-        raise ImageError(f"empty content image ({width}x{height})")
-    channels, depth = P.PIXEL_FORMATS[fmt]
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"can't read the content pixels {path}: {exc.strerror or exc}") from None
-    if len(data) != P.frame_size(width, height, fmt):
+    Its size is checked against the engine's limits, and the file is checked to be a regular file
+    of exactly width × height × channels × bytes, before a byte is read; then that many are read."""
+    path, width, height = Path(spec.path), spec.width, spec.height
+    channels, depth = P.PIXEL_FORMATS[spec.format]
+    if width * height > MAX_PIXELS:
         raise ImageError(
-            f"content pixel file {path.name} has {len(data)} bytes, expected "
-            f"{P.frame_size(width, height, fmt)} for {width}x{height} {fmt}"
+            f"the content is {width}x{height} px: more than the "
+            f"{MAX_PIXELS // 1_000_000} megapixels onnxstyle works on"
         )
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"the content is {width}x{height} px; style transfer needs at least {MIN_SIDE} px a side"
+        )
+    try:
+        with open_regular(path) as file:
+            found = os.fstat(file.fileno()).st_size
+            if found != spec.size:
+                raise ImageError(
+                    f"content pixel file {path.name} has {found} bytes, expected "
+                    f"{spec.size} for {width}x{height} {spec.format}"
+                )
+            data = read_exactly(file, spec.size)
+    except NotRegularFile:
+        raise ImageError(f"{path}: not a regular file (a pipe or a device?)") from None
+    except (OSError, EOFError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ImageError(f"can't read the content pixels {path}: {reason}") from None
     if depth == 1:
         pixels = (
             np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels).astype(np.float32)
@@ -114,7 +159,18 @@ def _read_content(spec: dict[str, Any]):
         pixels = np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0)
     rgb = np.ascontiguousarray(np.clip(pixels[..., :3], 0.0, 1.0))
     alpha = pixels[..., 3].copy() if channels == 4 else None
-    return rgb, alpha, fmt
+    return rgb, alpha
+
+
+def _check_output(request: P.Stylize) -> None:
+    """Before any work: the output can be written, and is none of the inputs."""
+    output = request.output
+    problem = write_problem(output)
+    if problem:
+        raise OutputError(f"can't write the result {output}: {problem}")
+    for name in [request.content.path] + [style.path for style in request.styles]:
+        if same_file(output, name):
+            raise OutputError(f"the output {output} is an input ({name}); it would be overwritten")
 
 
 def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
@@ -129,86 +185,49 @@ def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
         data = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).tobytes()
     else:
         data = pixels.astype("<f4").tobytes()
-    write_atomic(path, data)
+    try:
+        write_atomic(path, data)  # its temporary file is gone whatever fails
+    except OSError as exc:
+        raise OutputError(f"can't write the result {path}: {exc.strerror or exc}") from None
 
 
-def _engine_options(options: dict[str, Any], weights: list[float]):
-    """Protocol options -> engine StyleOptions.
+def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions:
+    """Checked protocol options -> engine StyleOptions.
 
     "style_strength" multiplies the preset's style weight; "preserve_colors": "none" is the
-    engine's None; a missing or null "max_size" keeps the preset's; several styles are blended
+    engine's None; an absent or null "max_size" keeps the preset's; several styles are blended
     with their relative weights."""
-
-    options = dict(options)
-    preset = options.pop("preset", "normal")
-    if (
-        not isinstance(preset, str) or preset not in PRESETS
-    ):  # PRESETS is a dict: a JSON list would raise TypeError
-        raise P.ProtocolError(f'unknown preset "{preset}" (known: {", ".join(PRESETS)})')
-    strength = options.pop("style_strength", None)
-    strength = (
-        1.0 if strength is None else strength
-    )  # absent or null: the preset's own style weight
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0.0:
-        raise P.ProtocolError(f"style_strength must be a number > 0, not {strength!r}")
-    if options.get("preserve_colors") == "none":
-        options["preserve_colors"] = None
-    elif options.get("preserve_colors") not in PRESERVE_COLORS:
-        raise P.ProtocolError(f'unknown preserve_colors "{options["preserve_colors"]}"')
-    overrides: dict[str, Any] = {}
-    for name, value in options.items():
-        if name not in _OPTIONS:
-            raise P.ProtocolError(f'unknown option "{name}"')
-        if value is not None or name == "preserve_colors":
-            overrides[name] = value
+    overrides: dict[str, Any] = {
+        "preserve_colors": None if options.preserve_colors == "none" else options.preserve_colors,
+        "device": options.device,
+        "seed": options.seed,
+    }
+    if options.max_size is not None:
+        overrides["max_size"] = options.max_size
     if len(weights) > 1:
         overrides["style_blend"] = tuple(weights)  # relative: the engine normalises them
-    base = StyleOptions.from_preset(preset, **overrides)
-    return dataclasses.replace(base, style_weight=base.style_weight * strength)
+    base = StyleOptions.from_preset(options.preset, **overrides)
+    return dataclasses.replace(base, style_weight=base.style_weight * options.style_strength)
 
 
-# the options the protocol accepts besides "preset" and "style_strength" (StyleOptions fields)
-_OPTIONS = ("max_size", "preserve_colors", "device", "seed")
+def _styles(job: Job, longer_at_least: int) -> list:
+    """The style images, decoded no larger than the run needs; a cancel is honoured between them."""
+    images = []
+    for spec in job.request.styles:
+        images.append(load_image(spec.path, longer_at_least).rgb)
+        _stop_if_cancelled(job)
+    return images
 
 
-def _styles(specs: Any) -> tuple[list, list[float]]:
-
-    if not isinstance(specs, list) or not specs:
-        raise P.ProtocolError('"styles" must be a non-empty list of {"path", "weight"}')
-    images, weights = [], []
-    for spec in specs:
-        if not isinstance(spec, dict) or "path" not in spec:
-            raise P.ProtocolError('each style needs a "path"')
-        weight = float(spec.get("weight", 1.0))
-        if not weight >= 0.0:
-            raise P.ProtocolError("style weights must be >= 0")
-        images.append(load_image(str(spec["path"])).rgb)
-        weights.append(weight)
-    if sum(weights) <= 0.0:
-        raise P.ProtocolError("at least one style weight must be > 0")
-    return images, weights
+def _stop_if_cancelled(job: Job) -> None:
+    """Between the phases of a job (the engine itself checks before every step)."""
+    if job.cancel.is_set():
+        raise Cancelled()
 
 
 def _progress_message(job_id: str, p: Any) -> dict[str, Any]:
-    """An engine Progress (scale and step 1-based) as a protocol progress line."""
-    fraction = min(max(((p.scale - 1) + p.step / p.steps) / p.scales, 0.0), 1.0)
-    return {
-        "type": "progress",
-        "id": job_id,
-        "scale": p.scale,
-        "scales": p.scales,
-        "step": p.step,
-        "steps": p.steps,
-        "fraction": round(fraction, 4),
-        "loss": _finite_or_none(p.loss),
-        "eta_s": _finite_or_none(p.eta_s),
-        "text": P.progress_text(p.scale, p.scales, p.step, p.steps),
-    }
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    """JSON has no NaN or infinity (P.encode refuses them)."""
-    return float(value) if value is not None and math.isfinite(value) else None
+    """An engine Progress as a protocol progress line."""
+    return P.progress(job_id, p.scale, p.scales, p.step, p.steps, p.loss, p.eta_s)
 
 
 def _memory_message(exc: BaseException) -> str:
@@ -220,24 +239,28 @@ def _memory_message(exc: BaseException) -> str:
     )
 
 
-def run_job(job: Job, out: Channel) -> None:
-    """Run one stylize request to its single final message (result, error or cancelled)."""
+def run_job(job: Job, out: Channel, graphs: GraphCache | None = None) -> None:
+    """Run one stylize request and send its single final message (result, error or cancelled)."""
+    final = execute(job, out, graphs or GraphCache())
+    job.done.set()
+    out.send(final)
 
+
+def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
+    """Run one stylize request, sending its progress; returns its final message (not sent)."""
     started = time.monotonic()
     request = job.request
     try:
-        content, alpha, fmt = _read_content(request.get("content") or {})
-        try:
-            output = Path(request["output"]["path"])
-        except (KeyError, TypeError):
-            raise P.ProtocolError('"output" needs a "path"') from None
-        styles, weights = _styles(request.get("styles"))
-        options = request.get("options") or {}
-        if not isinstance(options, dict):
-            raise P.ProtocolError('"options" must be an object')
-        engine_options = _engine_options(options, weights)
-        if job.cancel.is_set():
-            raise Cancelled()
+        _check_output(request)
+        engine_options = _engine_options(request.options, [s.weight for s in request.styles])
+        size = (request.content.height, request.content.width)
+        style_sizes = [image_size(spec.path)[::-1] for spec in request.styles]
+        height, width = check_sizes(size, style_sizes, engine_options)  # before any decode
+        content, alpha = _read_content(request.content)
+        _stop_if_cancelled(job)
+        styles = _styles(job, max(MIN_SIDE, round(max(height, width) * engine_options.style_scale)))
+        graph = graphs.get(engine_options)
+        _stop_if_cancelled(job)
 
         last = [0.0]
 
@@ -248,53 +271,45 @@ def run_job(job: Job, out: Channel) -> None:
                 last[0] = now
                 out.send(_progress_message(job.id, p))
 
-        result = stylize(
-            content, styles, engine_options, progress=on_progress, cancel=job.cancel.is_set
-        )
-        if job.cancel.is_set():
-            raise Cancelled()
+        with np.errstate(over="ignore", invalid="ignore"):  # the engine reports inf/NaN itself
+            result = stylize(
+                content,
+                styles,
+                engine_options,
+                progress=on_progress,
+                cancel=job.cancel.is_set,
+                graph=graph,
+            )
+        _stop_if_cancelled(job)
         height, width = content.shape[:2]
-        result = resize(
-            result, height, width
-        )  # the engine may work smaller; a no-op at the same size
-        _write_output(output, result, alpha, fmt)
-        final = {
-            "type": "result",
-            "id": job.id,
-            "path": str(output),
-            "width": width,
-            "height": height,
-            "format": fmt,
-            "seconds": round(time.monotonic() - started, 3),
-        }
+        result = resize(result, height, width)  # the engine may work smaller; no-op if not
+        _write_output(Path(request.output), result, alpha, request.content.format)
+        return P.result(
+            job.id,
+            request.output,
+            width,
+            height,
+            request.content.format,
+            time.monotonic() - started,
+        )
     except Cancelled:
         log.info("job %s cancelled", job.id)
-        final = {"type": "cancelled", "id": job.id}
+        return P.cancelled(job.id)
     except P.ProtocolError as exc:
-        final = P.error(job.id, "protocol", str(exc))
+        return P.error(job.id, P.ErrorKind.PROTOCOL, str(exc))
     except MemoryError as exc:
-        final = P.error(job.id, "memory", _memory_message(exc))
+        return P.error(job.id, P.ErrorKind.MEMORY, _memory_message(exc))
     except StyleError as exc:
-        final = P.error(job.id, _kind_of(exc), str(exc))
+        return P.error(job.id, _kind_of(exc), str(exc))
     except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
         traceback.print_exc(file=sys.stderr)
         kind = _kind_of(exc)
-        if kind == "memory":
-            message = _memory_message(exc)
-        else:
-            message = (
-                f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
-            )
-        final = P.error(job.id, kind, message)
-    # done first: a request that follows the final message must not find the worker busy
-    job.done.set()
-    out.send(final)
-
-
-def _remove_workdir(workdir: Any) -> None:
-    """The editor went away mid-job: its temporary folder is ours to remove."""
-    if isinstance(workdir, str) and workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if kind == P.ErrorKind.MEMORY:
+            return P.error(job.id, kind, _memory_message(exc))
+        message = (
+            f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
+        )
+        return P.error(job.id, kind, message)
 
 
 def hello() -> dict[str, Any]:
@@ -309,62 +324,103 @@ def hello() -> dict[str, Any]:
         onnxstyle_version = version("onnxstyle")
     except Exception:
         onnxstyle_version = "unknown"
-    return {
-        "type": "hello",
-        "protocol": P.PROTOCOL_VERSION,
-        "onnxstyle": onnxstyle_version,
-        "python": sys.executable,
-        "providers": providers,
-    }
+    return P.hello_reply(onnxstyle_version, sys.executable, providers)
 
 
 class Worker:
-    """Reads requests until EOF; one job thread at a time."""
+    """Reads requests until EOF; runs one job at a time, each in its own thread.
 
-    def __init__(self, stdin: BinaryIO, out: Channel) -> None:
+    A "stylize" while a job runs is refused ("busy"), except right after that job was cancelled:
+    then it waits (one at most) and starts once the cancelled job has sent its final message."""
+
+    JOIN_S = 30.0  # at EOF: how long a cancelled job may take to stop (a step, a session load)
+
+    def __init__(self, stdin: BinaryIO, out: Channel, graphs: GraphCache | None = None) -> None:
         self.stdin = stdin
         self.out = out
-        self.job: Job | None = None
-
-    def busy(self) -> bool:
-        return self.job is not None and not self.job.done.is_set()
+        self.graphs = graphs or GraphCache()
+        self.job: Job | None = None  # the running job
+        self.waiting: Job | None = None  # a job sent after the running one was cancelled
+        self._lock = threading.Lock()
 
     def handle(self, line: bytes) -> None:
+        """One request line: answered here (hello, a bad request) or handed to a job thread."""
         try:
-            message = P.decode(line)
+            request = P.parse_request(line)
         except P.ProtocolError as exc:
-            self.out.send(P.error(None, "protocol", str(exc)))
+            self.out.send(P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
             return
-        kind, job_id = message["type"], message.get("id")
-        if kind == "hello":
+        if isinstance(request, P.Hello):
             self.out.send(hello())
-        elif kind == "stylize":
-            if self.busy():
-                self.out.send(
-                    P.error(job_id, "busy", "a job is already running; cancel it or wait")
-                )
-                return
-            job = Job(id=str(job_id if job_id is not None else "job"), request=message)
-            job.thread = threading.Thread(
-                target=run_job, args=(job, self.out), name=f"job-{job.id}", daemon=True
-            )
-            self.job = job
-            job.thread.start()
-        elif kind == "cancel":
-            if self.busy() and (job_id is None or str(job_id) == self.job.id):
-                self.job.cancel.set()
+        elif isinstance(request, P.Stylize):
+            self._submit(Job(id=request.id, request=request))
         else:
-            self.out.send(P.error(job_id, "protocol", f'unknown request type "{kind}"'))
+            self._cancel(request.id)
+
+    def _lines(self) -> Iterator[bytes | None]:
+        """stdin's lines, each read with a bound; None for one too long (skipped to its end)."""
+        while line := self.stdin.readline(P.MAX_LINE_BYTES + 1):
+            if len(line) <= P.MAX_LINE_BYTES or line.endswith(b"\n"):
+                yield line
+                continue
+            while (rest := self.stdin.readline(P.MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+
+    def _submit(self, job: Job) -> None:
+        with self._lock:
+            if self.job is None:
+                self.job = job
+                self._start(job)
+                return
+            if self.job.cancel.is_set() and self.waiting is None:
+                self.waiting = job
+                return
+        self.out.send(
+            P.error(job.id, P.ErrorKind.BUSY, "a job is already running; cancel it or wait")
+        )
+
+    def _cancel(self, job_id: str | None) -> None:
+        with self._lock:
+            for job in (self.waiting, self.job):
+                if job is not None and job_id in (None, job.id):
+                    job.cancel.set()
+
+    def _start(self, job: Job) -> None:
+        job.thread = threading.Thread(
+            target=self._run, args=(job,), name=f"job-{job.id}", daemon=True
+        )
+        job.thread.start()
+
+    def _run(self, job: Job) -> None:
+        final = execute(job, self.out, self.graphs) if not job.cancel.is_set() else None
+        with self._lock:
+            # the next job becomes current before this one's final message goes out, so a request
+            # sent after that message never finds the worker busy with a finished job
+            self.job, self.waiting = self.waiting, None
+            job.done.set()
+            self.out.send(final or P.cancelled(job.id))
+            if self.job is not None:
+                self._start(self.job)
 
     def serve(self) -> int:
-        for line in iter(self.stdin.readline, b""):
-            if line.strip():
+        for line in self._lines():
+            if line is None:
+                message = f"a request line is longer than {P.MAX_LINE_BYTES} bytes"
+                self.out.send(P.error(None, P.ErrorKind.PROTOCOL, message))
+            elif line.strip():
                 self.handle(line)
-        # stdin closed: the editor is gone or done
-        if self.busy():
-            self.job.cancel.set()
-            self.job.thread.join()
-            _remove_workdir(self.job.request.get("workdir"))
+        # stdin closed: the editor is gone or done; cancel what runs or waits, then end
+        with self._lock:
+            jobs = [job for job in (self.job, self.waiting) if job is not None]
+        for job in jobs:
+            job.cancel.set()
+        deadline = time.monotonic() + self.JOIN_S
+        for job in jobs:  # the waiting one starts (and answers "cancelled") when the first ends
+            while job.thread is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
         return 0
 
 

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from onnxstyle.core.engine import StyleOptions
+from onnxstyle.core.graph import StyleGraph
 from onnxstyle.plugin import cli
 
 SCRIPT = Path(sys.executable).with_name("onnxstyle")  # the console script of this environment
@@ -408,7 +409,10 @@ def test_unreadable_image(capsys, pictures):
         (["--preserve-colors", "sepia"], "invalid choice: 'sepia'"),
         (["--steps", "many"], "invalid integer value"),
         (["--steps", "0"], "must be ≥ 1"),
-        (["--style-weight", "-1"], "finite number ≥ 0"),
+        (["--style-weight", "-1"], "must be a number from 0 to"),
+        (["--style-weight", "1e300"], "must be a number from 0 to 3.40282e+38"),
+        (["--seed", "-5"], "must be 0 to"),
+        (["--max-size", "8"], "must be ≥ 16"),
         (["--style-layer-weights", "1,2"], "needs 5"),
         (["--frobnicate"], "unrecognized arguments"),
     ],
@@ -488,3 +492,194 @@ def test_ctrl_c_cancels_and_writes_nothing(tmp_path):
     assert process.wait(timeout=60) == 130
     assert b"cancelled; nothing written" in rest and b"Traceback" not in rest
     assert names(tmp_path) == {"content.png", "style.png"}
+
+
+# --------------------------------------------------------------------------- nothing lost
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Observe that a refusal comes before any model loads (loading one fails the test)."""
+
+    def load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad value was refused")
+
+    monkeypatch.setattr(StyleGraph, "load", load)
+
+
+def _link(pictures: Path, kind: str) -> list[str]:
+    """Arguments that name an input as the output, one way or another."""
+    content, style = pictures / "content.png", pictures / "style.png"
+    if kind == "symlink":
+        (pictures / "link.png").symlink_to(content)
+        return [content, style, "-o", pictures / "link.png"]
+    if kind == "hardlink":
+        os.link(content, pictures / "same.png")
+        return [content, style, "-o", pictures / "same.png"]
+    if kind == "dotted":
+        return [content, style, "-o", pictures / "." / "sub" / ".." / "content.png"]
+    if kind == "init":
+        (pictures / "start.png").write_bytes(content.read_bytes())
+        return [content, style, "-o", pictures / "start.png", "--init", pictures / "start.png"]
+    if kind == "snapshot":
+        (pictures / "out-scale1-step0002.png").write_bytes(style.read_bytes())
+        style = pictures / "out-scale1-step0002.png"
+        return [content, style, "-o", pictures / "out.png", "--save-every", "2"]
+    return [content, style, "-o", content if kind == "content" else style]
+
+
+@pytest.mark.parametrize(
+    "kind", ["content", "style", "symlink", "hardlink", "dotted", "init", "snapshot"]
+)
+def test_an_output_that_is_an_input_is_refused(capsys, pictures, no_model_loads, kind):
+    (pictures / "sub").mkdir()
+    argv = _link(pictures, kind)
+    before = {p.name: p.read_bytes() for p in pictures.iterdir() if p.is_file()}
+    code, _, err = run_main(capsys, "stylize", *argv, *FAST)
+    assert code == 2 and err.count("\n") == 1 and "input" in err, err
+    assert {p.name: p.read_bytes() for p in pictures.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--style-scale", "1000"], "use at most"),
+        (["--tile-budget", "100000"], "this machine has"),
+        (["--max-size", "20"], "losing its aspect ratio: use at least 21"),
+        (["--style-weight", "1e300"], "3.40282e+38"),
+    ],
+)
+def test_sizes_and_weights_no_memory_allows_are_refused_first(
+    capsys, pictures, no_model_loads, argv, words
+):
+    code, err = stylize(capsys, pictures, "out.png", *argv)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert "Warning" not in err and names(pictures) == {"content.png", "style.png"}
+
+
+def test_a_model_dir_without_models_is_an_error(capsys, pictures, no_model_loads):
+    (pictures / "models").mkdir()
+    code, err = stylize(capsys, pictures, "out.png", "--model-dir", pictures / "models")
+    assert code == 2 and err.count("\n") == 1 and "holds no avg-pooling model" in err, err
+
+
+def test_extreme_weights_leave_one_line(capsys, pictures):
+    """The engine's own NaN/inf report, and no numpy warnings around it."""
+    code, err = stylize(capsys, pictures, "out.png", "--style-weight", "3e38")
+    assert code == 2 and err.count("\n") == 1 and "infinite" in err, err
+    assert names(pictures) == {"content.png", "style.png"}
+
+
+def _png_rows(path: Path, width: int, height: int) -> None:
+    """A big, mostly empty RGBA PNG written row by row (never whole in memory)."""
+    squeeze = zlib.compressobj(6)
+    row = b"\0" + bytes(range(256)) * (width * 4 // 256) + bytes(width * 4 % 256)
+    data = b"".join(squeeze.compress(row) for _ in range(height)) + squeeze.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    with open(path, "wb") as file:
+        file.write(b"\x89PNG\r\n\x1a\n")
+        for kind, chunk in ((b"IHDR", ihdr), (b"IDAT", data), (b"IEND", b"")):
+            crc = zlib.crc32(kind + chunk)
+            file.write(struct.pack(">I", len(chunk)) + kind + chunk + struct.pack(">I", crc))
+
+
+PEAK = r"""
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.stderr[-500:])
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="peak memory from getrusage in kB (Linux)")
+def test_a_huge_image_is_decoded_at_the_size_needed(tmp_path):
+    """9990² RGBA: 400 MB as bytes, 1.6 GB as floats; --max-size 64 needs 128 px of it."""
+    _png_rows(tmp_path / "huge.png", 9990, 9990)
+    assert (tmp_path / "huge.png").stat().st_size < 2_000_000
+    huge, out = tmp_path / "huge.png", tmp_path / "out.png"
+    argv = [*COMMAND, "stylize", huge, huge, "-o", out, *FAST]
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, *map(str, argv)], capture_output=True, text=True, timeout=300
+    )
+    code, peak_kb, err = done.stdout.split(" ", 2)
+    assert code == "0", err
+    assert int(peak_kb) < 1_200_000, f"peak {int(peak_kb) / 1e6:.1f} GB"
+    with Image.open(out) as im:
+        assert im.size == (64, 64)
+
+
+def _run_until_progress(argv: list, seen_file: Path | None = None) -> subprocess.Popen:
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    seen = b""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if seen_file is None and b"loss" in seen:
+            break
+        if seen_file is not None and seen_file.exists():
+            break
+        chunk = os.read(process.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    return process
+
+
+SLOW = ["--preset", "draft", "--steps", "500", "--scales", "1"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_cancel_like_ctrl_c(tmp_path, signum):
+    Image.fromarray(smooth_rgb(64, 96)).save(tmp_path / "content.png")
+    Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
+    argv = [*COMMAND, "stylize", tmp_path / "content.png", tmp_path / "style.png"]
+    process = _run_until_progress([*argv, "-o", tmp_path / "out.png", *SLOW])
+    process.send_signal(signum)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 128 + signum
+    assert b"cancelled; nothing written" in rest and b"Traceback" not in rest
+    assert names(tmp_path) == {"content.png", "style.png"}
+
+
+TERM_DURING_SAVE = r"""
+import os, signal, sys
+from onnxstyle.core import imageio
+from onnxstyle.plugin import cli
+encode = imageio._encode
+def interrupted(*args, **kwargs):  # the fault: SIGTERM arrives while the result is being written
+    os.kill(os.getpid(), signal.SIGTERM)
+    return encode(*args, **kwargs)
+imageio._encode = interrupted
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_during_the_final_save_leaves_nothing(pictures):
+    done = subprocess.run(
+        [sys.executable, "-c", TERM_DURING_SAVE, "stylize", pictures / "content.png"]
+        + [pictures / "style.png", "-o", pictures / "out.png", *FAST],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert "cancelled; nothing written" in done.stderr and "Traceback" not in done.stderr
+    assert names(pictures) == {"content.png", "style.png"}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT can't be sent to a child on Windows")
+def test_ctrl_c_keeps_the_snapshots_and_says_where(tmp_path):
+    Image.fromarray(smooth_rgb(64, 96)).save(tmp_path / "content.png")
+    Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
+    argv = [*COMMAND, "stylize", tmp_path / "content.png", tmp_path / "style.png"]
+    first = tmp_path / "out-scale1-step0001.png"
+    process = _run_until_progress(
+        [*argv, "-o", tmp_path / "out.png", *SLOW, "--save-every", "1"], seen_file=first
+    )
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 130
+    kept = sorted(p.name for p in tmp_path.glob("out-scale1-step*.png"))
+    assert kept and f"kept {len(kept)} snapshot(s) in {tmp_path}" in rest, rest
+    assert f"the last {kept[-1]}" in rest and "nothing written" not in rest
+    assert not (tmp_path / "out.png").exists() and not list(tmp_path.glob("*.part"))

@@ -17,6 +17,7 @@ from onnxstyle.core.files import write_atomic
 from onnxstyle.core.imageio import (
     MAX_PIXELS,
     check_output_path,
+    image_size,
     load_image,
     save_image,
 )
@@ -339,3 +340,45 @@ def test_gif_transparency_becomes_alpha(tmp_path):
     image.save(tmp_path / "in.gif", transparency=int(np.asarray(image)[0, 0]))
     loaded = load_image(tmp_path / "in.gif")
     assert loaded.alpha is not None and loaded.alpha[0, 0] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and /dev/zero are Unix's")
+@pytest.mark.parametrize("kind", ["fifo", "device", "link-to-device"])
+def test_a_pipe_or_device_is_refused_before_reading(tmp_path, kind):
+    """Opening a FIFO for reading would wait for a writer; /dev/zero never ends."""
+    path = tmp_path / "in.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link-to-device":
+        path.symlink_to("/dev/zero")
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("name", ["in.jpg", "in.png", "palette.png", "grey16.png", "turned.jpg"])
+def test_a_large_file_is_decoded_no_larger_than_needed(tmp_path, name):
+    """Twice the needed longer side at least, the header's size, the same kind of image."""
+    pixels = RNG.integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if name == "palette.png":
+        image.convert("P").save(tmp_path / name, transparency=3)
+    elif name == "grey16.png":
+        Image.fromarray(pixels[..., 0].astype(np.uint16) * 257).save(tmp_path / name)
+    elif name == "turned.jpg":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # shown a quarter turn round: 300×500
+        image.save(tmp_path / name, exif=exif)
+    else:
+        image.save(tmp_path / name)
+    full, small = load_image(tmp_path / name), load_image(tmp_path / name, 60)
+    assert image_size(tmp_path / name) == full.size
+    assert 120 <= max(small.size) < max(full.size) / 2
+    assert abs(small.size[0] / small.size[1] - full.size[0] / full.size[1]) < 0.02
+    assert (small.grey, small.bits, small.alpha is None) == (
+        full.grey,
+        full.bits,
+        full.alpha is None,
+    )
+    assert abs(float(small.rgb.mean()) - float(full.rgb.mean())) < 0.02

@@ -1,13 +1,16 @@
 """Messages the user reads are written once: the worker's line reaches the editor as it is."""
 
 import ast
+import errno
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from onnxstyle.plugin import protocol as P
 from onnxstyle.plugin import worker as W
 
 PLUGIN = (
@@ -50,9 +53,38 @@ def test_out_of_memory_is_said_once_in_gimp(monkeypatch, tmp_path, failure):
         "options": {"preset": "draft", "device": "cpu"},
     }
     stream = io.BytesIO()
-    W.run_job(W.Job(id="j", request=request), W.Channel(stream))
+    W.run_job(W.Job(id="j", request=P.parse_request(json.dumps(request))), W.Channel(stream))
     (answer,) = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert answer["kind"] == "memory"
     shown = _plugin_function("error_text")(answer, "/venv/bin/python")
     assert shown == answer["message"], "the editor must show the worker's line as it is"
     assert shown.lower().count("out of memory") == 1 and shown.count("maximum size") == 1
+
+
+def test_a_failed_write_is_one_line_of_kind_output_and_leaves_nothing(monkeypatch, tmp_path, capfd):
+    """Disk full while the result is written (injected: a test can't fill a disk)."""
+    content = tmp_path / "content.raw"
+    content.write_bytes(bytes(32 * 32 * 4))
+    style = tmp_path / "style.png"
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(style)
+    # the engine has its own tests; here only the write matters, so the result is the content
+    monkeypatch.setattr(W, "stylize", lambda content, *args, **kwargs: content)
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    request = {
+        "type": "stylize",
+        "id": "j",
+        "content": {"path": str(content), "width": 32, "height": 32, "format": "rgba8"},
+        "output": {"path": str(tmp_path / "out.raw")},
+        "styles": [{"path": str(style)}],
+        "options": {"preset": "draft", "device": "cpu"},
+    }
+    stream = io.BytesIO()
+    W.run_job(W.Job(id="j", request=P.parse_request(json.dumps(request))), W.Channel(stream))
+    (answer,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert answer["kind"] == "output" and "No space left" in answer["message"], answer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.raw", "style.png"]
+    assert "Traceback" not in capfd.readouterr().err

@@ -33,7 +33,8 @@ class WorkerProcess:
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.stderr = b""
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
 
     def _read(self) -> None:
         for line in iter(self.process.stdout.readline, b""):
@@ -55,11 +56,11 @@ class WorkerProcess:
         line = self.lines.get(timeout=timeout)
         return None if line is None else json.loads(line)
 
-    def until_final(self, job_id: str) -> tuple[dict, list[dict]]:
+    def until_final(self, job_id: str, timeout: float = TIMEOUT_S) -> tuple[dict, list[dict]]:
         """Progress messages, then the job's one final message."""
         progress = []
         while True:
-            message = self.receive()
+            message = self.receive(timeout)
             assert message is not None, (
                 f"worker ended early: {self.stderr.decode(errors='replace')[-2000:]}"
             )
@@ -77,6 +78,7 @@ class WorkerProcess:
         finally:
             if self.process.poll() is None:
                 self.process.kill()
+            self._stderr_reader.join(timeout=10)
 
 
 @pytest.fixture
@@ -140,6 +142,10 @@ def test_hello(worker):
 
 def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     out = tmp_path / "result.raw"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep me")
+    for planted in ("result.raw.part", ".result.raw.part"):  # links at guessable temporary names
+        (tmp_path / planted).symlink_to(victim)
     worker.send(stylize_request(images, "j1", out))
     final, progress = worker.until_final("j1")
     assert final["type"] == "result", final
@@ -160,7 +166,10 @@ def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
     assert np.abs(result[..., :3].astype(int) - content[..., :3]).mean() > 2.0, (
         "the pixels did not change"
     )
-    assert not list(tmp_path.glob("*.part"))
+    assert victim.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".result.raw.part", "result.raw", "result.raw.part", "victim.txt"]
+    ), "only the output is new"
 
 
 def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
@@ -196,27 +205,173 @@ def test_corrupt_style_is_a_one_line_image_error(worker, images, tmp_path):
     assert worker.receive()["type"] == "hello"
 
 
-def test_missing_style_and_bad_requests(worker, images, tmp_path):
-    worker.send(stylize_request(images, "m", tmp_path / "o.raw", style=tmp_path / "nope.png"))
-    final, _ = worker.until_final("m")
-    assert final["type"] == "error" and final["kind"] == "image", final
-    worker.send_raw(b"this is not json\n")
-    assert worker.receive()["kind"] == "protocol"
-    worker.send({"type": "frobnicate", "id": "x"})
-    reply = worker.receive()
-    assert reply["kind"] == "protocol" and reply["id"] == "x"
-    worker.send(stylize_request(images, "o", tmp_path / "o.raw", colour="blue"))
-    final, _ = worker.until_final("o")
-    assert final["kind"] == "protocol" and "colour" in final["message"]
-    for strength in (0, -1, "strong"):  # 0 is refused, not silently read as "default"
-        worker.send(stylize_request(images, "t", tmp_path / "o.raw", style_strength=strength))
-        final, _ = worker.until_final("t")
-        assert final["kind"] == "protocol" and "style_strength" in final["message"], final
-    bad_size = stylize_request(images, "s", tmp_path / "o.raw")
-    bad_size["content"]["width"] = 47
-    worker.send(bad_size)
-    final, _ = worker.until_final("s")
-    assert final["kind"] == "image" and "bytes" in final["message"]
+@pytest.fixture(scope="module")
+def shared_worker():
+    """One worker for the bad-request cases: each must leave it usable for the next."""
+    w = WorkerProcess()
+    yield w
+    w.close()
+
+
+def _set(request: dict, dotted: str, value) -> dict:
+    """request with one field (a dotted path; "styles.0.weight") set, or removed for DELETE."""
+    *parents, last = dotted.split(".")
+    node = request
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return request
+
+
+DELETE = object()
+
+# (field, value, expected kind, words in the message): one bad value each
+BAD_FIELDS = [
+    ("styles.0.path", "nope.png", "image", "no such file"),
+    ("options.colour", "blue", "protocol", "colour"),
+    ("options.style_strength", 0, "protocol", "style_strength"),
+    ("options.style_strength", -1, "protocol", "style_strength"),
+    ("options.style_strength", "strong", "protocol", "style_strength"),
+    ("styles.0.weight", "heavy", "protocol", "weight"),
+    ("styles.0.weight", True, "protocol", "weight"),
+    ("styles.0.weight", -0.5, "protocol", "weight"),
+    ("content.width", 47, "image", "bytes"),
+    ("content.width", "48", "protocol", "width"),
+    ("content.width", 48.0, "protocol", "width"),
+    ("content.height", True, "protocol", "height"),
+    ("content.height", DELETE, "protocol", "height"),
+    ("content.format", "cmyk8", "protocol", "format"),
+    ("options.seed", -5, "protocol", "seed"),
+    ("options.seed", "x", "protocol", "seed"),
+    ("options.seed", 2**70, "protocol", "seed"),
+    ("options.max_size", 8, "protocol", "max_size"),
+    ("options.max_size", 1e9, "protocol", "max_size"),
+    ("options.max_size", 17, "style", "aspect ratio: use at least 19"),
+    ("options.preset", ["draft"], "protocol", "preset"),
+    ("options.device", "tpu", "protocol", "device"),
+    ("styles", [], "protocol", "styles"),
+    ("output", "out.raw", "protocol", "output"),
+    ("id", 7, "protocol", "id"),
+]
+
+
+@pytest.mark.parametrize(
+    "dotted, value, kind, words", BAD_FIELDS, ids=[f"{f}={v!r}"[:40] for f, v, *_ in BAD_FIELDS]
+)
+def test_a_bad_field_gets_one_line_of_its_kind(
+    shared_worker, images, tmp_path, dotted, value, kind, words
+):
+    request = _set(stylize_request(images, "bad", tmp_path / "o.raw"), dotted, value)
+    shared_worker.send(request)
+    final, progress = shared_worker.until_final("bad")
+    assert not progress
+    assert final["type"] == "error" and final["kind"] == kind, final
+    assert words in final["message"] and "\n" not in final["message"], final
+    assert final["id"] == (None if dotted == "id" else "bad")
+    assert not (tmp_path / "o.raw").exists()
+
+
+def _content_case(case: str, folder: Path, request: dict) -> None:
+    """Point the request's content at a file that is not the pixels it claims to be."""
+    content = request["content"]
+    if case == "fifo":
+        os.mkfifo(folder / "fifo.raw")
+        content["path"] = str(folder / "fifo.raw")
+    elif case == "dev-zero":
+        content["path"] = "/dev/zero"
+    elif case == "link-to-dev-zero":
+        (folder / "zero.raw").symlink_to("/dev/zero")
+        content["path"] = str(folder / "zero.raw")
+    elif case == "folder":
+        content["path"] = str(folder)
+    elif case == "too-many-pixels":
+        content.update(width=20_000, height=20_000)
+    elif case == "too-small":
+        (folder / "tiny.raw").write_bytes(bytes(8 * 8 * 4))
+        content.update(path=str(folder / "tiny.raw"), width=8, height=8)
+    elif case == "style-fifo":
+        os.mkfifo(folder / "style.png")
+        request["styles"][0]["path"] = str(folder / "style.png")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and /dev/zero are Unix's")
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("fifo", "not a regular file"),
+        ("dev-zero", "not a regular file"),
+        ("link-to-dev-zero", "not a regular file"),
+        ("folder", "is a folder"),
+        ("too-many-pixels", "megapixels"),
+        ("too-small", "at least 16 px"),
+        ("style-fifo", "not a regular file"),
+    ],
+)
+def test_pixels_are_checked_before_a_byte_is_read(shared_worker, images, tmp_path, case, words):
+    """A FIFO would block the read (and cancel, and the exit), /dev/zero would never end."""
+    request = stylize_request(images, "pix", tmp_path / "o.raw")
+    _content_case(case, tmp_path, request)
+    shared_worker.send(request)
+    final, progress = shared_worker.until_final("pix", timeout=30)
+    assert not progress and final["type"] == "error" and final["kind"] == "image", final
+    assert words in final["message"], final
+    assert not (tmp_path / "o.raw").exists()
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("folder", "is a folder"),
+        ("missing-folder", "does not exist"),
+        ("fifo", "not a regular file"),  # a FIFO, not /dev/null: a regression must not break /dev
+        ("content", "is an input"),
+        ("style", "is an input"),
+        ("link-to-style", "is an input"),
+    ],
+)
+def test_an_output_that_cant_be_written_is_refused_before_any_work(
+    shared_worker, images, tmp_path, case, words
+):
+    style = tmp_path / "style.png"
+    style.write_bytes(images["style"].read_bytes())
+    (tmp_path / "link.raw").symlink_to(style)
+    os.mkfifo(tmp_path / "pipe.raw")
+    output = {
+        "folder": tmp_path,
+        "missing-folder": tmp_path / "gone" / "o.raw",
+        "fifo": tmp_path / "pipe.raw",
+        "content": images["content"],
+        "style": style,
+        "link-to-style": tmp_path / "link.raw",
+    }[case]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    shared_worker.send(stylize_request(images, "out", output, style=style))
+    final, progress = shared_worker.until_final("out", timeout=30)
+    assert not progress and final["type"] == "error" and final["kind"] == "output", final
+    assert words in final["message"] and str(output) in final["message"], final
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        (b"this is not json\n", "not a JSON line"),
+        (b'{"type": "hello", "protocol": NaN}\n', "protocol"),
+        (b'{"type": "frobnicate", "id": "x"}\n', "frobnicate"),
+        (b"[" * 100_000 + b"\n", "not a JSON line"),
+    ],
+    ids=["text", "nan", "unknown-type", "deep"],
+)
+def test_a_bad_line_gets_one_protocol_error(shared_worker, line, words):
+    shared_worker.send_raw(line)
+    reply = shared_worker.receive()
+    assert reply["type"] == "error" and reply["kind"] == "protocol" and words in reply["message"]
+    assert reply["id"] == ("x" if b"frobnicate" in line else None)
+    shared_worker.send({"type": "hello", "protocol": 1})
+    assert shared_worker.receive()["type"] == "hello"
 
 
 def _first_progress(worker: WorkerProcess, job_id: str) -> dict:
@@ -257,22 +412,57 @@ def test_cancel_within_a_step_and_busy(worker, images, tmp_path):
     assert worker.receive()["type"] == "hello"
 
 
-def test_exits_when_stdin_closes_mid_job_and_cleans_its_workdir(images, tmp_path):
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    content = workdir / "content.raw"
-    content.write_bytes(images["content"].read_bytes())
+def test_warm_worker_reuses_graphs_and_a_stylize_after_cancel_waits_its_turn(images, tmp_path):
+    """The GIMP dialog's pattern: previews of several sizes, cancelled and replaced, one worker."""
     w = WorkerProcess()
-    request = stylize_request(
-        {**images, "content": content}, "e", workdir / "result.raw", preset="normal"
-    )
-    request["workdir"] = str(workdir)
+    try:
+        w.send(stylize_request(images, "a", tmp_path / "a.raw", preset="normal"))
+        _first_progress(w, "a")
+        w.send({"type": "cancel", "id": "a"})
+        w.send(stylize_request(images, "b", tmp_path / "b.raw", max_size=32))  # at once
+        seen = []
+        while not seen or seen[-1]["type"] == "progress" or seen[-1]["id"] != "b":
+            seen.append(w.receive())
+        finals = [(m["id"], m["type"]) for m in seen if m["type"] != "progress"]
+        assert finals == [("a", "cancelled"), ("b", "result")], finals
+        first_b = next(i for i, m in enumerate(seen) if m["id"] == "b")
+        assert all(m["id"] == "b" for m in seen[first_b:]), "b started before a's final message"
+        w.send(stylize_request(images, "c", tmp_path / "c.raw", max_size=None))
+        final, _ = w.until_final("c")
+        assert final["type"] == "result", final
+    finally:
+        assert w.close() == 0
+    loads = w.stderr.decode(errors="replace").count("loading the avg-pooling graphs")
+    assert loads == 1, f"the graphs were loaded {loads} times for three jobs"
+
+
+def sentinel_folder(parent: Path) -> tuple[Path, dict[str, bytes]]:
+    """A folder of the user's files, and what they hold."""
+    folder = parent / "precious"
+    folder.mkdir()
+    files = {"notes.txt": b"the user's notes\n", "content.raw": b"not the job's pixels"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder, files
+
+
+def assert_untouched(folder: Path, files: dict[str, bytes]) -> None:
+    assert folder.is_dir(), f"{folder} was removed"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+def test_exits_when_stdin_closes_mid_job_and_removes_nothing_it_did_not_make(images, tmp_path):
+    folder, files = sentinel_folder(tmp_path)
+    w = WorkerProcess()
+    request = stylize_request(images, "e", tmp_path / "result.raw", preset="normal")
+    request["workdir"] = str(folder)  # a request may name any folder: the worker removes none
     w.send(request)
     _first_progress(w, "e")
     started = time.monotonic()
     assert w.close() == 0
     assert time.monotonic() - started < 60
-    assert not workdir.exists(), "the editor's workdir should go when the editor does"
+    assert_untouched(folder, files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"], "no output, no .part"
 
 
 def test_exits_when_stdin_closes_idle():
@@ -309,9 +499,8 @@ def _gone(pid: int) -> bool:
 def test_a_killed_editor_takes_the_worker_down(images, tmp_path):
     """GIMP's progress cancel SIGKILLs the plug-in: its worker must stop and clean up on its own."""
 
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    request = stylize_request(images, "k", workdir / "result.raw", preset="normal")
+    workdir, files = sentinel_folder(tmp_path)
+    request = stylize_request(images, "k", tmp_path / "result.raw", preset="normal")
     request["workdir"] = str(workdir)
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, json.dumps(request)], stdout=subprocess.PIPE, text=True
@@ -326,7 +515,8 @@ def test_a_killed_editor_takes_the_worker_down(images, tmp_path):
         while not _gone(worker_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _gone(worker_pid), "the worker outlived its killed editor"
-        assert not workdir.exists()
+        assert_untouched(workdir, files)  # the editor's temporary folder is the editor's to remove
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"], "no output, no .part"
     finally:
         if parent.poll() is None:
             parent.kill()

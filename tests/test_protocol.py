@@ -1,0 +1,197 @@
+"""The protocol's message layer: parsers, builders, the one numeric check, and the GIMP plug-in's
+copies of its constants (GIMP's Python can't import onnxstyle, so the copies stay; this keeps them
+in step)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS
+from onnxstyle.core.runtime import DEVICES
+from onnxstyle.plugin import protocol as P
+
+PLUGIN = (
+    Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style/onnxstyle-neural-style.py"
+)
+
+
+def request(**changes) -> dict:
+    base = {
+        "type": "stylize",
+        "id": "j",
+        "content": {"path": "c.raw", "width": 32, "height": 24, "format": "rgba8"},
+        "output": {"path": "o.raw"},
+        "styles": [{"path": "s.png", "weight": 1.0}],
+        "options": {"preset": "draft", "device": "cpu", "seed": 3, "preserve_colors": "none"},
+    }
+    base.update(changes)
+    return base
+
+
+def parse(message: dict) -> P.Request:
+    return P.parse_request(json.dumps(message))
+
+
+def test_a_good_stylize_request_parses_to_typed_fields():
+    job = parse(request(options={"preset": "high", "max_size": 64, "seed": None}))
+    assert isinstance(job, P.Stylize) and job.id == "j"
+    assert job.content == P.PixelFile("c.raw", 32, 24, "rgba8") and job.content.size == 32 * 24 * 4
+    assert job.styles == (P.StyleSpec("s.png", 1.0),) and job.output == "o.raw"
+    assert (job.options.preset, job.options.max_size, job.options.seed) == ("high", 64, None)
+    assert parse({"type": "hello", "protocol": 1}) == P.Hello(1)
+    assert parse({"type": "cancel"}) == P.Cancel(None)
+
+
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        (0, True),
+        (2**63 - 1, True),
+        (None, True),  # a fresh random seed
+        (-5, False),
+        (2**63, False),
+        (1.0, False),  # an integer field takes no float, even a whole one
+        (True, False),  # JSON true is not a number
+        ("3", False),
+        (10**5000, False),  # more digits than Python prints: still one line
+    ],
+    ids=lambda value: type(value).__name__ if value == 10**5000 else repr(value),
+)
+def test_the_numeric_check(value, ok):
+    if ok:
+        assert P.number(value, "options.seed") == value
+    else:
+        with pytest.raises(P.ProtocolError) as caught:
+            P.number(value, "options.seed")
+        assert '"options.seed" must be an integer ≥ 0' in str(caught.value)
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1e39, -1.0, "1", False])
+def test_weights_must_be_finite_numbers_in_range(value):
+    with pytest.raises(P.ProtocolError, match="weight"):
+        parse(request(styles=[{"path": "s.png", "weight": value}]))
+
+
+def test_every_numeric_field_goes_through_the_one_check():
+    """A non-number in each field named in NUMBERS is refused, naming the field."""
+    for name in P.NUMBERS:
+        kind, _, key = name.partition(".")
+        if kind == "hello":
+            message = {"type": "hello", key: "x"}
+        elif kind == "styles":
+            message = request(styles=[{"path": "s.png", key: "x"}])
+        else:
+            message = request()
+            message[kind] = {**message[kind], key: "x"}
+        with pytest.raises(P.ProtocolError, match=f'"{name}" must be'):
+            parse(message)
+
+
+def test_errors_keep_the_request_id():
+    with pytest.raises(P.ProtocolError) as caught:
+        parse(request(options={"colour": "blue"}))
+    assert caught.value.id == "j" and "colour" in str(caught.value)
+
+
+def test_builders_give_one_json_line_each():
+    messages = [
+        P.hello_reply("0.1.0", "/py", ["CPUExecutionProvider"]),
+        P.progress("j", 1, 2, 3, 60, math.nan, None),
+        P.result("j", "o.raw", 32, 24, "rgba8", 1.23456),
+        P.cancelled("j"),
+        P.error("j", P.ErrorKind.IMAGE, "two\nlines"),
+    ]
+    for message in messages:
+        line = P.encode(message)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert P.decode(line) == message
+    assert messages[1]["loss"] is None and messages[1]["fraction"] == round((0 + 3 / 60) / 2, 4)
+    assert messages[4] == {"type": "error", "id": "j", "kind": "image", "message": "two lines"}
+
+
+def test_error_kinds_are_plain_words_on_the_wire():
+    assert P.ERROR_KINDS == (
+        "image",
+        "device",
+        "model",
+        "memory",
+        "style",
+        "output",
+        "busy",
+        "protocol",
+        "internal",
+    )
+    assert json.dumps(P.ErrorKind.MEMORY) == '"memory"'
+    with pytest.raises(ValueError):
+        P.error(None, "oops", "not a kind")
+
+
+# --------------------------------------------------------------------------- the GIMP plug-in's copies
+
+
+def _plugin_constants() -> dict:
+    """The plug-in file's module-level constants, read with ast (it imports GIMP's own modules)."""
+    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and target.id.isupper():
+                try:
+                    found[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass  # not a literal (built from other names)
+    return found
+
+
+def _nicks(choices) -> tuple[str, ...]:
+    """("nick", "Label") pairs or plain nicks -> the nicks the protocol sees."""
+    return tuple(c[0] if isinstance(c, (tuple, list)) else c for c in choices)
+
+
+def _plugin_option_names() -> set[str]:
+    """The keys of the "options" object the plug-in's build_request sends."""
+    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
+    (function,) = [
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_request"
+    ]
+    for node in ast.walk(function):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == "options":
+                    assert isinstance(value, ast.Dict), "options should be a dict literal"
+                    return {k.value for k in value.keys if isinstance(k, ast.Constant)}
+    raise AssertionError("build_request sends no options")
+
+
+def _plugin_pixel_formats() -> set[str]:
+    """The protocol format names the plug-in's babl_format returns."""
+    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
+    (function,) = [
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "babl_format"
+    ]
+    return {
+        node.value.elts[1].value
+        for node in ast.walk(function)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple)
+    }
+
+
+def test_the_gimp_plugin_constants_match_the_worker():
+    constants = _plugin_constants()
+    assert constants["PROTOCOL_VERSION"] == P.PROTOCOL_VERSION
+    assert _nicks(constants["PRESETS"]) == tuple(PRESETS)
+    assert _nicks(constants["DEVICES"]) == DEVICES
+    assert _nicks(constants["PRESERVE"]) == P.PRESERVE
+    assert P.PRESERVE == ("none",) + tuple(mode for mode in PRESERVE_COLORS if mode)
+
+
+def test_the_gimp_plugin_sends_only_options_the_worker_knows():
+    assert _plugin_option_names() <= set(P.OPTION_NAMES)
+    assert _plugin_pixel_formats() and _plugin_pixel_formats() <= set(P.PIXEL_FORMATS)
