@@ -32,7 +32,6 @@ import os
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -253,8 +252,7 @@ def per_eval(path: str, style_graph, torch_graph, start, targets, weights, evals
         sync()
         wall = time.perf_counter() - t0
         return {"total": wall, "grad": grad_s[0], "updates": 0.0, "copies": 0.0}, None
-    before = replace(runtime.TRANSFERS)
-    runtime.TRANSFERS.largest = 0  # the largest copy of this window
+    moved = {}  # copies after the first evaluation (image and constants are up by then)
     with timing(style_graph, updates if path == "device" else None) as clock:
         t0 = time.perf_counter()
         if path == "device":
@@ -262,6 +260,12 @@ def per_eval(path: str, style_graph, torch_graph, start, targets, weights, evals
             def evaluate(x, g):
                 loss = style_graph.loss_on_device(x, g, targets, weights)
                 updates.finite(g)
+                copies = runtime.TRANSFERS.uploads + runtime.TRANSFERS.downloads
+                if moved:
+                    moved["largest"] = max(moved["largest"], runtime.TRANSFERS.largest)
+                moved.setdefault("first", copies)
+                moved.update(last=copies, largest=moved.get("largest", 0))
+                runtime.TRANSFERS.largest = 0
                 return loss
 
             device_optim.OPTIMISERS[name](evaluate, as_nchw(start), evals, updates)
@@ -274,16 +278,19 @@ def per_eval(path: str, style_graph, torch_graph, start, targets, weights, evals
 
             optim.OPTIMISERS[name](fun, start, evals)
         wall = time.perf_counter() - t0
-    moved = runtime.TRANSFERS
-    transfers = (moved.uploads - before.uploads + moved.downloads - before.downloads, moved.largest)
-    return {"total": wall, **clock.seconds}, transfers
+    if not moved:
+        return {"total": wall, **clock.seconds}, None
+    return {"total": wall, **clock.seconds}, (
+        (moved["last"] - moved["first"]) / max(1, evals - 1),
+        moved["largest"],
+    )
 
 
 def table_per_eval(args, style_graph, torch_graph, style, sync) -> None:
     print(
         f"\n1. per evaluation ({args.optimizer}, {args.evals} evaluations, best of {args.repeat})"
     )
-    print(f"{'size':>10} {'path':>7} {'ms/eval':>9} {'grad':>8} {'updates':>8} {'copies':>7} {'other':>7} {'outside':>8}  transfers/eval")  # fmt: skip
+    print(f"{'size':>10} {'path':>7} {'ms/eval':>9} {'grad':>8} {'updates':>8} {'copies':>7} {'other':>7} {'outside':>8}  transfers/eval after the first")  # fmt: skip
     for size in args.sizes:
         start, targets, weights = problem(style_graph, size, style)
         dims = f"{start.shape[1]}x{start.shape[0]}"
@@ -299,7 +306,7 @@ def table_per_eval(args, style_graph, torch_graph, style, sync) -> None:
         for path, (ms, moved) in best.items():
             other = ms["total"] - ms["grad"] - ms["updates"] - ms["copies"]
             outside = 100 * (ms["total"] - ms["grad"]) / ms["total"]
-            moved = "" if moved is None else f"{moved[0] / args.evals:.1f} copies, largest {moved[1]} B"  # fmt: skip
+            moved = "" if moved is None else f"{moved[0]:.1f} copies, largest {moved[1]} B"
             label = {"host": "host", "device": "device", "torch": "torch"}[path]
             print(f"{dims:>10} {label:>7} {ms['total']:>9.1f} {ms['grad']:>8.1f} {ms['updates']:>8.1f} {ms['copies']:>7.1f} {other:>7.1f} {outside:>7.1f}%  {moved}", flush=True)  # fmt: skip
         if "host" in best and "device" in best:
@@ -356,6 +363,7 @@ def table_e2e(args, style_graph, torch_graph, style, sync) -> None:
         finally:
             del os.environ["ONNXSTYLE_CUDA_TF32"]
         rows["device+tf32"] = run_e2e("device+tf32", lambda *a, **k: stylize(*a, **k, graph=tf32), content, style, options, sync)  # fmt: skip
+        del tf32  # its sessions' memory back before table 3
     base = rows.get("device") or next(iter(rows.values()))
     print(f"\n{'path':>12} {'evals':>6} {'wall s':>8} {'x device':>9} {'final loss':>12} {'loss vs device':>15}")  # fmt: skip
     for path, r in rows.items():
@@ -453,9 +461,12 @@ def main() -> None:
         f"threads{', ' + torch.cuda.get_device_name() if cuda else ''}; pixel updates on the "
         f"{runtime.pixel_updates(style_graph.concrete_device)}"
     )
+    free_torch_cache = torch.cuda.empty_cache if cuda else (lambda: None)
     table_per_eval(args, style_graph, torch_graph, style, sync)
+    free_torch_cache()  # torch's cached blocks would shrink the free memory the tile budget reads
     if args.e2e_size:
         table_e2e(args, style_graph, torch_graph, style, sync)
+        free_torch_cache()
     if args.levers and cuda:
         table_levers(args, style_graph, style)
 
