@@ -38,7 +38,7 @@ class UpdateGraphs:
     def __init__(self, device: str) -> None:
         self.place = PLACES[device]
         # CPU: one thread each; these runs are short and memory-bound, and a second thread only
-        # adds hand-offs (DEVELOPERS.md, facts: the dot products ran 2.4x faster on one thread)
+        # adds hand-offs (DEVELOPERS.md, facts: 21 dot products ran 2.4x faster on one thread)
         threads = 1 if device == "cpu" else None
         self._sessions = {
             name: make_session(PACKAGE_MODELS / f"optim-{name}.onnx", device, threads)

@@ -258,7 +258,7 @@ def onnxruntime_version() -> str:
 def device_loop(device: str) -> bool:
     """Whether runs on `device` (cpu/cuda/directml) keep the optimiser's state there and update it
     with graphs (core/device_optim.py), rather than in numpy on the host."""
-    if device == "cpu":  # no copies to save, and numpy's updates cost half (DEVELOPERS.md, facts)
+    if device == "cpu":  # no copies to save, and numpy's updates are cheaper (DEVELOPERS.md, facts)
         return False
     return device != "directml" or _dml_values_work()
 
