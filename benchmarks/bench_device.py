@@ -379,37 +379,45 @@ def table_e2e(args, style_graph, torch_graph, style, sync) -> None:
 
 
 def table_levers(args, style_graph, style) -> None:
-    """The grad graph alone at the largest size, device-bound I/O, with each lever."""
+    """The grad graph alone at the largest size, I/O bound on the device, with each lever."""
     import onnxruntime as ort
 
     size = max(args.sizes)
     start, targets, weights = problem(style_graph, size, style)
+    device, place = style_graph.concrete_device, style_graph.place
     print(f"\n3. grad graph alone at {start.shape[1]}x{start.shape[0]}, ms per run (best of 10 after 3)")  # fmt: skip
-    variants = {
-        "default (float32)": {},
-        "tf32": {"use_tf32": "1"},
-        "prefer_nhwc": {"prefer_nhwc": "1"},
-        "cuda graph": {"enable_cuda_graph": "1"},
-    }
+    variants = {"default (float32)": {}}
+    if device == "cuda":
+        variants.update(
+            {
+                "tf32": {"use_tf32": "1"},
+                "prefer_nhwc": {"prefer_nhwc": "1"},
+                "cuda graph": {"enable_cuda_graph": "1"},
+            }  # fmt: skip
+        )
     x = as_nchw(start)
-    reference = None
+    feed = {**style_graph._constant_feed(targets, weights), "image": x}
+    shapes, reference = None, None
     for label, extra in variants.items():
         try:
-            options = {**runtime.provider_options("cuda"), **extra}
+            providers = [("CUDAExecutionProvider", {**runtime.provider_options("cuda"), **extra})]
             session = ort.InferenceSession(
                 str(style_graph.manifest.grad_path),
-                sess_options=runtime.session_options("cuda"),
-                providers=[("CUDAExecutionProvider", options), "CPUExecutionProvider"],
+                sess_options=runtime.session_options(device),
+                providers=(providers if device == "cuda" else []) + ["CPUExecutionProvider"],
             )
-            feed = style_graph._constant_feed(targets, weights)
             binding = session.io_binding()
-            keep = {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0) for k, v in feed.items()}
-            keep["image"] = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
-            keep["grad"] = ort.OrtValue.ortvalue_from_shape_and_type(x.shape, np.float32, "cuda", 0)  # fmt: skip
+            keep = {k: ort.OrtValue.ortvalue_from_numpy(v, *place) for k, v in feed.items()}
             for k, v in keep.items():
-                (binding.bind_ortvalue_output if k == "grad" else binding.bind_ortvalue_input)(k, v)
-            for name in ("loss", "content_loss", "style_losses", "tv_loss"):
-                keep[name] = ort.OrtValue.ortvalue_from_shape_and_type([5] if name == "style_losses" else [], np.float32, "cuda", 0)  # fmt: skip
+                binding.bind_ortvalue_input(k, v)
+            names = [o.name for o in session.get_outputs()]
+            if shapes is None:  # learn the outputs' shapes ([] or [1]) once, from a plain bound run
+                for name in names:
+                    binding.bind_output(name, *place)
+                session.run_with_iobinding(binding)
+                shapes = {n: v.shape() for n, v in zip(names, binding.get_outputs())}
+            for name in names:  # fixed addresses, as CUDA graphs need
+                keep[name] = ort.OrtValue.ortvalue_from_shape_and_type(shapes[name], np.float32, *place)  # fmt: skip
                 binding.bind_ortvalue_output(name, keep[name])
             times = []
             for _ in range(13):
@@ -443,7 +451,9 @@ def main() -> None:
     ap.add_argument("--e2e-steps", type=int, help="steps per scale (default: the preset's)")
     ap.add_argument("--tile-budget", type=float, help="Mpx for the end-to-end runs (default: the engine's for the device)")  # fmt: skip
     ap.add_argument("--tf32", action="store_true", help="cuda: also run end to end with TF32")
-    ap.add_argument("--levers", action="store_true", help="cuda: table 3, the grad graph's levers")
+    ap.add_argument(
+        "--levers", action="store_true", help="table 3: the grad graph alone with the CUDA levers"
+    )
     ap.add_argument("--out", type=Path, help="write the end-to-end results here")
     args = ap.parse_args()
     cuda = args.device == "cuda"
@@ -467,7 +477,7 @@ def main() -> None:
     if args.e2e_size:
         table_e2e(args, style_graph, torch_graph, style, sync)
         free_torch_cache()
-    if args.levers and cuda:
+    if args.levers:
         table_levers(args, style_graph, style)
 
 

@@ -29,7 +29,7 @@ if [ "$DEVICE" = cuda ]; then
   ls .whl/*.whl >/dev/null 2>&1 && "$PYTHON" -m pip install -q --no-index --no-deps .whl/*.whl
   FLAGS=(--device cuda --tf32 --levers)
 else
-  FLAGS=(--device cpu --sizes 128 --evals 2 --repeat 1 --e2e-size 128 --e2e-steps 2)
+  FLAGS=(--device cpu --sizes 128 --evals 2 --repeat 1 --e2e-size 128 --e2e-steps 2 --levers)
 fi
 
 # onnxstyle without installing it: the package-dir mapping of pyproject.toml as links

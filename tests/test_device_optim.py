@@ -4,25 +4,16 @@
 
 import collections
 import inspect
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import example_image
 
 from onnxstyle.core import device_optim, engine, optim, runtime
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.errors import Cancelled, StyleError
 from onnxstyle.core.graph import PACKAGE_MODELS, StyleGraph, Targets, as_nchw
 from onnxstyle.core.runtime import TRANSFERS, download, upload
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name: str, longer: int) -> np.ndarray:
-    im = Image.open(EXAMPLES / name).convert("RGB")
-    im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
-    return np.asarray(im, np.float32) / 255
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +50,7 @@ def runs(updates, monkeypatch):
 
 def vgg_problem(graph, size, **weights):
     """Start image (the content), loss and a recording of evaluated points, both ways."""
-    content, style = _load("chelsea.jpg", size), _load("swirls.jpg", 64)
+    content, style = example_image("chelsea.jpg", size), example_image("swirls.jpg", 64)
     grams = engine._style_grams(graph, style, 10**7)
     target = graph.features(content)["content_relu4_2"]
     loss_weights = engine._graph_weights(StyleOptions(**weights), target, *content.shape[:2])
@@ -228,7 +219,7 @@ def fast(**overrides) -> StyleOptions:
 
 @pytest.fixture(scope="module")
 def images():
-    return _load("chelsea.jpg", 64), _load("swirls.jpg", 96)
+    return example_image("chelsea.jpg", 64), example_image("swirls.jpg", 96)
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
@@ -258,7 +249,7 @@ def test_cancel_and_the_nan_guard_on_the_device_loop(loop_graph, images):
 
 
 def test_tiles_on_the_device_loop_give_the_host_paths_result(graph, loop_graph):
-    content, style = _load("chelsea.jpg", 144), _load("swirls.jpg", 96)
+    content, style = example_image("chelsea.jpg", 144), example_image("swirls.jpg", 96)
     options = fast(steps=4, scales=1, tile_budget_mpx=96 * 96 / 1e6, tile_overlap=48)
     reports = []
     tiled = stylize(content, [style], options, reports.append, graph=loop_graph)
