@@ -13,7 +13,8 @@ Requests (editor -> worker)
    "output":  {"path": ".../result.raw"},            # same width, height and format as content
    "styles":  [{"path": "style.jpg", "weight": 1.0}, ...],   # image files; weights are relative
    "options": {"preset": "draft", "strength": 1.0, "max_size": 512,
-               "preserve_colors": "none", "device": "auto", "seed": 0},
+               "preserve_colors": "none", "device": "auto", "seed": 0,
+               "steps": 20},                           # optional: steps a scale (the preset's)
    "workdir": ".../tmpdir"}                          # optional, ignored (see "Files")
       -> zero or more {"type": "progress", "id", "scale", "scales", "step", "steps",
                        "fraction", "loss", "eta_s", "text"}
@@ -104,6 +105,7 @@ ID_MAX_CHARS = 200  # ids are echoed in every answer: keep them short
 MAX_LINE_BYTES = 1 << 20  # a request line; a longer one is skipped and answered "protocol"
 SEED_MAX = MAX_SEED
 WEIGHT_MAX = MAX_WEIGHT  # the engine's: weights and strengths are float32 graph inputs
+STEPS_MAX = 100_000  # steps a scale: far beyond any preset (300), yet a bounded run
 PRESERVE = ("none",) + tuple(mode for mode in PRESERVE_COLORS if mode)
 
 
@@ -159,6 +161,7 @@ NUMBERS: dict[str, Number] = {
     "options.strength": Number(integer=False, minimum=0.0, maximum=WEIGHT_MAX, nullable=True),
     "options.max_size": Number(integer=True, minimum=MIN_SIDE, maximum=2**31 - 1, nullable=True),
     "options.seed": Number(integer=True, minimum=0, maximum=SEED_MAX, nullable=True),
+    "options.steps": Number(integer=True, minimum=1, maximum=STEPS_MAX, nullable=True),
 }
 
 
@@ -224,6 +227,7 @@ class JobOptions:
     preserve_colors: str = "none"
     device: str = "auto"
     seed: int | None = 0
+    steps: int | None = None  # absent or null: the preset's (the GIMP preview sends fewer)
 
 
 @dataclass(frozen=True)
@@ -344,6 +348,7 @@ def _options(options: dict[str, Any]) -> JobOptions:
         ),
         device=_choice(options.get("device", "auto"), DEVICES, "options.device"),
         seed=number(options.get("seed", 0), "options.seed"),
+        steps=number(options.get("steps"), "options.steps"),
     )
 
 
@@ -355,6 +360,7 @@ OPTION_NAMES = (
     "preserve_colors",
     "device",
     "seed",
+    "steps",
 )
 
 

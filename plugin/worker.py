@@ -194,7 +194,8 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     """Checked protocol options -> engine StyleOptions.
 
     "strength" is the engine's strength; "preserve_colors": "none" is the engine's None; an absent
-    or null "max_size" keeps the preset's; several styles are blended with their relative weights."""
+    or null "max_size" or "steps" keeps the preset's; several styles are blended with their relative
+    weights."""
     overrides: dict[str, Any] = {
         "strength": options.strength,
         "preserve_colors": None if options.preserve_colors == "none" else options.preserve_colors,
@@ -203,6 +204,8 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     }
     if options.max_size is not None:
         overrides["max_size"] = options.max_size
+    if options.steps is not None:
+        overrides["steps"] = options.steps
     if len(weights) > 1:
         overrides["style_blend"] = tuple(weights)  # relative: the engine normalises them
     return StyleOptions.from_preset(options.preset, **overrides)

@@ -1,6 +1,11 @@
 """Helpers the tests share (fixtures live in conftest.py)."""
 
+from pathlib import Path
+
 import numpy as np
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -8,3 +13,10 @@ def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     x = rng.random((1, 3, height + 2, width + 2), dtype=np.float32)
     x = (x[:, :, :-2, :-2] + x[:, :, 1:-1, 1:-1] + x[:, :, 2:, 2:] + x[:, :, 1:-1, :-2]) / 4
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def example_image(name: str, longer: int) -> np.ndarray:
+    """examples/<name> with its longer side at most `longer` px (Lanczos): float32 [H,W,3] in [0,1]."""
+    im = Image.open(EXAMPLES / name).convert("RGB")
+    im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
+    return np.asarray(im, np.float32) / 255
