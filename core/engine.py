@@ -281,10 +281,12 @@ def _balance(
     image's own style cost against the targets, so every layer's term starts at 1 and strength sets
     how far, relatively, the picture moves from the content's statistics towards the style's.
 
-    Why this and not the targets' norms ‖Ĝ(S)‖² (the relative squared Gram error) or gradient norms
-    at the first step: on the evaluation set the targets' norms let one layer of some styles dominate
-    (bricks: relu5_1 starts 7x its target's norm) and their first-step pull varied 500x between style
-    pictures; measured with the judge in DEVELOPERS.md."""
+    Why this and not the targets' norms ‖Ĝ(S)‖² (the relative squared Gram error) or the gradient
+    norm at the first step, judged on the evaluation set (DEVELOPERS.md, "The balance"): with the
+    targets' norms one layer of some styles dominates (bricks: relu5_1 starts at 7x its target's norm)
+    and the first-step pull varied 500x between style pictures, leaving stained glass and hatching
+    unpainted; gradient calibration reached the same reductions at higher content errors, or less
+    reduction at the same, and costs an evaluation per scale."""
     own, energy = _whole_features(graph, content, budget_px)
     style = []
     for layer in STYLE_LAYERS:
