@@ -598,6 +598,10 @@ def _private_stdout() -> BinaryIO:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Nothing left behind on the worker's machine: ONNX Runtime ≥ 1.32 on Linux and macOS writes a
+    # telemetry session file into $TMPDIR and a cache under ~/.cache at import unless told not to
+    # (its ORT_DISABLE_TELEMETRY=1, read once, before the import); a user's own setting wins.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     logging.basicConfig(
         level=os.environ.get("ONNXSTYLE_WORKER_LOG", "INFO"),
         stream=sys.stderr,
