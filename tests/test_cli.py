@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import shlex
 import signal
 import struct
 import subprocess
@@ -683,3 +684,45 @@ def test_ctrl_c_keeps_the_snapshots_and_says_where(tmp_path):
     assert kept and f"kept {len(kept)} snapshot(s) in {tmp_path}" in rest, rest
     assert f"the last {kept[-1]}" in rest and "nothing written" not in rest
     assert not (tmp_path / "out.png").exists() and not list(tmp_path.glob("*.part"))
+
+
+# --------------------------------------------------------------------------- --worker
+
+WORKER = shlex.join([sys.executable, "-m", "onnxstyle.plugin.worker"])
+
+
+def test_worker_flag_gives_the_local_result(capsys, pictures):
+    """The job in a worker process (files shared: the fast local path) writes exactly what the
+    local run writes; with --upscale the content goes whole, so not even rounding differs."""
+    code, err = stylize(capsys, pictures, "local.png", "--upscale")
+    assert code == 0, err
+    code, err = stylize(capsys, pictures, "remote.png", "--upscale", "--worker", WORKER)
+    assert code == 0, err
+    with Image.open(pictures / "local.png") as a, Image.open(pictures / "remote.png") as b:
+        assert a.size == b.size == (64, 48) and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--save-every", "1"], "--save-every can't be used with --worker"),
+        (["--model-dir", "."], "--model-dir can't be used with --worker"),
+        (["--init", "content.png"], "--init PATH can't be used with --worker"),
+        (["--worker", ""], "the worker command is empty"),
+        (["--worker", "ssh 'gpu"], "can't read the worker command"),
+    ],
+)
+def test_what_a_worker_elsewhere_cant_do_is_refused_first(capsys, pictures, extra, words):
+    worker = [] if extra[0] == "--worker" else ["--worker", WORKER]
+    code, err = stylize(capsys, pictures, "out.png", *extra, *worker)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert names(pictures) == {"content.png", "style.png"}
+
+
+def test_a_worker_that_fails_is_one_line_and_writes_nothing(capsys, pictures):
+    script = "import sys; sys.stderr.write('worker: no GPU here\\n'); sys.exit(3)"
+    worker = shlex.join([sys.executable, "-c", script])
+    code, err = stylize(capsys, pictures, "out.png", "--worker", worker)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the worker exited with status 3: worker: no GPU here" in err
+    assert names(pictures) == {"content.png", "style.png"}
