@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import shlex
 import signal
@@ -25,6 +26,8 @@ from PIL import Image, ImageCms
 from onnxstyle.core.engine import StyleOptions
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.plugin import cli
+from onnxstyle.plugin import protocol as P
+from onnxstyle.plugin import worker as W
 
 SCRIPT = Path(sys.executable).with_name("onnxstyle")  # the console script of this environment
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onnxstyle.plugin.cli"]
@@ -318,6 +321,26 @@ def test_flags_reach_the_options():
         tile_overlap=16,
     )
     assert {name: getattr(options, name) for name in expected} == expected
+
+
+def test_flags_reach_a_worker_as_they_reach_the_engine():
+    """CLI flags -> protocol options -> the worker's StyleOptions: the same run, except what the
+    request carries otherwise (the work size as max_size, the blend as the styles' weights) and
+    what a worker elsewhere can't take (--model-dir, refused)."""
+    flags = ALL_FLAGS[: ALL_FLAGS.index("--model-dir")] + ALL_FLAGS[ALL_FLAGS.index("models") + 1 :]
+    args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", *flags])
+    overrides = cli.engine_overrides(args)
+    message = {
+        "type": "stylize",
+        "content": {"path": "c.raw", "width": 64, "height": 48, "format": "rgb8"},
+        "output": {"path": "o.raw"},
+        "styles": [{"path": "s.png", "weight": 2.0}],
+        "options": cli._remote_options(args, overrides, 64),
+    }
+    job = P.parse_request(json.dumps(message))
+    sent = W._engine_options(job.options, [style.weight for style in job.styles])
+    expected = StyleOptions.from_preset(args.preset, **{**overrides, "max_size": 64})
+    assert dataclasses.replace(sent, style_blend=(2.0,)) == expected
 
 
 def test_flags_not_given_keep_the_preset():
@@ -645,6 +668,8 @@ TERM_DURING_SAVE = r"""
 import os, signal, sys
 from onnxstyle.core import imageio
 from onnxstyle.plugin import cli
+from onnxstyle.plugin import protocol as P
+from onnxstyle.plugin import worker as W
 encode = imageio._encode
 def interrupted(*args, **kwargs):  # the fault: SIGTERM arrives while the result is being written
     os.kill(os.getpid(), signal.SIGTERM)
