@@ -103,6 +103,7 @@ class WorkerClient:
         self._ids = itertools.count(1)
         self._frame_limit = 0  # the largest frame the next answers may carry: what we asked for
         self._broken: str | None = None  # why the worker's output can't be followed, if so
+        self.bytes_sent = self.bytes_received = 0  # over the link, frames included
 
     def __enter__(self) -> WorkerClient:
         self.start()
@@ -158,6 +159,7 @@ class WorkerClient:
                 size = P.frame_length(message)
                 if size > self._frame_limit:
                     raise P.FrameError(f"a frame of {size} bytes, {self._frame_limit} expected")
+                self.bytes_received += len(line) + size
                 self._messages.put((message, read_exactly(stream, size) if size else None))
         except P.FrameError as exc:
             self._broken = f"the worker's answer can't be read ({exc})"
@@ -225,10 +227,12 @@ class WorkerClient:
         if self.process is None:
             raise WorkerError("the worker is not running")
         try:
-            self.process.stdin.write(P.encode(message))
+            line = P.encode(message)
+            write_all(self.process.stdin, line)
             for piece in frame:
                 write_all(self.process.stdin, piece)
             self.process.stdin.flush()
+            self.bytes_sent += len(line) + sum(len(memoryview(piece).cast("B")) for piece in frame)
         except (BrokenPipeError, OSError, ValueError):
             raise self._ended() from None
 
