@@ -455,6 +455,7 @@ def cli_flags(place: Place):
         "--model-dir": st.sampled_from([str(place.sentinel), str(place.job / "nope")]),
         "--preserve-colors": st.sampled_from(["none", "luminance", "sepia"]),
         "--device": st.sampled_from(["cpu", "cuda", "tpu"]),
+        "--worker": st.sampled_from(["", "ssh 'unclosed", "/nonexistent/python -m w", "false"]),
     }
     return st.lists(
         st.sampled_from(sorted(values)).flatmap(lambda f: values[f].map(lambda v: (f, v))),

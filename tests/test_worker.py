@@ -260,6 +260,18 @@ def test_in_band_pixels_give_the_same_result_as_files(transport, images, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.raw"]
 
 
+def test_an_in_band_style_that_is_not_an_image_is_one_line_naming_it(
+    shared_worker, images, tmp_path
+):
+    request, frame = in_band(stylize_request(images, "bad", tmp_path / "x"), tmp_path)
+    request["styles"][0].update(name="holiday.jpg", bytes=9)
+    request["frame"] = len(frame) - len(images["style"].read_bytes()) + 9
+    shared_worker.send(request, frame[: request["frame"] - 9] + b"not a jpg")
+    final, progress = shared_worker.until_final("bad")
+    assert not progress and final["type"] == "error" and final["kind"] == "image", final
+    assert final["message"].startswith("holiday.jpg: not an image"), final
+
+
 def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
     """rgbf32 in and out; a max_size below the content's makes the engine work smaller, and the
     worker brings the result back to the content's size; two styles blended by weight."""
