@@ -629,14 +629,19 @@ def _remote_options(
 
 def _progress(message: dict[str, Any]) -> Progress:
     """A worker's progress line as the engine's Progress (what the bar shows)."""
-    loss = message.get("loss")
+
+    def number(name: str, default: float) -> float:  # a worker's line is not trusted blindly
+        value = message.get(name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return value if ok and math.isfinite(value) else default
+
     return Progress(
-        scale=message["scale"],
-        scales=message["scales"],
-        step=message["step"],
-        steps=message["steps"],
-        loss=math.nan if loss is None else loss,
-        eta_s=message.get("eta_s"),
+        scale=int(number("scale", 1)),
+        scales=int(number("scales", 1)),
+        step=int(number("step", 0)),
+        steps=max(1, int(number("steps", 1))),
+        loss=number("loss", math.nan),
+        eta_s=number("eta_s", math.nan) if math.isfinite(number("eta_s", math.nan)) else None,
     )
 
 

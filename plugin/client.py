@@ -195,6 +195,9 @@ class WorkerClient:
 
     def _ended(self) -> WorkerError:
         """Why the worker's output ended: its exit and the last thing it said on stderr."""
+        if self._broken:  # the worker may still be running: nothing to wait for
+            last = self._stderr[-1] if self._stderr else "-"
+            return WorkerError(f"{self._broken}; the worker's last words: {last}")
         process = self.process
         code = None
         if process is not None:
@@ -205,8 +208,6 @@ class WorkerClient:
             for thread in self._threads[1:]:
                 thread.join(2)
         last = self._stderr[-1] if self._stderr else ""
-        if self._broken:
-            return WorkerError(f"{self._broken}; the worker's last words: {last or '-'}")
         ssh = Path(self.command[0]).name in ("ssh", "ssh.exe")
         if code is None:
             status = "closed its output"

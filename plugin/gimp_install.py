@@ -176,6 +176,7 @@ def probe_worker(command: list[str]) -> tuple[list[str], str | None]:
     mb = LINK_TEST_BYTES / 1e6
     lines = [
         f"worker: onnxstyle {info.onnxstyle}, protocol {info.protocol}, Python {info.python}",
+        f"ONNX Runtime providers: {', '.join(info.providers) or 'none: onnxruntime missing'}",
         "files: "
         + (
             "shared (pixels travel as temporary files)"
@@ -200,7 +201,9 @@ def _recorded(folder: Path) -> list[str] | None:
     """The worker command recorded in a plug-in folder (older records: python and args)."""
     try:
         record = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-        return worker_command(record.get("command") or [record["python"], *record["args"]])
+        return worker_command(
+            record.get("command") or [record["python"], *record.get("args", WORKER_ARGS)]
+        )
     except (OSError, ValueError, KeyError, TypeError, WorkerError):
         return None
 
