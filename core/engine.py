@@ -24,16 +24,22 @@ import numpy as np
 from PIL import Image
 
 from . import color
+from .device_optim import OPTIMISERS as DEVICE_OPTIMISERS
+from .device_optim import update_graphs
 from .errors import Cancelled, ImageError, StyleError
-from .graph import LossWeights, StyleGraph, Targets
+from .graph import LossWeights, StyleGraph, Targets, as_nchw
 from .imageio import MAX_PIXELS, load_image
 from .layers import CONTENT_LAYER, DOWNSAMPLING, MIN_SIDE, STYLE_LAYERS
 from .optim import OPTIMISERS
-from .runtime import resolve_device
+from .runtime import cuda_free_bytes, resolve_device
 from .tiling import Blender, tile_grid, tile_weights
 
 # Peak memory of the grad graph per megapixel of image, measured (DEVELOPERS.md): what a tile costs.
 TILE_GB_PER_MPX = {"cpu": 3.0, "cuda": 6.0}
+# The device loop's vectors per Mpx: L-BFGS keeps 28 images (x, g, trials, d, best, 11 s/y pairs) of
+# 12 bytes a pixel, and the update graphs a few temporaries.
+LOOP_GB_PER_MPX = 0.4
+DEFAULT_TILE_MPX = 1.0  # the tile budget on the CPU and DirectML (3 GB there)
 # The largest image the engine makes (the content at its working size, a resized style): the size
 # of image it may read, so no option turns a readable input into an unbounded allocation.
 MAX_WORK_PIXELS = MAX_PIXELS
@@ -86,9 +92,10 @@ class StyleOptions:
     """"auto" (cuda, then directml, then cpu), "cpu", "cuda" or "directml"."""
     model_dir: str | None = None
     """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
-    tile_budget_mpx: float = 1.0
+    tile_budget_mpx: float | None = None
     """Largest image, in megapixels, optimised in one piece; bigger scales run in overlapping tiles of
-    about this area (the grad graph's memory per Mpx: TILE_GB_PER_MPX)."""
+    about this area (the grad graph's memory per Mpx: TILE_GB_PER_MPX). None: 1 Mpx, or on CUDA what
+    the device's free memory holds (cuda_tile_budget)."""
     tile_overlap: int = 64
     """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
 
@@ -269,18 +276,27 @@ class _Run:
     def evaluate(
         self, graph: StyleGraph, image: np.ndarray, targets: Targets, weights: LossWeights
     ) -> tuple[float, np.ndarray]:
+        """One evaluation for the host optimisers (core/optim.py)."""
+        self.begin()
+        terms, grad = graph.loss_and_grad(image, targets, weights)
+        self.end(terms.total, bool(np.isfinite(grad).all()), image.shape[0] * image.shape[1])
+        return terms.total, grad
+
+    def begin(self) -> None:
+        """Before each evaluation: honour a cancel."""
         if self.cancel is not None and self.cancel():
             raise Cancelled()
-        terms, grad = graph.loss_and_grad(image, targets, weights)
-        loss = terms.total
-        if not math.isfinite(loss) or not np.isfinite(grad).all():
+
+    def end(self, loss: float, grad_finite: bool, pixels: int) -> None:
+        """After each evaluation: the NaN guard, the ETA and the progress report."""
+        if not math.isfinite(loss) or not grad_finite:
             raise StyleError(
                 f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at scale "
                 f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower style_weight, "
                 f"content_weight or tv_weight"
             )
         now = time.perf_counter()
-        dt, self.last = (now - self.last) / (image.shape[0] * image.shape[1]), now
+        dt, self.last = (now - self.last) / pixels, now
         self.sec_per_px = dt if self.sec_per_px is None else 0.8 * self.sec_per_px + 0.2 * dt
         scale_px = self.sizes[self.scale - 1][0] * self.sizes[self.scale - 1][1]
         self.done_px += scale_px / self.tiles[self.scale - 1]
@@ -298,7 +314,6 @@ class _Run:
                     self.tiles[self.scale - 1],
                 )
             )
-        return loss, grad
 
 
 def _optimise(
@@ -308,16 +323,46 @@ def _optimise(
     content: np.ndarray,
     grams: dict[str, np.ndarray],
 ) -> np.ndarray:
-    """One image (or tile) at one scale: content target from `content`, style targets `grams`."""
+    """One image (or tile) at one scale: content target from `content`, style targets `grams`.
+    The optimiser runs where the graph's device keeps its vectors (core/device_optim.py), or on the
+    host for graphs without one (the benchmark's PyTorch graph, the CLI's recording one)."""
     content_target = graph.features(content)[f"content_{CONTENT_LAYER}"]
     targets = Targets(grams=grams, content=content_target)
     weights = _graph_weights(run.options, content_target, *start.shape[:2])
-    optimiser = OPTIMISERS[run.options.optimizer]
     kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
-    result = optimiser(
-        lambda x: run.evaluate(graph, x, targets, weights), start, run.options.steps, **kwargs
+    if not getattr(graph, "device_loop", False):
+        optimiser = OPTIMISERS[run.options.optimizer]
+        result = optimiser(
+            lambda x: run.evaluate(graph, x, targets, weights), start, run.options.steps, **kwargs
+        )
+        return result.x
+    updates = update_graphs(graph.concrete_device)
+    pixels = start.shape[0] * start.shape[1]
+
+    def evaluate(x, g) -> float:
+        run.begin()
+        loss = graph.loss_on_device(x, g, targets, weights)
+        run.end(loss, updates.finite(g), pixels)
+        return loss
+
+    optimiser = DEVICE_OPTIMISERS[run.options.optimizer]
+    result = optimiser(evaluate, as_nchw(start), run.options.steps, updates, **kwargs)
+    return result.x[0].transpose(1, 2, 0)
+
+
+def cuda_tile_budget(free_bytes: int) -> float:
+    """Megapixels one CUDA tile may have: 80% of the free device memory (the rest: cuDNN workspaces,
+    fragmentation) over what a megapixel costs the grad graph and the device loop; at least the
+    default."""
+    return max(
+        DEFAULT_TILE_MPX, 0.8 * free_bytes / ((TILE_GB_PER_MPX["cuda"] + LOOP_GB_PER_MPX) * 1e9)
     )
-    return result.x
+
+
+def _default_tile_budget(graph: StyleGraph) -> float:
+    """DEFAULT_TILE_MPX, or on CUDA what its free memory holds (when the CUDA runtime answers)."""
+    free = cuda_free_bytes() if getattr(graph, "concrete_device", None) == "cuda" else None
+    return DEFAULT_TILE_MPX if free is None else cuda_tile_budget(free)
 
 
 def _tile_side(options: StyleOptions) -> int:
@@ -399,7 +444,7 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
         )
     for name in ("content_weight", "style_weight", "tv_weight", "style_scale", "tile_budget_mpx"):
         value = getattr(options, name)
-        if not math.isfinite(value) or value < 0:
+        if value is not None and (not math.isfinite(value) or value < 0):
             raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
     for name in ("content_weight", "style_weight", "tv_weight", "style_layer_weights"):
         if max(np.atleast_1d(getattr(options, name))) > MAX_WEIGHT:
@@ -475,10 +520,11 @@ def _check_tile_budget(options: StyleOptions) -> None:
         return
     if memory is None or not on_cpu:
         return  # a GPU's own memory is its provider's to report
-    needed = options.tile_budget_mpx * TILE_GB_PER_MPX["cpu"]
+    budget = DEFAULT_TILE_MPX if options.tile_budget_mpx is None else options.tile_budget_mpx
+    needed = budget * TILE_GB_PER_MPX["cpu"]
     if needed > memory:
         raise StyleError(
-            f"tile_budget {options.tile_budget_mpx:g} Mpx needs about {needed:.0f} GB on the CPU; "
+            f"tile_budget {budget:g} Mpx needs about {needed:.0f} GB on the CPU; "
             f"this machine has {memory:.0f} GB: use at most "
             f"{memory / TILE_GB_PER_MPX['cpu']:.1f}"
         )
@@ -519,6 +565,8 @@ def stylize(
 
     if graph is None:
         graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
+    if options.tile_budget_mpx is None:
+        options = replace(options, tile_budget_mpx=_default_tile_budget(graph))
     sizes = scale_sizes(height, width, options)
     tilings = [_tiles_for(h, w, options) for h, w in sizes]
     run = _Run(options, sizes, [len(t) if t else 1 for t in tilings], progress, cancel)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import ImageError, ModelError
 from .layers import CONTENT_LAYER, DOWNSAMPLING, MANIFEST_FORMAT, STYLE_LAYERS
-from .runtime import make_session
+from .runtime import PLACES, PROVIDERS, device_loop, download, make_session, to_device
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
 
@@ -183,9 +183,15 @@ class StyleGraph:
             None,
             None,
         )  # the (targets, weights) objects self._feed was built from
-        self._binding = None  # GPU only: an IOBinding holding the constant inputs on the device
-        self._device_feed: dict = {}  # their OrtValues (the binding doesn't keep them alive)
-        self._bind_device = _ORT_DEVICE.get(self._grad.get_providers()[0])
+        self._binding = None  # GPU, host optimiser: an IOBinding with the constants on the device
+        self._loop_binding = None  # the device loop's IOBinding (image and gradient on the device)
+        self._device_feed: dict = {}  # the constants' OrtValues (bindings don't keep them alive)
+        provider = self._grad.get_providers()[0]
+        self.concrete_device = next(d for d, p in PROVIDERS.items() if p == provider)
+        self._bind_device = _ORT_DEVICE.get(provider)
+        self.place = PLACES[self.concrete_device]  # where loss_on_device's OrtValues live
+        self.device_loop = device_loop(self.concrete_device)
+        """Whether the engine runs the optimiser on the device (core/device_optim.py)."""
 
     @classmethod
     def load(
@@ -193,18 +199,17 @@ class StyleGraph:
     ) -> StyleGraph:
         return cls(Manifest.read(find_manifest(pooling, model_dir)), device)
 
-    def _check_size(self, image: np.ndarray) -> None:
-        h, w = image.shape[2:]
-        if min(h, w) < self.manifest.min_size:
+    def _check_size(self, height: int, width: int) -> None:
+        if min(height, width) < self.manifest.min_size:
             raise ImageError(
-                f"image is {w}x{h} px; style transfer needs at least "
+                f"image is {width}x{height} px; style transfer needs at least "
                 f"{self.manifest.min_size} px on each side"
             )
 
     def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """{"gram_<style layer>": [C,C] normalised by n_H·n_W, "content_relu4_2": [1,C,h,w]}."""
         image = as_nchw(image)
-        self._check_size(image)
+        self._check_size(*image.shape[2:])
         return dict(
             zip(self._feature_names, self._features.run(self._feature_names, {"image": image}))
         )
@@ -215,24 +220,7 @@ class StyleGraph:
         """Loss terms and d loss / d image (same layout as `image`) for one optimisation step."""
         hwc = np.ndim(image) == 3
         x = as_nchw(image)
-        self._check_size(x)
-        if self._feed_for[0] is not targets or self._feed_for[1] is not weights:
-            self._feed = self._constant_feed(
-                targets, weights
-            )  # build once per (targets, weights), not per step
-            self._feed_for = (targets, weights)
-            self._binding, self._device_feed = (
-                None,
-                {},
-            )  # GPU: rebind the new constants on first use
-        layer = self.manifest.content_layer
-        expected = _layer_shape(x.shape[2], x.shape[3], self.channels[layer], DOWNSAMPLING[layer])
-        if self._feed["target_content"].shape != expected:
-            raise ValueError(
-                f"content target has shape {list(self._feed['target_content'].shape)}, but a "
-                f"{x.shape[3]}x{x.shape[2]} image needs {list(expected)}: take it from a content "
-                f"image of the same size"
-            )
+        self._use(targets, weights, *x.shape[2:])
         self._feed["image"] = x
         if (
             self._bind_device is None
@@ -243,26 +231,61 @@ class StyleGraph:
         terms = LossTerms(total=float(total), content=float(content), style=style, tv=float(tv))
         return terms, (grad[0].transpose(1, 2, 0) if hwc else grad)
 
+    def loss_on_device(self, x, g, targets: Targets, weights: LossWeights) -> float:
+        """The device loop's evaluation: the total loss at x, d loss / d x written into g (x and g
+        OrtValues [1,3,H,W] at `place`). The constants go up once per (targets, weights);
+        per call only the loss comes back."""
+        self._use(targets, weights, *x.shape()[2:])
+        binding = self._loop_binding
+        if binding is None:
+            binding = self._loop_binding = self._grad.io_binding()
+            for name, value in self._constants_on(self.place).items():
+                binding.bind_ortvalue_input(name, value)
+            binding.bind_output("loss", *self.place)  # first: get_outputs()[0]
+        binding.bind_ortvalue_input("image", x)
+        binding.bind_ortvalue_output("grad", g)
+        self._grad.run_with_iobinding(binding)
+        return float(download(binding.get_outputs()[0]).reshape(()))  # [] or [1] (see _run_bound)
+
+    def _use(self, targets: Targets, weights: LossWeights, height: int, width: int) -> None:
+        """Build the constant inputs once per (targets, weights), not per step; check the size."""
+        self._check_size(height, width)
+        if self._feed_for[0] is not targets or self._feed_for[1] is not weights:
+            self._feed = self._constant_feed(targets, weights)
+            self._feed_for = (targets, weights)
+            self._binding = self._loop_binding = None  # bind the new constants on first use
+            self._device_feed = {}
+        layer = self.manifest.content_layer
+        expected = _layer_shape(height, width, self.channels[layer], DOWNSAMPLING[layer])
+        if self._feed["target_content"].shape != expected:
+            raise ValueError(
+                f"content target has shape {list(self._feed['target_content'].shape)}, but a "
+                f"{width}x{height} image needs {list(expected)}: take it from a content "
+                f"image of the same size"
+            )
+
+    def _constants_on(self, place: tuple[str, int]) -> dict:
+        """The constant inputs as OrtValues on `place`: one upload per (targets, weights)."""
+        if not self._device_feed:
+            self._device_feed = {
+                name: to_device(value, place)
+                for name, value in self._feed.items()
+                if name != "image"
+            }
+        return self._device_feed
+
     def _run_bound(self, x: np.ndarray) -> list[np.ndarray]:
-        """One grad-graph run on the GPU with IOBinding.
+        """One grad-graph run on the GPU with IOBinding, the optimiser on the host.
 
         What stays where: the targets (Grams, content relu4_2 — at 2048 px the content target alone is
         128 MB) and the scalars are copied to the device once per (targets, weights) pair and stay
         bound there for every step; per step only the image goes up and the loss terms and the
         gradient come down (the optimiser runs on the host in numpy). All activations stay on the
         device inside the run."""
-        import onnxruntime as ort  # noqa: PLC0415 (present: the session exists)
-
         if self._binding is None:
             self._binding = self._grad.io_binding()
-            device, device_id = self._bind_device
-            for name, value in self._feed.items():
-                if name != "image":  # constants: one upload, kept alive by self._device_feed
-                    ortvalue = ort.OrtValue.ortvalue_from_numpy(
-                        np.ascontiguousarray(value), device, device_id
-                    )
-                    self._device_feed[name] = ortvalue
-                    self._binding.bind_ortvalue_input(name, ortvalue)
+            for name, value in self._constants_on(self._bind_device).items():
+                self._binding.bind_ortvalue_input(name, value)
             for name in self._loss_names:
                 self._binding.bind_output(name, "cpu")
         self._binding.bind_cpu_input("image", x)  # host -> device copy of this step's image

@@ -10,10 +10,13 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+
+import numpy as np
 
 from .errors import DeviceUnavailable, ModelError, first_line
 
@@ -26,6 +29,8 @@ PROVIDERS = {
     "directml": "DmlExecutionProvider",
 }
 EXTRAS = {"cpu": "onnxstyle[cpu]", "cuda": "onnxstyle[cuda]", "directml": "onnxstyle[directml]"}
+# Where a device's OrtValues live: (OrtValue device name, device id).
+PLACES = {"cpu": ("cpu", 0), "cuda": ("cuda", 0), "directml": ("dml", 0)}
 
 
 def installed_variants() -> list[str]:
@@ -203,6 +208,21 @@ def make_session(path: Path | str, device: str = "cpu", threads: int | None = No
     return session
 
 
+def cuda_free_bytes() -> int | None:
+    """Free memory of CUDA device 0 (cudaMemGetInfo, from the CUDA runtime ONNX Runtime loaded),
+    or None where that library can't be found or asked."""
+    names = ("cudart64_13.dll", "cudart64_12.dll") if sys.platform == "win32" else ()
+    for name in names or ("libcudart.so.13", "libcudart.so.12"):
+        try:
+            library = ctypes.CDLL(name)
+        except OSError:
+            continue
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        if library.cudaMemGetInfo(ctypes.byref(free), ctypes.byref(total)) == 0:
+            return free.value
+    return None
+
+
 def available_devices() -> list[dict]:
     """For `onnxstyle info`: each device with whether it can be used here and, if not, why."""
     rows = []
@@ -230,3 +250,83 @@ def onnxruntime_version() -> str:
         return import_onnxruntime().__version__
     except DeviceUnavailable:
         return ""
+
+
+# ------------------------------------------------------------------------------ values on a device
+
+
+def device_loop(device: str) -> bool:
+    """Whether runs on `device` (cpu/cuda/directml) keep the optimiser's state there and update it
+    with graphs (core/device_optim.py), rather than in numpy on the host."""
+    if device == "cpu":  # no copies to save, and numpy's updates are cheaper (DEVELOPERS.md, facts)
+        return False
+    return device != "directml" or _dml_values_work()
+
+
+@lru_cache(maxsize=1)
+def _dml_values_work() -> bool:
+    """Whether this onnxruntime allocates OrtValues on a DirectML device (ORT ≥ ~1.17 builds do)."""
+    ort = import_onnxruntime()
+    if PROVIDERS["directml"] not in ort.get_available_providers():
+        return False
+    try:
+        ort.OrtValue.ortvalue_from_shape_and_type([1], np.float32, *PLACES["directml"])
+    except Exception:  # an older or differently built package: no OrtValues there
+        return False
+    return True
+
+
+def pixel_updates(device: str) -> str:
+    """For `onnxstyle info`: where a run on `device` computes its pixel updates."""
+    if device == "directml" and not _dml_values_work():
+        return "host (numpy: this onnxruntime can't allocate OrtValues on DirectML)"
+    return "device (ONNX Runtime)" if device_loop(device) else "host (numpy)"
+
+
+@dataclass
+class Transfers:
+    """Host↔device copies made through upload/download, counted (the device loop's own accounting:
+    tests check that an evaluation moves only scalars)."""
+
+    uploads: int = 0
+    upload_bytes: int = 0
+    downloads: int = 0
+    download_bytes: int = 0
+    largest: int = 0  # bytes of the largest single copy
+
+    def count(self, nbytes: int, up: bool) -> None:
+        if up:
+            self.uploads, self.upload_bytes = self.uploads + 1, self.upload_bytes + nbytes
+        else:
+            self.downloads, self.download_bytes = self.downloads + 1, self.download_bytes + nbytes
+        self.largest = max(self.largest, nbytes)
+
+
+TRANSFERS = Transfers()  # process-wide; tests and benchmarks read its changes
+
+
+def empty(shape: tuple[int, ...], place: tuple[str, int], dtype=np.float32):
+    """An uninitialised OrtValue on `place` (no copy)."""
+    return import_onnxruntime().OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, *place)
+
+
+def to_device(array: np.ndarray, place: tuple[str, int]):
+    """A new OrtValue on `place` holding `array` (counted; on the CPU it wraps the array, no copy:
+    keep the array alive and unchanged while the value is used)."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    TRANSFERS.count(array.nbytes, up=True)
+    return import_onnxruntime().OrtValue.ortvalue_from_numpy(array, *place)
+
+
+def upload(array: np.ndarray, into) -> None:
+    """Copy a host array into an OrtValue of the same shape and type (counted in TRANSFERS)."""
+    array = np.ascontiguousarray(array)
+    into.update_inplace(array)
+    TRANSFERS.count(array.nbytes, up=True)
+
+
+def download(value) -> np.ndarray:
+    """An OrtValue's contents as a host array of its own (counted in TRANSFERS)."""
+    array = np.array(value.numpy(), copy=True)  # a CPU OrtValue's numpy() is a view of its buffer
+    TRANSFERS.count(array.nbytes, up=False)
+    return array

@@ -299,7 +299,8 @@ def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
                 metavar="MPX",
                 help="largest image optimised in one piece, megapixels; "
                 "bigger ones run in tiles (about "
-                f"{TILE_GB_PER_MPX['cpu']:g} GB per Mpx on the CPU, {TILE_GB_PER_MPX['cuda']:g} on CUDA)",
+                f"{TILE_GB_PER_MPX['cpu']:g} GB per Mpx on the CPU, {TILE_GB_PER_MPX['cuda']:g} on CUDA; "
+                "default: 1, on CUDA what the free GPU memory holds)",
             ),
         ),
         (
@@ -884,6 +885,8 @@ def run_info(args: argparse.Namespace) -> int:
     print("devices:")
     for row in runtime.available_devices():
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        if row["available"]:  # the optimiser's path: DirectML's depends on the installed package
+            state += f"; pixel updates on the {runtime.pixel_updates(row['device'])}"
         print(f"  {row['device']:<9} {row['provider']:<24} {state}")
     print("models:")
     for line in _model_lines():

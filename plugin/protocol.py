@@ -158,6 +158,7 @@ ID_MAX_CHARS = 200  # ids are echoed in every answer: keep them short
 MAX_LINE_BYTES = 1 << 20  # a request line; a longer one is skipped and answered "protocol"
 SEED_MAX = MAX_SEED
 WEIGHT_MAX = MAX_WEIGHT  # the engine's: weights and strengths are float32 graph inputs
+STEPS_MAX = 100_000  # steps a scale: far beyond any preset (300), yet a bounded run
 PRESERVE = ("none",) + tuple(mode for mode in PRESERVE_COLORS if mode)
 # A style file sent in-band: far above any real painting's file, bounded so one can't eat memory.
 MAX_STYLE_BYTES = 256 << 20
@@ -242,7 +243,7 @@ NUMBERS: dict[str, Number] = {
     "options.max_size": _count(MIN_SIDE),
     "options.seed": Number(integer=True, minimum=0, maximum=SEED_MAX, nullable=True),
     # engine options (ENGINE_OPTIONS): the same ranges as the CLI's flags
-    "options.steps": _count(1),
+    "options.steps": Number(integer=True, minimum=1, maximum=STEPS_MAX, nullable=True),
     "options.scales": _count(1),
     "options.min_size": _count(1),
     "options.tile_overlap": _count(0),

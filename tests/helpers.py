@@ -1,8 +1,12 @@
 """Helpers the tests share (fixtures live in conftest.py)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -23,3 +27,10 @@ def read_messages(data: bytes) -> list[tuple[dict, bytes | None]]:
         messages.append((message, data[end : end + size] if size else None))
         at = end + size
     return messages
+
+
+def example_image(name: str, longer: int) -> np.ndarray:
+    """examples/<name> with its longer side at most `longer` px (Lanczos): float32 [H,W,3] in [0,1]."""
+    im = Image.open(EXAMPLES / name).convert("RGB")
+    im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
+    return np.asarray(im, np.float32) / 255

@@ -1,108 +1,26 @@
 """The plug-in in a real, headless GIMP 3: install, run non-interactively, inspect the pixels.
 
-GIMP 3 comes from the host (`gimp-console-3.0` on PATH, e.g. Debian 13's `apt-get install gimp`)
-or from the Debian 13 root that tests/gimp/gimp-root.sh makes and caches at
-/var/cache/onnxstyle/trixie (ONNXSTYLE_GIMP_ROOT overrides). In the root, GIMP runs under
-chroot in a private mount namespace where the worker's Python (the venv and the interpreter it
-links to), the onnxstyle sources and this test's folder are bind-mounted at their own paths
-(tests/gimp/gimp-batch.sh), so the plug-in starts exactly the worker a user would have.
-
-Without GIMP 3 the test skips, except under CI=true, where a missing GIMP is a failure.
+gimp_setup.py finds GIMP 3 (the host's, or the cached Debian 13 root, where tests/gimp/gimp-batch.sh
+runs it with the worker's Python and the sources bind-mounted) and skips without it, except under
+CI=true, where a missing GIMP is a failure. The dialog is tested in test_gimp_ui.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gimp_setup import SCRIPTS, binds, gimp_root, install
 from PIL import Image
 
-import onnxstyle.plugin
-
-HERE = Path(__file__).resolve().parent
-SCRIPTS = HERE / "gimp"
-DEFAULT_ROOT = Path("/var/cache/onnxstyle/trixie")
 PAD = 4  # tests/gimp/e2e_batch.py: the layer sits at (4, 4) on a larger canvas
 SELECTION = (20, 16, 40, 32)  # x, y, w, h in image coordinates (e2e_batch.py)
 FEATHER = 8
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"GIMP 3 end-to-end test can't run under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def gimp_root() -> str:
-    """'/' for a host GIMP 3, else the path of a ready Debian root; skips (or fails under CI)."""
-    if shutil.which("gimp-console-3.0"):
-        return "/"
-    root = Path(os.environ.get("ONNXSTYLE_GIMP_ROOT", DEFAULT_ROOT))
-    if not (root / "usr/bin/gimp-console-3.0").exists():
-        _unavailable(
-            f"no GIMP 3: no gimp-console-3.0 on PATH and no root at {root}; make one with tests/gimp/gimp-root.sh"
-        )
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        _unavailable(
-            f"GIMP 3 is in {root}, but running it needs root and unshare (chroot + bind mounts)"
-        )
-    probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True
-    )
-    if probe.returncode != 0:
-        _unavailable(
-            f"GIMP 3 is in {root}, but this machine refuses a private mount namespace: {probe.stderr.strip()}"
-        )
-    return str(root)
-
-
-def _binds(folder: Path) -> list[str]:
-    """What GIMP's plug-in must see of this host: the worker's Python and onnxstyle, our files."""
-    paths = {
-        Path(sys.prefix).resolve(),  # the venv
-        Path(sys.base_prefix).resolve(),  # the interpreter the venv's python links to
-        Path(sys.executable).resolve().parents[1],
-        Path(onnxstyle.plugin.__file__)
-        .resolve()
-        .parents[1],  # the sources (editable) or site-packages
-        folder.resolve(),
-    }
-    system = [
-        p
-        for p in paths
-        if p == Path("/") or p.parts[1] in ("usr", "bin", "lib", "lib64", "etc", "sbin")
-    ]
-    if system:
-        # the root has its own /usr (GIMP's Python 3.13): a system Python can't be shared into it
-        _unavailable(
-            f"the worker's Python lives in {system[0]}, which the GIMP 3 root can't share; run the tests from a venv "
-            "made with a Python outside /usr (pyenv, uv), or on a host with GIMP 3 installed"
-        )
-    ordered = sorted(paths, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in ordered:  # a folder inside another bound one comes with it
-        if not any(path == k or k in path.parents for k in kept):
-            kept.append(path)
-    return [str(p) for p in kept]
-
-
-def _install(gimp_dir: Path) -> None:
-    cli = Path(sys.executable).with_name("onnxstyle")
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "onnxstyle.plugin.cli"]
-    done = subprocess.run(
-        [*command, "gimp", "install", "--gimp-dir", str(gimp_dir)], capture_output=True, text=True
-    )
-    assert done.returncode == 0, f"onnxstyle gimp install failed: {done.stdout}{done.stderr}"
-    plugin = gimp_dir / "plug-ins/onnxstyle-neural-style/onnxstyle-neural-style.py"
-    assert plugin.is_file() and os.access(plugin, os.X_OK)
-    record = json.loads((plugin.parent / "onnxstyle-worker.json").read_text())
-    assert Path(record["python"]).resolve() == Path(sys.executable).resolve()
 
 
 def _make_images(folder: Path) -> dict[str, Path]:
@@ -136,7 +54,7 @@ def gimp_run(tmp_path_factory):
     gimp_dir, home, out = folder / "gimp3", folder / "home", folder / "out"
     for d in (gimp_dir, home, out):
         d.mkdir()
-    _install(gimp_dir)
+    install(gimp_dir)
     images = _make_images(folder)
     env = {
         **os.environ,
@@ -151,7 +69,7 @@ def gimp_run(tmp_path_factory):
     }
     command = [str(SCRIPTS / "gimp-batch.sh"), root, str(SCRIPTS / "e2e_batch.py")]
     if root != "/":
-        command += _binds(folder)
+        command += binds(folder)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     log = done.stdout + done.stderr
     (folder / "gimp.log").write_text(log)

@@ -293,6 +293,18 @@ def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
     assert result.size == 40 * 48 * 3 and np.all((result >= 0) & (result <= 1))
 
 
+def test_steps_sets_the_schedule_and_bad_steps_are_refused(worker, images, tmp_path):
+    """The option "steps" (the GIMP preview's fewer evaluations a scale) replaces the preset's."""
+    worker.send(stylize_request(images, "few", tmp_path / "r.raw", steps=3))
+    final, progress = worker.until_final("few")
+    assert final["type"] == "result", final
+    assert progress and {p["steps"] for p in progress} == {3}, progress
+    for steps in (0, 2.5, "many", True):
+        worker.send(stylize_request(images, "bad", tmp_path / "o.raw", steps=steps))
+        final, _ = worker.until_final("bad")
+        assert final["kind"] == "protocol" and "steps" in final["message"], final
+
+
 def test_corrupt_style_is_a_one_line_image_error(worker, images, tmp_path):
     out = tmp_path / "result.raw"
     worker.send(stylize_request(images, "bad", out, style=images["corrupt"]))

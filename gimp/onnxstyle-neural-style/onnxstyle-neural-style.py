@@ -10,6 +10,10 @@
 # Order of work, so that a failed or cancelled run changes nothing: read the pixels of the
 # selection's bounds -> run the worker -> only on success write the result, blended through
 # the selection mask by GIMP's shadow-buffer merge, inside one undo group.
+#
+# The dialog (interactive runs) adds a preview: a small copy of the layer styled with fewer
+# steps, shown beside the style's thumbnail. The worker it starts stays for the dialog and also
+# runs the final job on OK; closing the dialog stops it and removes every temporary file.
 
 import json
 import os
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 
 import gi
@@ -26,8 +31,10 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
+gi.require_version("Gtk", "3.0")
+gi.require_version("GdkPixbuf", "2.0")
 
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+from gi.repository import GdkPixbuf, Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 PROC_NAME = "plug-in-onnxstyle-neural-style"
 PROTOCOL_VERSION = 1
@@ -36,7 +43,11 @@ HELLO_TIMEOUT_S = 120.0  # a cold start imports numpy and onnxruntime from disk
 FIX_INSTALL = '"{python}" -m pip install "onnxstyle[cpu]"'
 FIX_REGISTER = '"{python}" -m onnxstyle.plugin.gimp_install install'
 
-PRESETS = ("draft", "normal", "high")
+PRESETS = (
+    ("draft", "Fast draft"),
+    ("normal", "Normal"),
+    ("high", "High detail (slow)"),
+)
 PRESERVE = (
     ("none", "None"),
     ("luminance", "Luminance (keep the content's colours)"),
@@ -49,6 +60,25 @@ DEVICES = (
     ("cuda", "CUDA (NVIDIA)"),
     ("directml", "DirectML (Windows)"),
 )
+
+# The preview: a small copy, fewer steps; a few CPU seconds, not the draft preset's ~100
+# (measured in DEVELOPERS.md, "Facts we have checked").
+PREVIEW_SIZE = 160  # longest side, px
+PREVIEW_STEPS = 15  # per scale
+THUMB_SIZE = 96  # the style thumbnails' longest side, px
+AUTO_DELAY_MS = 700  # auto-update waits until the values stop changing
+# the arguments a preview depends on: changing one cancels a running preview
+PREVIEW_ARGS = (
+    "style-file",
+    "style-file-2",
+    "style-blend",
+    "strength",
+    "quality",
+    "preserve-colors",
+    "device",
+    "seed",
+)
+FINALS = ("result", "error", "cancelled")  # a job's last message
 
 # Python variables GIMP sets for its own interpreter (bundles on Windows/macOS); they would
 # make the worker's Python load the wrong standard library.
@@ -176,11 +206,16 @@ class _WindowsJob:
 
 
 class Worker:
-    """The worker process and a reader thread that queues its stdout lines."""
+    """The worker process and a reader thread that queues its stdout lines.
 
-    def __init__(self, python, command, stderr_path):
+    notify, if given, is called by the reader thread after each line (the dialog passes one that
+    only calls GLib.idle_add, so every GTK and GIMP call stays on the main thread)."""
+
+    def __init__(self, python, command, stderr_path, notify=None):
         self.python = python
         self.stderr_path = stderr_path
+        self.notify = notify
+        self.started = time.monotonic()
         env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
         kwargs = {}
         if os.name == "nt":
@@ -215,15 +250,21 @@ class Worker:
 
     def _read(self):
         for line in iter(self.process.stdout.readline, b""):
-            self.lines.put(line)
-        self.lines.put(None)  # EOF
+            self._put(line)
+        self._put(None)  # EOF
+
+    def _put(self, line):
+        self.lines.put(line)
+        notify = self.notify
+        if notify is not None:
+            notify()
 
     def send(self, message):
         try:
             self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
             self.process.stdin.flush()
-        except OSError:
-            pass  # it died; the reader reports EOF and we say why
+        except (OSError, ValueError):
+            pass  # it died (or we closed it); the reader reports EOF and we say why
 
     def receive(self, timeout=None):
         """The next message; None at EOF. Lines that are not JSON objects are logged and skipped."""
@@ -236,13 +277,21 @@ class Worker:
                 ) from None
             if line is None:
                 return None
+            message = _parse(line)
+            if message is not None:
+                return message
+
+    def ready_messages(self):
+        """The messages read so far, without waiting; a None in the list is EOF."""
+        messages = []
+        while True:
             try:
-                message = json.loads(line)
-                if isinstance(message, dict):
-                    return message
-            except ValueError:
-                pass
-            log(f"ignored worker output: {line[:200]!r}")
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                return messages
+            message = None if line is None else _parse(line)
+            if line is None or message is not None:
+                messages.append(message)
 
     def crash_message(self):
         """Why the worker ended without a final answer: exit status and its last stderr line."""
@@ -268,12 +317,14 @@ class Worker:
             what = f"was killed by signal {-code}"
             if -code == 9:
                 what += " (out of memory?)"
+            tail = ""  # its last log line says what it was doing, not why it died
         else:
             what = f"exited with status {code}"
         return f"The onnxstyle worker crashed: it {what}{(': ' + tail) if tail else '.'}"
 
     def close(self):
         """Close stdin (the worker cancels and exits), then make sure it's gone."""
+        self.notify = None
         try:
             self.process.stdin.close()
         except OSError:
@@ -292,11 +343,28 @@ class Worker:
         self._stderr.close()
 
 
+def _parse(line):
+    """One protocol line as a dict, or None (logged) if it is not a JSON object."""
+    try:
+        message = json.loads(line)
+        if isinstance(message, dict):
+            return message
+    except ValueError:
+        pass
+    log(f"ignored worker output: {line[:200]!r}")
+    return None
+
+
 def check_hello(worker, device):
     worker.send({"type": "hello", "protocol": PROTOCOL_VERSION})
     hello = worker.receive(timeout=HELLO_TIMEOUT_S)
     if hello is None:
         raise PluginError(worker.crash_message())
+    return validate_hello(worker, hello, device)
+
+
+def validate_hello(worker, hello, device):
+    """The worker's hello, if it speaks our protocol and offers `device`; else a PluginError."""
     if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
         raise PluginError(
             f"The onnxstyle worker speaks protocol {hello.get('protocol')}, this plug-in "
@@ -319,29 +387,36 @@ def check_hello(worker, device):
 
 
 def run_worker(request, python, command, workdir):
-    """Run one job with progress in GIMP's bar; returns the result message or raises PluginError."""
+    """Start a worker, run one job on it, stop it; returns the result message or raises PluginError."""
     worker = Worker(python, command, os.path.join(workdir, "worker-stderr.txt"))
     try:
         Gimp.progress_set_text("Neural style: starting the worker")
         check_hello(worker, request["options"].get("device"))
-        Gimp.progress_set_text("Neural style: loading the model and the style images")
-        worker.send(request)
-        while True:
-            message = worker.receive()
-            if message is None:
-                raise PluginError(worker.crash_message())
-            kind = message.get("type")
-            if kind == "progress":
-                Gimp.progress_set_text(message.get("text") or "Neural style")
-                Gimp.progress_update(float(message.get("fraction") or 0.0))
-            elif kind == "result":
-                return message
-            elif kind == "error":
-                raise PluginError(error_text(message, python))
-            elif kind == "cancelled":
-                raise Cancelled("Neural style was cancelled.")
+        return run_job(worker, request)
     finally:
         worker.close()
+
+
+def run_job(worker, request):
+    """One job on a greeted, idle worker, with progress in GIMP's bar."""
+    Gimp.progress_set_text("Neural style: loading the model and the style images")
+    worker.send(request)
+    while True:
+        message = worker.receive()
+        if message is None:
+            raise PluginError(worker.crash_message())
+        kind = message.get("type")
+        if message.get("id") not in (None, request["id"]):
+            continue  # a line of an earlier (preview) job
+        if kind == "progress":
+            Gimp.progress_set_text(message.get("text") or "Neural style")
+            Gimp.progress_update(float(message.get("fraction") or 0.0))
+        elif kind == "result":
+            return message
+        elif kind == "error":
+            raise PluginError(error_text(message, worker.python))
+        elif kind == "cancelled":
+            raise Cancelled("Neural style was cancelled.")
 
 
 def error_text(message, python):
@@ -379,7 +454,8 @@ def file_path(config, name):
     return path
 
 
-def build_request(config, width, height, fmt, workdir):
+def style_specs(config):
+    """The styles as the protocol wants them, each checked to exist and be readable."""
     style = file_path(config, "style-file")
     if style is None:
         raise PluginError("Choose a style image.")
@@ -394,21 +470,26 @@ def build_request(config, width, height, fmt, workdir):
     if second and blend > 0.0:
         specs = [{"path": style, "weight": 1.0 - blend}, {"path": second, "weight": blend}]
         specs = [s for s in specs if s["weight"] > 0.0]
+    return specs
+
+
+def strength_option(strength):
+    """The strength as this worker takes it: "style_strength" > 0 (protocol 1 before "strength")."""
+    return {"style_strength": max(float(strength), 0.01)}
+
+
+def build_request(config, job_id, content, width, height, fmt, workdir, preview=False):
+    """A stylize request for the pixel file `content`; a preview gets the preview schedule."""
     max_size = int(config.get_property("max-size"))
-    return {
+    request = {
         "type": "stylize",
-        "id": "gimp-1",
-        "content": {
-            "path": os.path.join(workdir, "content.raw"),
-            "width": width,
-            "height": height,
-            "format": fmt,
-        },
-        "output": {"path": os.path.join(workdir, "result.raw")},
-        "styles": specs,
+        "id": job_id,
+        "content": {"path": content, "width": width, "height": height, "format": fmt},
+        "output": {"path": content[: -len(".raw")] + "-result.raw"},
+        "styles": style_specs(config),
         "options": {
             "preset": config.get_property("quality"),
-            "style_strength": float(config.get_property("style-strength")),
+            **strength_option(config.get_property("strength")),
             "max_size": max_size if max_size > 0 else None,
             "preserve_colors": config.get_property("preserve-colors"),
             "device": config.get_property("device"),
@@ -416,6 +497,9 @@ def build_request(config, width, height, fmt, workdir):
         },
         "workdir": workdir,
     }
+    if preview:
+        request["options"].update(max_size=PREVIEW_SIZE, steps=PREVIEW_STEPS)
+    return request
 
 
 def the_layer(drawables):
@@ -431,23 +515,36 @@ def the_layer(drawables):
     return layer
 
 
-def stylize(image, drawables, config):
-    layer = the_layer(drawables)
+def layer_region(layer):
+    """The selection's bounds within the layer (x, y, width, height in layer coordinates)."""
     inside, x, y, width, height = layer.mask_intersect()
     if not inside or width < 1 or height < 1:
         raise PluginError("The selection does not overlap the layer.")
+    return x, y, width, height
+
+
+def stylize(image, drawables, config, preview=None):
+    """The whole run on the layer; `preview`, the dialog's, lends its warm worker and folder."""
+    layer = the_layer(drawables)
+    x, y, width, height = layer_region(layer)
     python, command = worker_config()
     gegl_format, fmt = babl_format(image)
     rect = Gegl.Rectangle.new(x, y, width, height)
 
-    workdir = tempfile.mkdtemp(prefix="onnxstyle-gimp-")
+    own = not (preview and preview.workdir)  # else the dialog's folder, removed when it closes
+    workdir = tempfile.mkdtemp(prefix="onnxstyle-gimp-") if own else preview.workdir
     try:
-        request = build_request(config, width, height, fmt, workdir)
+        content = os.path.join(workdir, "content.raw")
+        request = build_request(config, "gimp-1", content, width, height, fmt, workdir)
         pixels = layer.get_buffer().get(rect, 1.0, gegl_format, Gegl.AbyssPolicy.NONE)
-        with open(request["content"]["path"], "wb") as f:
+        with open(content, "wb") as f:
             f.write(bytes(pixels))
         del pixels
-        result = run_worker(request, python, command, workdir)
+        warm = preview.warm_worker(request["options"]["device"]) if preview else None
+        if warm:
+            result = run_job(warm, request)
+        else:
+            result = run_worker(request, python, command, workdir)
         with open(result["path"], "rb") as f:
             data = f.read()
         if len(data) != width * height * (4 if fmt == "rgba8" else 16):
@@ -455,7 +552,8 @@ def stylize(image, drawables, config):
         Gimp.progress_set_text("Neural style: writing the layer")
         write_result(image, layer, rect, gegl_format, data, config.get_property("output"))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def write_result(image, layer, rect, gegl_format, data, output):
@@ -477,18 +575,469 @@ def write_result(image, layer, rect, gegl_format, data, output):
     Gimp.displays_flush()
 
 
-def run(procedure, run_mode, image, drawables, config, data):
-    if run_mode == Gimp.RunMode.INTERACTIVE:
-        GimpUi.init(PROC_NAME)
-        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style (ONNX)")
-        dialog.fill(None)
+# ---------------------------------------------------------------- the dialog's preview
+
+
+def preview_pixels(layer, x, y, width, height):
+    """A copy of the region scaled by GIMP to at most PREVIEW_SIZE: (RGBA bytes, width, height)."""
+    scale = min(1.0, PREVIEW_SIZE / max(width, height))
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    data, w, h, bpp = layer.get_sub_thumbnail_data(x, y, width, height, w, h)
+    data = bytes(data.get_data())
+    if bpp not in (1, 2, 3, 4) or len(data) != w * h * bpp:
+        raise PluginError(f"GIMP gave an unexpected preview copy ({w}x{h}, {bpp} bytes a pixel).")
+    return to_rgba(data, w * h, bpp), w, h
+
+
+def to_rgba(data, pixels, bpp):
+    """8-bit grey, grey+alpha, RGB or RGBA pixels as RGBA (slices: no per-pixel Python)."""
+    out = bytearray(b"\xff" * (4 * pixels))
+    for c in range(3):
+        out[c::4] = data[(0 if bpp < 3 else c) :: bpp]
+    if bpp in (2, 4):
+        out[3::4] = data[bpp - 1 :: bpp]
+    return bytes(out)
+
+
+def checkered(data, width, height):
+    """RGBA bytes as a pixbuf over GIMP-like grey checks, so transparency shows."""
+    pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(
+        GLib.Bytes.new(data), GdkPixbuf.Colorspace.RGB, True, 8, width, height, width * 4
+    )
+    return pixbuf.composite_color_simple(
+        width, height, GdkPixbuf.InterpType.NEAREST, 255, 8, 0x999999, 0x666666
+    )
+
+
+class Preview:
+    """The dialog's preview: one warm worker for the dialog, at most one job at a time, and the
+    newest request wins (a running job is cancelled; its late answer is dropped by job id).
+
+    Every GTK and GIMP call happens on the main thread: the worker's reader thread only queues
+    lines and calls GLib.idle_add(self._drain)."""
+
+    def __init__(self, dialog, config, drawables):
+        self.dialog = dialog
+        self.config = config
+        self.drawables = drawables
+        self.workdir = None  # made by the first preview
+        self.worker = None
+        self.hello = None  # the worker's hello, once it came and suited us
+        self.running = None  # the job the worker computes: {"id", "request", "key", "asked", ...}
+        self.pending = None  # the newest wanted job; sent when the worker is free
+        self.jobs = 0
+        self.shown = False  # a preview is on show
+        self.detached = False  # the dialog has closed: its widgets are gone
+        self.timers = {}
+        self.box = self._widgets(dialog)
+        self._placeholder()
+        self._show_styles()
+        self._status("Press Preview to try the style on a small copy of the layer.")
+        self.handler = config.connect("notify", self._changed)
+
+    # -- widgets
+
+    def _widgets(self, dialog):
+        self.image = Gtk.Image()
+        self.image.set_size_request(PREVIEW_SIZE, PREVIEW_SIZE)
+        self.image.get_accessible().set_name("Preview image")
+        self.styles = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
+        self.styles.set_size_request(THUMB_SIZE, -1)
+        pictures = Gtk.Box(spacing=12)
+        for title, widget in (("Preview", self.image), ("Style", self.styles)):
+            frame = Gtk.Frame(label=title, shadow_type=Gtk.ShadowType.ETCHED_IN)
+            frame.add(widget)
+            pictures.pack_start(frame, False, False, 0)
+        self.button = Gtk.Button.new_with_mnemonic("_Preview")
+        self.button.set_tooltip_text("Style a small copy of the layer with these values")
+        self.button.connect("clicked", lambda _button: self.request())
+        buttons = Gtk.Box(spacing=12)
+        buttons.pack_start(self.button, False, False, 0)
+        buttons.pack_start(dialog.get_widget("auto-preview", Gtk.CheckButton), False, False, 0)
+        self.bar = Gtk.ProgressBar(show_text=True)
+        self.bar.set_text("")
+        self.warning = Gtk.Image.new_from_icon_name("dialog-warning", Gtk.IconSize.BUTTON)
+        # a fixed width: the dialog keeps its layout whatever the status says
+        self.label = Gtk.Label(xalign=0.0, wrap=True, width_chars=38, max_width_chars=38)
+        self.label.get_accessible().set_description("Preview status")
+        status = Gtk.Box(spacing=6)
+        status.pack_start(self.warning, False, False, 0)
+        status.pack_start(self.label, True, True, 0)
+        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8)
+        for widget in (pictures, buttons, self.bar, status):
+            box.pack_start(widget, False, False, 0)
+        box.show_all()
+        return box
+
+    def _placeholder(self):
+        """A plain grey area of the preview's shape, so the user sees where it will appear."""
+        try:
+            region = layer_region(the_layer(self.drawables))
+            scale = PREVIEW_SIZE / max(region[2:])
+            width, height = round(region[2] * scale), round(region[3] * scale)
+        except PluginError:
+            width = height = PREVIEW_SIZE
+        pixbuf = GdkPixbuf.Pixbuf.new(
+            GdkPixbuf.Colorspace.RGB, False, 8, max(width, 1), max(height, 1)
+        )
+        pixbuf.fill(0x5A5A5AFF)
+        self.image.set_from_pixbuf(pixbuf)
+
+    def _show_styles(self):
+        for child in self.styles.get_children():
+            child.destroy()
+        for path in self._style_paths():
+            try:
+                pixbuf = GdkPixbuf.Pixbuf.new_from_file_at_scale(path, THUMB_SIZE, THUMB_SIZE, True)
+                thumb = Gtk.Image.new_from_pixbuf(pixbuf)
+                thumb.get_accessible().set_name("Style thumbnail")
+            except GLib.Error:
+                thumb = Gtk.Label(label=f"(can't show {os.path.basename(path)})", wrap=True)
+            self.styles.pack_start(thumb, False, False, 0)
+        if not self.styles.get_children():
+            self.styles.pack_start(Gtk.Label(label="(none chosen)"), False, False, 0)
+        self.styles.show_all()
+        # the share means something only with a second style
+        second = self.config.get_property("style-file-2") is not None
+        self.dialog.get_widget("style-blend", GObject.TYPE_NONE).set_sensitive(second)
+
+    def _style_paths(self):
+        paths = []
+        for name in ("style-file", "style-file-2"):
+            try:
+                path = file_path(self.config, name)
+            except PluginError:
+                continue
+            if path and (name == "style-file" or self.config.get_property("style-blend") > 0):
+                paths.append(path)
+        return paths
+
+    def _status(self, text, error=False):
+        self._stop_timer("pulse")
+        self.bar.set_fraction(0.0)
+        self.bar.set_text("")
+        self.label.set_text(text)
+        self.warning.set_opacity(1.0 if error else 0.0)  # hidden, its room kept: no layout jump
+
+    def _busy(self, text):
+        """An indeterminate bar until the first progress line."""
+        self.bar.set_text(text)
+        self.warning.set_opacity(0.0)
+        if "pulse" not in self.timers:
+            self.timers["pulse"] = GLib.timeout_add(120, self._pulse)
+
+    def _pulse(self):
+        self.bar.pulse()
+        return True
+
+    def _stop_timer(self, name):
+        if name in self.timers:
+            GLib.source_remove(self.timers.pop(name))
+
+    # -- requests
+
+    def request(self):
+        """Preview the dialog's current values (the Preview button, or the auto-update timer)."""
+        self._stop_timer("auto")
+        try:
+            job = self._new_job()
+        except PluginError as exc:
+            self._cancel_running()
+            self._status(str(exc), error=True)
+            return False
+        if self.running and not self.running.get("stale") and self.running["key"] == job["key"]:
+            self._forget(job)  # the running job computes exactly this already
+            return False
+        self._cancel_running()
+        self.pending = job
+        self.label.set_text("Working on the preview…")
+        self.warning.set_opacity(0.0)
+        self._pump()
+        return False  # also a one-shot GLib timeout callback
+
+    def _new_job(self):
+        layer = the_layer(self.drawables)
+        region = layer_region(layer)
+        self.jobs += 1
+        job_id = f"preview-{self.jobs}"
+        self.workdir = self.workdir or tempfile.mkdtemp(prefix="onnxstyle-gimp-")
+        content = os.path.join(self.workdir, f"{job_id}.raw")
+        pixels, width, height = preview_pixels(layer, *region)
+        request = build_request(
+            self.config, job_id, content, width, height, "rgba8", self.workdir, preview=True
+        )
+        with open(content, "wb") as f:
+            f.write(pixels)
+        key = json.dumps([request["styles"], request["options"], region], sort_keys=True)
+        return {"id": job_id, "request": request, "key": key, "asked": time.monotonic()}
+
+    def _pump(self):
+        """Start the worker if there is none; send the pending job once the worker is free."""
+        if self.pending is None or self.running is not None:
+            return
+        if self.worker is None:
+            try:
+                self._start_worker()
+            except PluginError as exc:
+                self._forget(self.pending)
+                self.pending = None
+                self._status(str(exc), error=True)
+            return
+        if self.hello is None:
+            return  # _on_hello pumps again
+        self.running, self.pending = self.pending, None
+        log(f"preview job {self.running['id']} sent")
+        self.worker.send(self.running["request"])
+        self._busy("Loading the model and the style")
+
+    def _start_worker(self):
+        python, command = worker_config()
+        self.worker = Worker(
+            python,
+            command,
+            os.path.join(self.workdir, "worker-stderr.txt"),
+            notify=lambda: GLib.idle_add(self._drain),
+        )
+        self.hello = None
+        self.worker.send({"type": "hello", "protocol": PROTOCOL_VERSION})
+        self._busy("Starting the worker")
+        self.timers["hello"] = GLib.timeout_add_seconds(int(HELLO_TIMEOUT_S), self._hello_late)
+        log(f"worker started (pid {self.worker.process.pid})")
+
+    def _hello_late(self):
+        self.timers.pop("hello", None)
+        python = self.worker.python
+        self._stop_worker()
+        self._status(
+            f"The onnxstyle worker ({python}) did not answer within {HELLO_TIMEOUT_S:.0f} s.", True
+        )
+        return False
+
+    def _cancel_running(self):
+        """Cancel the running job (its answer will be dropped) and forget the pending one."""
+        if self.pending:
+            self._forget(self.pending)
+            self.pending = None
+        if self.running and not self.running.get("stale"):
+            self.running["stale"] = True
+            self.worker.send({"type": "cancel", "id": self.running["id"]})
+            log(f"preview job {self.running['id']} cancelled")
+
+    def _forget(self, job):
+        for path in (job["request"]["content"]["path"], job["request"]["output"]["path"]):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+    # -- answers (main thread)
+
+    def _drain(self):
+        worker = None if self.detached else self.worker  # after OK, the final job reads the lines
+        if worker is not None:
+            for message in worker.ready_messages():
+                if worker is not self.worker:
+                    break  # it crashed or was stopped while we handled an earlier line
+                self._on_message(message)
+        return False
+
+    def _on_message(self, message):
+        kind = message and message.get("type")
+        ours = message and self.running and message.get("id") == self.running["id"]
+        if message is None:
+            self._crashed()
+        elif kind == "hello":
+            self._on_hello(message)
+        elif ours and kind == "progress":
+            self._progress(message)
+        elif ours and kind in FINALS:
+            self._finished(message)
+        elif kind == "error":
+            log(f"worker error outside a preview job: {message.get('message')}")
+
+    def _on_hello(self, message):
+        self._stop_timer("hello")
+        try:
+            self.hello = validate_hello(self.worker, message, self.config.get_property("device"))
+        except PluginError as exc:
+            self._stop_worker()
+            self._status(str(exc), error=True)
+            return
+        log(f"worker ready {time.monotonic() - self.worker.started:.1f} s after its start")
+        self._pump()
+
+    def _progress(self, message):
+        self._stop_timer("pulse")
+        self.bar.set_fraction(float(message.get("fraction") or 0.0))
+        scale = f"scale {message.get('scale')}/{message.get('scales')}, "
+        step = f"step {message.get('step')}/{message.get('steps')}"
+        self.bar.set_text("Styling: " + (scale if message.get("scales", 1) > 1 else "") + step)
+
+    def _finished(self, message):
+        job, self.running = self.running, None
+        kind, stale = message["type"], job.get("stale")
+        log(f"preview job {job['id']} ended: {kind}{' (stale: dropped)' if stale else ''}")
+        if kind == "result" and not stale:
+            self._show(job, message)
+        elif kind == "error" and not stale:
+            self._status(error_text(message, self.worker.python), error=True)
+        self._forget(job)
+        self._pump()
+
+    def _show(self, job, message):
+        try:
+            width, height = int(message["width"]), int(message["height"])
+            with open(message["path"], "rb") as f:
+                data = f.read()
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            self._status(f"Can't read the worker's preview: {exc}", error=True)
+            return
+        if len(data) != width * height * 4:
+            self._status(f"The worker's preview has the wrong size ({len(data)} bytes).", True)
+            return
+        self.image.set_from_pixbuf(checkered(data, width, height))
+        self.image.set_opacity(1.0)
+        self.shown = True
+        seconds = time.monotonic() - job["asked"]
+        log(f"preview job {job['id']} shown {seconds:.1f} s after it was asked for")
+        self._status(f"Preview ready in {seconds:.1f} s. OK styles the whole layer.")
+
+    def _crashed(self):
+        text = self.worker.crash_message()
+        log(text)
+        for job in (self.running, self.pending):
+            if job:
+                self._forget(job)
+        self.running = self.pending = None
+        self._stop_worker()
+        self._status(f"{text} Press Preview to start it again.", error=True)
+
+    # -- value changes
+
+    def _changed(self, config, pspec):
+        name = pspec.get_name()
+        if name in ("style-file", "style-file-2", "style-blend"):
+            self._show_styles()
+        auto = config.get_property("auto-preview")
+        if name == "auto-preview" and auto:
+            self._schedule()
+        elif name == "auto-preview" and "auto" in self.timers:
+            self._stop_timer("auto")
+            self._stop_timer("pulse")
+            self.bar.set_text("")
+        if name not in PREVIEW_ARGS:
+            return
+        had_preview = self.running or self.pending or self.shown
+        self._cancel_running()
+        self.image.set_opacity(0.4)  # the preview shown no longer matches the values
+        if auto:
+            self._schedule()
+        elif had_preview:
+            self._status("The values changed: press Preview to see them.")
+
+    def _schedule(self):
+        """Auto-update: preview once the values have stopped changing for a moment."""
+        self._stop_timer("auto")
+        self.timers["auto"] = GLib.timeout_add(AUTO_DELAY_MS, self.request)
+        self._busy("Waiting for the values to settle")
+
+    # -- the end of the dialog
+
+    def detach(self):
+        """The dialog closes: no more widget updates; a running preview is cancelled."""
+        self.detached = True
+        self.config.disconnect(self.handler)
+        for name in list(self.timers):
+            self._stop_timer(name)
+        self._cancel_running()
+        if self.worker:
+            self.worker.notify = None
+
+    def warm_worker(self, device):
+        """The dialog's worker, greeted and idle, for the final job; None if it has none that works."""
+        if self.worker is None:
+            return None
+        try:
+            if self.hello is None:
+                hello = self.worker.receive(timeout=HELLO_TIMEOUT_S)
+                if hello is None:
+                    raise PluginError(self.worker.crash_message())
+                self.hello = hello
+            validate_hello(self.worker, self.hello, device)
+            while self.running:  # the cancelled preview's last answer
+                message = self.worker.receive(timeout=HELLO_TIMEOUT_S)
+                if message is None:
+                    raise PluginError(self.worker.crash_message())
+                if message.get("id") == self.running["id"] and message.get("type") in FINALS:
+                    self.running = None
+        except PluginError as exc:
+            log(f"the dialog's worker can't take the final job ({exc}); starting a new one")
+            self._stop_worker()
+            return None
+        log("final job on the dialog's warm worker")
+        return self.worker
+
+    def _stop_worker(self):
+        self._stop_timer("hello")
+        if self.worker:
+            self.worker.close()
+        self.worker, self.hello, self.running = None, None, None
+
+    def close(self):
+        """Stop the worker (it exits when its stdin closes) and remove every temporary file."""
+        self._stop_worker()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def dialog_layout(dialog):
+    """The procedure's widgets in a column, the advanced ones in an expander; returns the row
+    that the preview column joins."""
+    dialog.get_scale_entry("strength", 1.0)
+    dialog.get_scale_entry("style-blend", 1.0)
+    dialog.fill_box("advanced-box", ["max-size", "device", "seed"])
+    dialog.get_label("advanced-label", "Advanced", False, False)
+    dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+    settings = dialog.fill_box(
+        "settings",
+        ["style-file", "style-file-2", "style-blend", "strength", "quality"]
+        + ["preserve-colors", "output", "advanced"],
+    )
+    settings.set_size_request(360, -1)
+    row = dialog.fill_box("main", ["settings"])
+    row.set_orientation(Gtk.Orientation.HORIZONTAL)
+    row.set_spacing(18)
+    dialog.fill(["main"])
+    return row
+
+
+def show_dialog(procedure, config, drawables):
+    """Runs the dialog; returns its Preview (holding the warm worker) on OK, None on Cancel."""
+    GimpUi.init(PROC_NAME)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style (ONNX)")
+    row = dialog_layout(dialog)
+    preview = Preview(dialog, config, drawables)
+    row.pack_start(preview.box, False, False, 0)
+    try:
         confirmed = dialog.run()
+    finally:
+        preview.detach()
         dialog.destroy()
-        if not confirmed:
+    if not confirmed:
+        preview.close()
+        return None
+    return preview
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    preview = None
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        preview = show_dialog(procedure, config, drawables)
+        if preview is None:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     Gimp.progress_init("Neural style")
     try:
-        stylize(image, drawables, config)
+        stylize(image, drawables, config, preview)
     except Cancelled:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except PluginError as exc:
@@ -500,6 +1049,8 @@ def run(procedure, run_mode, image, drawables, config, data):
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
     finally:
         Gimp.progress_end()
+        if preview:
+            preview.close()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
@@ -538,7 +1089,7 @@ class NeuralStyle(Gimp.PlugIn):
         procedure.set_attribution("onnxstyle contributors", "onnxstyle contributors", "2026")
         procedure.add_file_argument(
             "style-file",
-            "_Style image",
+            "Style _image",
             "The image whose style is painted",
             Gimp.FileChooserAction.OPEN,
             True,
@@ -547,7 +1098,7 @@ class NeuralStyle(Gimp.PlugIn):
         )
         procedure.add_file_argument(
             "style-file-2",
-            "Second style (optional)",
+            "Second st_yle (optional)",
             "A second style image to blend in",
             Gimp.FileChooserAction.OPEN,
             True,
@@ -556,7 +1107,7 @@ class NeuralStyle(Gimp.PlugIn):
         )
         procedure.add_double_argument(
             "style-blend",
-            "Second style's _share",
+            "Second style's sh_are",
             "0 = first style only, 1 = second only",
             0.0,
             1.0,
@@ -564,11 +1115,11 @@ class NeuralStyle(Gimp.PlugIn):
             rw,
         )
         procedure.add_double_argument(
-            "style-strength",
-            "Style s_trength",
-            "Weight of style against content (1 = preset)",
-            0.01,
-            100.0,
+            "strength",
+            "S_trength",
+            "How much style: 0 keeps the layer, 1 a clearly styled picture, more gives more",
+            0.0,
+            10.0,
             1.0,
             rw,
         )
@@ -586,20 +1137,28 @@ class NeuralStyle(Gimp.PlugIn):
         )
         procedure.add_choice_argument(
             "preserve-colors",
-            "Preserve _colours",
+            "_Keep colours",
             "Keep the content's colours",
             _choice(PRESERVE),
             "none",
             rw,
         )
         procedure.add_choice_argument(
-            "output", "_Output", "Where the result goes", _choice(OUTPUTS), "new-layer", rw
+            "output", "Result _goes to", "Where the result goes", _choice(OUTPUTS), "new-layer", rw
         )
         procedure.add_choice_argument(
             "device", "_Device", "Where ONNX Runtime computes", _choice(DEVICES), "auto", rw
         )
         procedure.add_int_argument(
             "seed", "S_eed", "Random seed of the starting image", 0, 2147483647, 0, rw
+        )
+        # the dialog's own setting: remembered like the arguments, not part of the PDB call
+        procedure.add_boolean_aux_argument(
+            "auto-preview",
+            "Update a_utomatically",
+            "Preview again after every change",
+            False,
+            rw,
         )
         return procedure
 

@@ -2,23 +2,55 @@
 # Print the root directory to run GIMP 3 in, making it first if needed:
 #   "/"                               this host has gimp-console-3.0 (on Debian 13: apt-get install gimp)
 #   /var/cache/onnxstyle/trixie       a Debian 13 root with GIMP 3.0 (override: ONNXSTYLE_GIMP_ROOT)
+# Both get the packages of the real-window test too (GUI_PACKAGES: a virtual X server, the
+# accessibility bus and its Python client); an existing root that lacks some gets them added, once.
 # The root is built into "$ROOT.partial" and renamed when complete, so a half-built root is
 # never used; a leftover .partial from a crashed build is removed first. Build output goes to
 # stderr; stdout is only the path. Needs root (debootstrap, chroot) and the network once.
 set -eu
 
 GIMP_PACKAGES="gimp python3-gi gir1.2-gimp-3.0"
+GUI_PACKAGES="xvfb xauth at-spi2-core python3-pyatspi"
+# one file per GUI package: all present means nothing to install (checked without chroot or apt)
+GUI_FILES="usr/bin/xvfb-run usr/bin/Xvfb usr/bin/xauth usr/libexec/at-spi-bus-launcher
+usr/lib/python3/dist-packages/pyatspi/__init__.py"
 ROOT=${ONNXSTYLE_GIMP_ROOT:-/var/cache/onnxstyle/trixie}
 
+has_gui() {  # has_gui PREFIX: "" for this host, "$ROOT" for the root
+    for f in $GUI_FILES; do
+        [ -e "$1/$f" ] || return 1
+    done
+}
+
+# in the root: apt-get install inside chroot, in a private mount namespace
+root_install() {  # root_install DIR PACKAGES
+    cp /etc/resolv.conf "$1/etc/resolv.conf" 2>/dev/null || true
+    unshare --mount --propagation private sh -eu -c '
+        mount -t proc proc "$1/proc"
+        mount --rbind /dev "$1/dev"
+        chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+            sh -eu -c "apt-get update && apt-get install -y --no-install-recommends $2 && apt-get clean"
+    ' sh "$1" "$2" >&2
+}
+
 if command -v gimp-console-3.0 >/dev/null 2>&1; then
+    if ! has_gui "" && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $GUI_PACKAGES >&2
+    fi
     echo /
     exit 0
 fi
-if [ -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
+if [ -x "$ROOT/usr/bin/gimp-console-3.0" ] && has_gui "$ROOT"; then
     echo "$ROOT"
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
+    if [ -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
+        echo "gimp-root.sh: $ROOT lacks the real-window test's packages ($GUI_PACKAGES); rerun as root" >&2
+        echo "$ROOT"
+        exit 0
+    fi
     echo "gimp-root.sh: no gimp-console-3.0 here and not root: can't install GIMP 3 or build $ROOT" >&2
     exit 1
 fi
@@ -29,7 +61,8 @@ ID=unknown
 [ -r /etc/os-release ] && . /etc/os-release
 if [ "$ID" = debian ] && [ "${VERSION_ID%%.*}" -ge 13 ] 2>/dev/null; then
     apt-get update -qq >&2  # a fresh machine's package lists may be empty or stale
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $GIMP_PACKAGES >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        $GIMP_PACKAGES $GUI_PACKAGES >&2
     echo /
     exit 0
 fi
@@ -38,6 +71,11 @@ mkdir -p "$(dirname "$ROOT")"
 exec 9>"$ROOT.lock"
 flock 9  # one builder at a time; a second caller waits, then finds the finished root
 if [ -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
+    if ! has_gui "$ROOT"; then
+        # a root cached by an older version of this script: add what the real-window test needs
+        echo "gimp-root.sh: adding $GUI_PACKAGES to $ROOT" >&2
+        root_install "$ROOT" "$GUI_PACKAGES"
+    fi
     echo "$ROOT"
     exit 0
 fi
@@ -66,15 +104,9 @@ host_mirror() {
 MIRROR=${ONNXSTYLE_DEBIAN_MIRROR:-$(host_mirror)}
 echo "gimp-root.sh: building a Debian 13 root with GIMP 3 in $PART (several minutes)" >&2
 debootstrap --variant=minbase trixie "$PART" ${MIRROR:+"$MIRROR"} >&2
-cp /etc/resolv.conf "$PART/etc/resolv.conf" 2>/dev/null || true
-unshare --mount --propagation private sh -eu -c '
-    mount -t proc proc "$1/proc"
-    mount --rbind /dev "$1/dev"
-    chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-        sh -eu -c "apt-get update && apt-get install -y --no-install-recommends $2 && apt-get clean"
-' sh "$PART" "$GIMP_PACKAGES" >&2
-if [ ! -x "$PART/usr/bin/gimp-console-3.0" ]; then
-    echo "gimp-root.sh: the build in $PART has no gimp-console-3.0" >&2
+root_install "$PART" "$GIMP_PACKAGES $GUI_PACKAGES"
+if [ ! -x "$PART/usr/bin/gimp-console-3.0" ] || ! has_gui "$PART"; then
+    echo "gimp-root.sh: the build in $PART lacks gimp-console-3.0 or the GUI test's packages" >&2
     exit 1
 fi
 mv "$PART" "$ROOT"

@@ -1,0 +1,66 @@
+# python-fu-eval script run by GIMP 3's GUI for tests/test_gimp_ui.py (tests/gimp/ui_driver.py starts
+# GIMP with it). It opens the dialog of the plug-in once per case, each time on a fresh image in
+# its own window, as a user's menu click would (RunMode.INTERACTIVE), and waits: the driver works
+# the dialog. After each dialog it appends one JSON line to $ONNXSTYLE_E2E_OUT/session.jsonl: the
+# procedure's status, its error and every layer (name, size, a raw "R'G'B'A u8" dump). Then GIMP quits.
+import json
+import os
+import traceback
+
+from gi.repository import Gegl, Gimp, Gio
+
+PROC = "plug-in-onnxstyle-neural-style"
+OUT = os.environ["ONNXSTYLE_E2E_OUT"]
+CASES = os.environ["ONNXSTYLE_E2E_CASES"].split(",")
+
+
+def report(**fields):
+    with open(os.path.join(OUT, "session.jsonl"), "a") as f:
+        f.write(json.dumps(fields) + "\n")
+
+
+def dump_layers(image, case):
+    layers = []
+    for i, layer in enumerate(image.get_layers()):
+        w, h = layer.get_width(), layer.get_height()
+        data = layer.get_buffer().get(
+            Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE
+        )
+        path = os.path.join(OUT, f"{case}-layer{i}.raw")
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        layers.append({"name": layer.get_name(), "size": [w, h], "raw": path})
+    return layers
+
+
+def dialog(case):
+    image = Gimp.file_load(
+        Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.environ["ONNXSTYLE_E2E_CONTENT"])
+    )
+    Gimp.Display.new(image)
+    Gimp.displays_flush()
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", image.get_layers())
+    # the first dialog's values (later dialogs show what GIMP remembered from the last OK)
+    config.set_property("style-file", Gio.File.new_for_path(os.environ["ONNXSTYLE_E2E_STYLE"]))
+    config.set_property("quality", "draft")
+    config.set_property("max-size", int(os.environ["ONNXSTYLE_E2E_MAX_SIZE"]))
+    result = proc.run(config)
+    status = result.index(0)
+    error = Gimp.get_pdb().get_last_error() if status != Gimp.PDBStatusType.SUCCESS else ""
+    report(case=case, status=status.value_nick, error=error, layers=dump_layers(image, case))
+
+
+for name in CASES:
+    try:
+        dialog(name)
+    except Exception:
+        report(case=name, status="exception", error=traceback.format_exc(), layers=[])
+
+quit_ = Gimp.get_pdb().lookup_procedure("gimp-quit")
+quit_config = quit_.create_config()
+quit_config.set_property("force", True)
+quit_.run(quit_config)
