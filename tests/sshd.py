@@ -52,8 +52,9 @@ class SshServer:
     key: Path
     process: subprocess.Popen
 
-    def ssh(self) -> list[str]:
-        """ssh to this server, non-interactive, with the test's key and no user configuration."""
+    def ssh(self, key: Path | None = None) -> list[str]:
+        """ssh to this server, non-interactive, with the test's key (or a copy of it at `key`) and
+        no user configuration."""
         return [
             "ssh",
             "-F",
@@ -61,7 +62,7 @@ class SshServer:
             "-p",
             str(self.port),
             "-i",
-            str(self.key),
+            str(key or self.key),
             "-o",
             "IdentitiesOnly=yes",
             "-o",
@@ -75,12 +76,13 @@ class SshServer:
             "127.0.0.1",
         ]
 
-    def command(self, remote: list[str]) -> list[str]:
+    def command(self, remote: list[str], key: Path | None = None) -> list[str]:
         """The command that runs `remote` on the server (ssh passes it to the login shell)."""
-        return self.ssh() + [shlex.join(remote)]
+        return self.ssh(key) + [shlex.join(remote)]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port of 127.0.0.1 where nothing listens (now)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -124,7 +126,7 @@ def start_server() -> SshServer:
     key = _keys(folder)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # its privilege-separation folder
-    port = _free_port()
+    port = free_port()
     with open(folder / "sshd.log", "wb") as log:  # sshd keeps its own copy of the descriptor
         process = subprocess.Popen(
             [str(SSHD), "-D", "-e", "-f", str(_config(folder, port))],

@@ -231,7 +231,9 @@ def _plugin_pixel_formats() -> set[str]:
 
 def test_the_gimp_plugin_constants_match_the_worker():
     constants = _plugin_constants()
-    assert constants["PROTOCOL_VERSION"] in P.PROTOCOL_VERSIONS  # a version the worker speaks
+    assert constants["PROTOCOL_VERSION"] == P.PROTOCOL_VERSION
+    assert constants["MAX_FRAME_BYTES"] == P.MAX_FRAME_BYTES
+    assert constants["MAX_STYLE_BYTES"] == P.MAX_STYLE_BYTES
     assert _nicks(constants["PRESETS"]) == tuple(PRESETS)
     assert _nicks(constants["DEVICES"]) == DEVICES
     assert _nicks(constants["PRESERVE"]) == P.PRESERVE
