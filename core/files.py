@@ -89,6 +89,14 @@ def read_exactly(file: BinaryIO, size: int) -> bytearray:
     return data  # not bytes(data): a second copy of a frame that may be a gigabyte
 
 
+def write_all(stream: BinaryIO, data: bytes | bytearray | memoryview) -> None:
+    """All of `data` to an unbuffered stream (a pipe may take part of a large write)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = stream.write(view)
+        view = view[written if written is not None else 0 :]
+
+
 def write_problem(path: str | os.PathLike) -> str | None:
     """Why write_atomic(path) would fail before any work is done, or None: the folder is missing or
     not writable, or the path is a folder or something other than a regular file (replacing a

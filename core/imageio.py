@@ -13,6 +13,7 @@ matters for a style transfer: the result is a new image, its input's low bits do
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -68,13 +69,32 @@ class LoadedImage:
 # --------------------------------------------------------------------------- loading
 
 
-def load_image(path: str | os.PathLike, longer_at_least: int | None = None) -> LoadedImage:
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file's bytes held in memory (a style sent in-band by a remote editor), read like a
+    file: the same header-first checks and messages, which name it by `name`."""
+
+    name: str
+    data: bytes | bytearray | memoryview
+
+    def __str__(self) -> str:
+        return self.name
+
+
+Source = str | os.PathLike | EncodedImage
+
+
+def _source(path: Source) -> Path | EncodedImage:
+    return path if isinstance(path, EncodedImage) else Path(path)
+
+
+def load_image(path: Source, longer_at_least: int | None = None) -> LoadedImage:
     """Read an image file; any problem becomes a one-line ImageError naming the file.
 
     `longer_at_least`: the caller will shrink the image so its longer side is this; a much larger
     file is then decoded smaller (JPEG's DCT scaling, else an integer box reduction), keeping the
     longer side at least twice that, so a huge file never exists at full size as floats."""
-    path = Path(path)
+    path = _source(path)
     try:
         with _opened(path) as im:
             return _decode(path, im, longer_at_least)
@@ -97,7 +117,7 @@ def load_image(path: str | os.PathLike, longer_at_least: int | None = None) -> L
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator[Image.Image]:
+def _opened(path: Path | EncodedImage) -> Iterator[Image.Image]:
     """Pillow's lazy image on the checked file (the header read, no pixels yet)."""
     with _open_checked(path) as file, warnings.catch_warnings():
         # We check the size ourselves (MAX_PIXELS); Pillow's own warning would be noise.
@@ -106,10 +126,10 @@ def _opened(path: Path) -> Iterator[Image.Image]:
             yield im
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
+def image_size(path: Source) -> tuple[int, int]:
     """(width, height) as load_image would give them (EXIF orientation applied), from the header
     alone; the same one-line ImageErrors as load_image for files that aren't images."""
-    path = Path(path)
+    path = _source(path)
     try:
         with _opened(path) as im:
             width, height = im.size
@@ -131,9 +151,13 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _open_checked(path: Path) -> BinaryIO:
+def _open_checked(path: Path | EncodedImage) -> BinaryIO:
     """The file opened for reading: a regular, non-empty file (a FIFO or /dev/zero would block or
-    never end), checked on the opened file itself."""
+    never end), checked on the opened file itself; in-memory bytes as a file."""
+    if isinstance(path, EncodedImage):
+        if not len(path.data):
+            raise ImageError(f"{path}: empty file")
+        return io.BytesIO(path.data)
     try:
         file = open_regular(path)
     except FileNotFoundError:
@@ -152,7 +176,7 @@ def _open_checked(path: Path) -> BinaryIO:
     return file
 
 
-def _check_size(path: Path, width: int, height: int) -> None:
+def _check_size(path: Path | EncodedImage, width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{path}: image has no pixels ({width}×{height})")
     if width * height > MAX_PIXELS:
@@ -162,7 +186,9 @@ def _check_size(path: Path, width: int, height: int) -> None:
         )
 
 
-def _decode(path: Path, im: Image.Image, longer_at_least: int | None = None) -> LoadedImage:
+def _decode(
+    path: Path | EncodedImage, im: Image.Image, longer_at_least: int | None = None
+) -> LoadedImage:
     width, height = im.size
     _check_size(path, width, height)
     mode = im.mode

@@ -34,10 +34,12 @@ from onnxstyle.core.engine import (
     PRESERVE_COLORS,
     PRESETS,
     TILE_GB_PER_MPX,
+    Progress,
     StyleOptions,
     check_sizes,
     resize,
     stylize,
+    work_size,
 )
 from onnxstyle.core.errors import (
     Cancelled,
@@ -53,6 +55,8 @@ from onnxstyle.core.imageio import load_image
 from onnxstyle.core.layers import MIN_SIDE, STYLE_LAYERS
 from onnxstyle.core.optim import OPTIMISERS
 from onnxstyle.core.runtime import DEVICES
+from onnxstyle.plugin import protocol as P
+from onnxstyle.plugin.client import Pixels, WorkerClient, worker_command
 
 PROG = "onnxstyle"
 EXIT_USER_ERROR = 2  # argparse's code for usage errors; we use it for every user-facing error
@@ -388,6 +392,14 @@ def _add_stylize(commands) -> None:
         "e.g. result-scale2-step0050.png",
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument_group("remote").add_argument(
+        "--worker",
+        metavar="CMD",
+        help="run the style transfer in a worker started by CMD, e.g. 'ssh gpu-box "
+        "/venv/bin/python -m onnxstyle.plugin.worker' (its machine's device computes; pixels "
+        "and style files travel over the command's stdin and stdout; not with --save-every, "
+        "--model-dir or --init PATH)",
+    )
     p.add_argument(
         "--debug",
         action="store_true",
@@ -479,6 +491,8 @@ def run_stylize(args: argparse.Namespace) -> int:
     imageio.check_output_path(output)
     overrides = engine_overrides(args)
     _check_blend(overrides.get("style_blend"), len(args.styles))
+    if args.worker is not None:
+        _check_remote(args, overrides)
     _check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
     init = overrides.get("init")
     init_path = init if init not in (None, "content", "noise") else None
@@ -486,6 +500,8 @@ def run_stylize(args: argparse.Namespace) -> int:
     options = StyleOptions.from_preset(args.preset, **overrides)
     content_size = _size_checked(args.content)
     style_sizes = [_size_checked(path) for path in args.styles]
+    if args.worker is not None:  # the worker checks the sizes against its own memory and device
+        return run_remote(args, output, overrides, work_size(*content_size[::-1], options))
     height, width = check_sizes(
         content_size[::-1], [size[::-1] for size in style_sizes], options
     )  # before any decode: a size no option may reach is refused now
@@ -545,6 +561,112 @@ def _cancelled(code: int, snapshots: list[Path]) -> int:
     else:
         print(f"{PROG}: cancelled; nothing written", file=sys.stderr)
     return code
+
+
+# ------------------------------------------------------------------------------- stylize --worker
+
+
+def _check_remote(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """Before anything is read: what a worker elsewhere can't do, and a command that parses."""
+    worker_command(args.worker)
+    init = overrides.get("init")
+    refused = {
+        "--save-every": args.save_every is not None,  # snapshots would need the worker's images
+        "--model-dir": "model_dir" in overrides,  # the worker's machine has its own
+        "--init PATH": init not in (None, "content", "noise"),  # a file of this machine
+    }
+    for flag, given in refused.items():
+        if given:
+            raise StyleError(f"{flag} can't be used with --worker (the worker runs elsewhere)")
+
+
+def run_remote(
+    args: argparse.Namespace, output: Path, overrides: dict[str, Any], size: tuple[int, int]
+) -> int:
+    """stylize with --worker: the pixels (RGB at the work size, or whole for --upscale) and the
+    style files go to the worker, the result comes back and is written here, atomically, only on
+    success; alpha, ICC and bit depth stay here. Ctrl-C sends a cancel across the link."""
+    height, width = size
+    content = _load_checked(args.content, None if args.upscale else max(height, width))
+    rgb = content.rgb if args.upscale else resize(content.rgb, height, width)
+    pixels = _pixels(rgb, content.bits)
+    weights = overrides.get("style_blend") or (1.0,) * len(args.styles)
+    started = time.monotonic()
+    with (
+        _progress_bar(args.quiet) as show,
+        _signals_cancel() as signals,
+        WorkerClient(args.worker) as worker,
+    ):
+        try:
+            result = worker.stylize(
+                pixels,
+                list(zip(args.styles, weights)),
+                _remote_options(args, overrides, max(height, width)),
+                progress=lambda message: show(_progress(message)),
+                cancelled=signals.cancelled,
+            )
+        except (Cancelled, KeyboardInterrupt):
+            return _cancelled(signals.code(), [])
+        signals.at_once = True  # from here a signal stops at once; the save removes its temp file
+        try:
+            imageio.save_image(output, _floats(result), like=content)
+        except KeyboardInterrupt:
+            return _cancelled(signals.code(), [])
+    if not args.quiet:
+        print(
+            f"{PROG}: wrote {output} ({result.width}×{result.height}) in "
+            f"{_duration(time.monotonic() - started)} on {worker.shown}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _pixels(rgb: np.ndarray, bits: int) -> Pixels:
+    """RGB in the protocol's bytes: 8-bit content as rgb8 (a quarter of float's bytes), else float."""
+    height, width = rgb.shape[:2]
+    if bits == 8:
+        data = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8).tobytes()
+        return Pixels(width, height, "rgb8", data)
+    return Pixels(width, height, "rgbf32", np.ascontiguousarray(rgb, dtype="<f4").tobytes())
+
+
+def _floats(pixels: Pixels) -> np.ndarray:
+    shape = (pixels.height, pixels.width, 3)
+    if pixels.format == "rgb8":
+        return np.frombuffer(pixels.data, np.uint8).reshape(shape).astype(np.float32) / 255.0
+    return np.frombuffer(pixels.data, "<f4").reshape(shape).astype(np.float32)
+
+
+def _remote_options(
+    args: argparse.Namespace, overrides: dict[str, Any], longer: int
+) -> dict[str, Any]:
+    """The request's options: the preset, the flags given, and the work size as max_size (the
+    content is sent at it, or whole for --upscale)."""
+    options: dict[str, Any] = {"preset": args.preset, "max_size": longer}
+    for name, value in overrides.items():
+        if name in ("device", "seed") or name in P.ENGINE_OPTIONS:
+            options[name] = value
+    if "preserve_colors" in overrides:
+        options["preserve_colors"] = overrides["preserve_colors"] or "none"
+    return options
+
+
+def _progress(message: dict[str, Any]) -> Progress:
+    """A worker's progress line as the engine's Progress (what the bar shows)."""
+
+    def number(name: str, default: float) -> float:  # a worker's line is not trusted blindly
+        value = message.get(name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return value if ok and math.isfinite(value) else default
+
+    return Progress(
+        scale=int(number("scale", 1)),
+        scales=int(number("scales", 1)),
+        step=int(number("step", 0)),
+        steps=max(1, int(number("steps", 1))),
+        loss=number("loss", math.nan),
+        eta_s=number("eta_s", math.nan) if math.isfinite(number("eta_s", math.nan)) else None,
+    )
 
 
 def _check_model_dir(model_dir: str | None, pooling: str) -> None:

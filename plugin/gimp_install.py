@@ -1,9 +1,11 @@
 """`onnxstyle gimp install|uninstall|doctor`: put the GIMP 3 plug-in where GIMP finds it.
 
 The plug-in file goes to `<GIMP profile>/plug-ins/onnxstyle-neural-style/onnxstyle-neural-style.py`
-(executable) with `onnxstyle-worker.json` beside it, which records this Python
-(`sys.executable`) as the one that runs `python -m onnxstyle.plugin.worker`: GIMP's own Python
-has neither numpy nor onnxruntime.
+(executable) with `onnxstyle-worker.json` beside it, which records the command that starts the
+worker: this Python (`sys.executable`) running `python -m onnxstyle.plugin.worker` (GIMP's own
+Python has neither numpy nor onnxruntime), or any command given with --worker, e.g. `ssh gpu-box
+/venv/bin/python -m onnxstyle.plugin.worker` for a worker on another machine. `doctor` runs hello
+through the recorded command and times the link.
 
 Also runnable as `python -m onnxstyle.plugin.gimp_install install`, which is the command the
 plug-in's error messages quote (it names the exact Python).
@@ -14,19 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from onnxstyle.core.files import write_atomic
-from onnxstyle.plugin import protocol as P
+from onnxstyle.plugin.client import WorkerClient, WorkerError, worker_command
 
 PLUGIN_NAME = "onnxstyle-neural-style"
 CONFIG_NAME = "onnxstyle-worker.json"
 GIMP_VERSIONS = ("3.0", "3.2")
 WORKER_ARGS = ["-m", "onnxstyle.plugin.worker"]
+LINK_TEST_BYTES = 4 << 20  # doctor's upload and download: a 1 Mpx rgba8 layer
 
 
 class InstallError(Exception):
@@ -87,8 +90,9 @@ def is_flatpak(gimp_dir: Path) -> bool:
     return "org.gimp.GIMP" in gimp_dir.parts
 
 
-def install_into(gimp_dir: Path, python: str) -> Path:
-    """Copy the plug-in and its worker record into one profile; returns the plug-in path."""
+def install_into(gimp_dir: Path, python: str, command: list[str] | None = None) -> Path:
+    """Copy the plug-in and its worker record into one profile; returns the plug-in path.
+    `command`: the worker command (default: `python` running the worker here)."""
     source = plugin_source()
     folder = plugin_folder(gimp_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,10 +100,11 @@ def install_into(gimp_dir: Path, python: str) -> Path:
     write_atomic(target, source.read_bytes())
     target.chmod(0o755)  # GIMP runs only executable plug-ins on Unix
     record = {
-        "python": python,
-        "args": WORKER_ARGS,
+        "command": command or [python, *WORKER_ARGS],
         "installed": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if command is None:  # a local worker: its Python, for the plug-in's advice when it fails
+        record.update(python=python, args=WORKER_ARGS)
     write_atomic(folder / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return target
 
@@ -127,15 +132,20 @@ def _targets(args: argparse.Namespace) -> list[Path]:
 
 def cmd_install(args: argparse.Namespace) -> int:
     python = sys.executable
+    command = worker_command(args.worker) if args.worker is not None else None
     for gimp_dir in _targets(args):
-        target = install_into(gimp_dir, python)
+        target = install_into(gimp_dir, python, command)
         print(f"installed {target}")
         if is_flatpak(gimp_dir):
             print(
-                "  note: Flatpak GIMP runs plug-ins in its sandbox; the worker Python "
-                f"{python} must be runnable there (a Python inside ~/, not /usr)."
+                "  note: Flatpak GIMP runs plug-ins in its sandbox; the worker command "
+                f"{command[0] if command else python} must be runnable there."
             )
-    print(f"worker Python: {python}")
+    if command:
+        print(f"worker command: {shlex.join(command)}")
+        print("check it with: onnxstyle gimp doctor (it must run without asking for a password)")
+    else:
+        print(f"worker Python: {python}")
     print("restart GIMP; the filter is Filters > Artistic > Neural Style (ONNX)…")
     return 0
 
@@ -153,27 +163,49 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     return 0
 
 
-def probe_worker(python: str, timeout: float = 120.0) -> tuple[dict | None, str]:
-    """Start the worker with `python`, say hello; (hello message or None, problem text)."""
-
+def probe_worker(command: list[str]) -> tuple[list[str], str | None]:
+    """Hello and link timings through the worker command: (report lines, problem or None)."""
     try:
-        done = subprocess.run(
-            [python, *WORKER_ARGS],
-            input=P.encode({"type": "hello", "protocol": P.PROTOCOL_VERSION}),
-            capture_output=True,
-            timeout=timeout,
+        with WorkerClient(command) as worker:
+            info = worker.hello()
+            round_trip = min(worker.ping() for _ in range(3))
+            upload = worker.ping(upload=LINK_TEST_BYTES)
+            download = worker.ping(download=LINK_TEST_BYTES)
+    except WorkerError as exc:
+        return [], str(exc)
+    mb = LINK_TEST_BYTES / 1e6
+    lines = [
+        f"worker: onnxstyle {info.onnxstyle}, protocol {info.protocol}, Python {info.python}",
+        f"ONNX Runtime providers: {', '.join(info.providers) or 'none: onnxruntime missing'}",
+        "files: "
+        + (
+            "shared (pixels travel as temporary files)"
+            if info.files
+            else "not shared (pixels travel over the link)"
+        ),
+        "devices:",
+        *(
+            f"  {row.get('device', '?'):<9} "
+            + ("available" if row.get("available") else f"unavailable: {row.get('reason')}")
+            for row in info.devices
+        ),
+        f"link: round trip {round_trip * 1e3:.1f} ms, upload {mb / max(upload, 1e-9):.0f} MB/s, "
+        f"download {mb / max(download, 1e-9):.0f} MB/s ({mb:.0f} MB each way)",
+    ]
+    if not any(row.get("available") for row in info.devices):
+        return lines, "onnxruntime missing"
+    return lines, None
+
+
+def _recorded(folder: Path) -> list[str] | None:
+    """The worker command recorded in a plug-in folder (older records: python and args)."""
+    try:
+        record = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        return worker_command(
+            record.get("command") or [record["python"], *record.get("args", WORKER_ARGS)]
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"can't run {python}: {exc}"
-    for line in done.stdout.splitlines():
-        try:
-            message = P.decode(line)
-        except P.ProtocolError:
-            continue
-        if message.get("type") == "hello":
-            return message, ""
-    err = [line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    return None, (err[-1] if err else f"exit status {done.returncode}, no answer")
+    except (OSError, ValueError, KeyError, TypeError, WorkerError):
+        return None
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -210,32 +242,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             )
         if os.name != "nt" and not os.access(plugin, os.X_OK):
             problems.append(f"{plugin} is not executable: run `onnxstyle gimp install`")
-        try:
-            record = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-            python = record["python"]
-        except (OSError, ValueError, KeyError, TypeError):
-            print("  worker Python: not recorded")
+        command = _recorded(folder)
+        if command is None:
+            print("  worker command: not recorded")
             problems.append(f"no worker record in {folder}: run `onnxstyle gimp install`")
             continue
-        hello, problem = probe_worker(python)
-        if hello is None:
-            print(f"  worker Python: {python} — NOT working: {problem}")
-            problems.append(
-                f'worker Python {python} can\'t run the worker: `"{python}" -m pip install "onnxstyle[cpu]"` '
-                "or rerun `onnxstyle gimp install` from a Python that has onnxstyle"
-            )
-            continue
-        providers = hello.get("providers") or []
-        print(
-            f"  worker Python: {python} (onnxstyle {hello.get('onnxstyle')}, protocol {hello.get('protocol')})"
-        )
-        print(
-            f"  ONNX Runtime providers: {', '.join(providers) if providers else 'none: onnxruntime missing'}"
-        )
-        if not providers:
-            problems.append(
-                f'onnxruntime missing for {python}: `"{python}" -m pip install "onnxstyle[cpu]"`'
-            )
+        print(f"  worker command: {shlex.join(command)}")
+        lines, problem = probe_worker(command)
+        for line in lines:
+            print(f"  {line}")
+        if problem:
+            print(f"  worker: NOT working: {problem}")
+            problems.append(_advice(command, problem))
             continue
         working += 1
     if problems:
@@ -245,6 +263,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         print("all good")
     return 0 if working and not problems else 1
+
+
+def _advice(command: list[str], problem: str) -> str:
+    """What to do when the recorded worker command doesn't work."""
+    if problem == "onnxruntime missing":
+        where = "where the worker runs" if _is_ssh(command) else f"for {command[0]}"
+        return f'onnxruntime missing {where}: pip install "onnxstyle[cpu]" (or [cuda]) there'
+    if _is_ssh(command):
+        return (
+            f"the worker command failed ({problem}): check that `{shlex.join(command)}` runs "
+            "without asking for a password (ssh keys or an agent) and that onnxstyle is installed "
+            "there, then rerun `onnxstyle gimp install --worker ...`"
+        )
+    return (
+        f'the worker command failed ({problem}): `"{command[0]}" -m pip install '
+        '"onnxstyle[cpu]"` or rerun `onnxstyle gimp install` from a Python that has onnxstyle'
+    )
+
+
+def _is_ssh(command: list[str]) -> bool:
+    return Path(command[0]).name in ("ssh", "ssh.exe")
 
 
 def _same_as_source(installed: Path) -> bool:
@@ -271,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--gimp-dir", metavar="DIR", help="a GIMP 3 profile folder (like GIMP3_DIRECTORY)"
         )
+        if name == "install":
+            p.add_argument(
+                "--worker",
+                metavar="CMD",
+                help="the command that starts the worker, e.g. 'ssh gpu-box /venv/bin/python -m "
+                "onnxstyle.plugin.worker' for a GPU on another machine (default: this Python)",
+            )
     return parser
 
 
@@ -284,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     try:
         return handler(args)
-    except InstallError as exc:
+    except (InstallError, WorkerError) as exc:
         print(f"onnxstyle gimp: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

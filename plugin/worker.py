@@ -1,12 +1,16 @@
 """The editor worker: `python -m onnxstyle.plugin.worker`.
 
-Speaks the JSON-lines protocol of `onnxstyle.plugin.protocol` on stdin/stdout, runs one
-stylize job at a time with the engine, and exits when stdin closes (cancelling a running job
-within one engine step). Logs go to stderr only: stdout carries protocol lines and nothing
-else, so the real stdout is kept private and fd 1 is pointed at stderr.
+Speaks the JSON-lines protocol of `onnxstyle.plugin.protocol` on stdin/stdout (frames
+included), runs one stylize job at a time with the engine, and exits when stdin closes
+(cancelling a running job within one engine step). Logs go to stderr only: stdout carries
+protocol lines and frames and nothing else, so the real stdout is kept private and fd 1 is
+pointed at stderr. Exit status: 0 at the end of stdin (a frame cut short included: the link
+dropped), 2 when a "frame" can't be followed (the next message can't be found).
 
 The editor starts it in its own process group/session (start_new_session on Unix, a
-kill-on-close Job object on Windows); the GIMP plug-in does both.
+kill-on-close Job object on Windows); the GIMP plug-in does both. Behind ssh, the remote sshd
+closes its stdin when the connection drops, and it ends the same way; it makes no folder of its
+own (in-band parts stay in memory), so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -33,36 +37,49 @@ from onnxstyle.core.files import (
     open_regular,
     read_exactly,
     same_file,
+    write_all,
     write_atomic,
     write_problem,
 )
 from onnxstyle.core.graph import StyleGraph
-from onnxstyle.core.imageio import MAX_PIXELS, image_size, load_image
+from onnxstyle.core.imageio import MAX_PIXELS, EncodedImage, image_size, load_image
 from onnxstyle.core.layers import MIN_SIDE
-from onnxstyle.core.runtime import resolve_device
+from onnxstyle.core.runtime import available_devices, resolve_device
 from onnxstyle.plugin import protocol as P
 
 log = logging.getLogger("onnxstyle.worker")
 
 PROGRESS_INTERVAL_S = 0.05  # don't flood the editor's pipe with progress lines
 GRAPHS_KEPT = 2  # loaded graph pairs kept across jobs (each holds two sessions' weights)
+CHUNK = 1 << 20  # frames are skipped and zero-filled in pieces of this size, never held whole
+ZEROS = bytes(CHUNK)
+EXIT_LOST_FRAMING = 2  # a "frame" that can't be followed: the next message can't be found
 
 
 class Channel:
-    """Thread-safe writer of protocol lines."""
+    """Thread-safe writer of protocol lines and frames: a header and its frame go out under one
+    lock, so a progress line from the job's thread never lands inside a frame."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], *frame: Any) -> None:
+        """One message; `frame`: the bytes-like pieces of its frame, written right after it."""
         data = P.encode(message)
         with self._lock:
             try:
-                self._stream.write(data)
+                write_all(self._stream, data)
+                for piece in frame:
+                    write_all(self._stream, piece)
                 self._stream.flush()
             except (BrokenPipeError, OSError, ValueError):
                 pass  # the editor is gone; stdin EOF ends us shortly
+
+
+def _zeros(count: int) -> list[memoryview]:
+    """`count` zero bytes as views of one shared piece (a ping's download, never allocated whole)."""
+    return [memoryview(ZEROS)[: min(CHUNK, count - at)] for at in range(0, count, CHUNK)]
 
 
 class GraphCache:
@@ -85,6 +102,9 @@ class GraphCache:
         while len(self._graphs) > self._keep:
             del self._graphs[next(iter(self._graphs))]
         return graph
+
+
+BUSY_MESSAGE = "a job is already running; cancel it or wait"
 
 
 class OutputError(StyleError):
@@ -116,13 +136,9 @@ def _kind_of(exc: BaseException) -> P.ErrorKind:
     return P.ErrorKind.INTERNAL
 
 
-def _read_content(spec: P.PixelFile):
-    """The content pixel file -> (rgb float32 [H,W,3], alpha or None).
-
-    Its size is checked against the engine's limits, and the file is checked to be a regular file
-    of exactly width × height × channels × bytes, before a byte is read; then that many are read."""
-    path, width, height = Path(spec.path), spec.width, spec.height
-    channels, depth = P.PIXEL_FORMATS[spec.format]
+def check_content_size(spec: P.PixelFile) -> None:
+    """The content's declared size against the engine's limits (before its file or frame is read)."""
+    width, height = spec.width, spec.height
     if width * height > MAX_PIXELS:
         raise ImageError(
             f"the content is {width}x{height} px: more than the "
@@ -132,6 +148,20 @@ def _read_content(spec: P.PixelFile):
         raise ImageError(
             f"the content is {width}x{height} px; style transfer needs at least {MIN_SIDE} px a side"
         )
+
+
+def _read_content(spec: P.PixelFile):
+    """The content pixels (a file, or the frame's part) -> (rgb float32 [H,W,3], alpha or None).
+
+    Its size is checked against the engine's limits, and a file is checked to be a regular file
+    of exactly width × height × channels × bytes, before a byte is read; then that many are read."""
+    check_content_size(spec)
+    data = spec.data if spec.path is None else _read_pixel_file(spec)
+    return _pixels_to_float(data, spec)
+
+
+def _read_pixel_file(spec: P.PixelFile) -> bytearray:
+    path, width, height = Path(spec.path), spec.width, spec.height
     try:
         with open_regular(path) as file:
             found = os.fstat(file.fileno()).st_size
@@ -146,6 +176,12 @@ def _read_content(spec: P.PixelFile):
     except (OSError, EOFError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise ImageError(f"can't read the content pixels {path}: {reason}") from None
+    return data
+
+
+def _pixels_to_float(data: Any, spec: P.PixelFile):
+    width, height = spec.width, spec.height
+    channels, depth = P.PIXEL_FORMATS[spec.format]
     if depth == 1:
         pixels = (
             np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels).astype(np.float32)
@@ -162,28 +198,33 @@ def _read_content(spec: P.PixelFile):
 
 
 def _check_output(request: P.Stylize) -> None:
-    """Before any work: the output can be written, and is none of the inputs."""
+    """Before any work: the output file can be written, and is none of the input files."""
     output = request.output
+    if output is None:  # the result goes back in-band
+        return
     problem = write_problem(output)
     if problem:
         raise OutputError(f"can't write the result {output}: {problem}")
-    for name in [request.content.path] + [style.path for style in request.styles]:
+    inputs = [request.content.path] + [style.path for style in request.styles]
+    for name in filter(None, inputs):
         if same_file(output, name):
             raise OutputError(f"the output {output} is an input ({name}); it would be overwritten")
 
 
-def _write_output(path: Path, rgb, alpha, fmt: str) -> None:
-    """Pixels in `fmt`, written to a temporary name and renamed, so `path` is always whole."""
-
+def _encode_pixels(rgb, alpha, fmt: str) -> bytes:
+    """Pixels in protocol format `fmt` (alpha as it came in)."""
     channels, depth = P.PIXEL_FORMATS[fmt]
     planes = [np.clip(rgb, 0.0, 1.0)]
     if channels == 4:
         planes.append(alpha[..., None])
     pixels = np.concatenate(planes, axis=2)
     if depth == 1:
-        data = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).tobytes()
-    else:
-        data = pixels.astype("<f4").tobytes()
+        return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).tobytes()
+    return pixels.astype("<f4").tobytes()
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    """Written to a temporary name and renamed, so `path` is always whole."""
     try:
         write_atomic(path, data)  # its temporary file is gone whatever fails
     except OSError as exc:
@@ -194,18 +235,17 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     """Checked protocol options -> engine StyleOptions.
 
     "strength" is the engine's strength; "preserve_colors": "none" is the engine's None; an absent
-    or null "max_size" or "steps" keeps the preset's; several styles are blended with their relative
-    weights."""
+    or null "max_size" keeps the preset's; several styles are blended with their relative weights;
+    engine options override the preset's."""
     overrides: dict[str, Any] = {
         "strength": options.strength,
         "preserve_colors": None if options.preserve_colors == "none" else options.preserve_colors,
         "device": options.device,
         "seed": options.seed,
+        **dict(options.engine),
     }
     if options.max_size is not None:
         overrides["max_size"] = options.max_size
-    if options.steps is not None:
-        overrides["steps"] = options.steps
     if len(weights) > 1:
         overrides["style_blend"] = tuple(weights)  # relative: the engine normalises them
     return StyleOptions.from_preset(options.preset, **overrides)
@@ -215,9 +255,14 @@ def _styles(job: Job, longer_at_least: int) -> list:
     """The style images, decoded no larger than the run needs; a cancel is honoured between them."""
     images = []
     for spec in job.request.styles:
-        images.append(load_image(spec.path, longer_at_least).rgb)
+        images.append(load_image(_style_source(spec), longer_at_least).rgb)
         _stop_if_cancelled(job)
     return images
+
+
+def _style_source(spec: P.StyleSpec) -> str | EncodedImage:
+    """A style's file, or its bytes from the frame (decoded in memory, checked alike)."""
+    return spec.path if spec.path is not None else EncodedImage(spec.label, spec.data)
 
 
 def _stop_if_cancelled(job: Job) -> None:
@@ -240,22 +285,33 @@ def _memory_message(exc: BaseException) -> str:
     )
 
 
+# A final message and its frame's pieces (the result's pixels when they go back in-band).
+Final = tuple[dict[str, Any], tuple[Any, ...]]
+
+
 def run_job(job: Job, out: Channel, graphs: GraphCache | None = None) -> None:
     """Run one stylize request and send its single final message (result, error or cancelled)."""
-    final = execute(job, out, graphs or GraphCache())
+    final, frame = execute(job, out, graphs or GraphCache())
     job.done.set()
-    out.send(final)
+    out.send(final, *frame)
 
 
-def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
+def execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
     """Run one stylize request, sending its progress; returns its final message (not sent)."""
+    try:
+        return _execute(job, out, graphs)
+    except Exception as exc:  # every failure is one final message
+        return _failure(job, exc), ()
+
+
+def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
     started = time.monotonic()
     request = job.request
     try:
         _check_output(request)
         engine_options = _engine_options(request.options, [s.weight for s in request.styles])
         size = (request.content.height, request.content.width)
-        style_sizes = [image_size(spec.path)[::-1] for spec in request.styles]
+        style_sizes = [image_size(_style_source(spec))[::-1] for spec in request.styles]
         height, width = check_sizes(size, style_sizes, engine_options)  # before any decode
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
@@ -284,8 +340,11 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
         _stop_if_cancelled(job)
         height, width = content.shape[:2]
         result = resize(result, height, width)  # the engine may work smaller; no-op if not
-        _write_output(Path(request.output), result, alpha, request.content.format)
-        return P.result(
+        data = _encode_pixels(result, alpha, request.content.format)
+        del result, content, alpha  # the answer may be large: drop the floats first
+        if request.output is not None:
+            _write_output(Path(request.output), data)
+        message = P.result(
             job.id,
             request.output,
             width,
@@ -293,39 +352,63 @@ def execute(job: Job, out: Channel, graphs: GraphCache) -> dict[str, Any]:
             request.content.format,
             time.monotonic() - started,
         )
+        return message, (() if request.output is not None else (data,))
     except Cancelled:
         log.info("job %s cancelled", job.id)
-        return P.cancelled(job.id)
-    except P.ProtocolError as exc:
+        return P.cancelled(job.id), ()
+
+
+def _failure(job: Job, exc: Exception) -> dict[str, Any]:
+    """A failed job's one final message."""
+    if isinstance(exc, P.ProtocolError):
         return P.error(job.id, P.ErrorKind.PROTOCOL, str(exc))
-    except MemoryError as exc:
+    if isinstance(exc, MemoryError):
         return P.error(job.id, P.ErrorKind.MEMORY, _memory_message(exc))
-    except StyleError as exc:
+    if isinstance(exc, StyleError):
         return P.error(job.id, _kind_of(exc), str(exc))
-    except Exception as exc:  # a bug or an unmapped library error: one line out, details to stderr
-        traceback.print_exc(file=sys.stderr)
-        kind = _kind_of(exc)
-        if kind == P.ErrorKind.MEMORY:
-            return P.error(job.id, kind, _memory_message(exc))
-        message = (
-            f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
-        )
-        return P.error(job.id, kind, message)
+    # a bug or an unmapped library error: one line out, details to stderr
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    kind = _kind_of(exc)
+    if kind == P.ErrorKind.MEMORY:
+        return P.error(job.id, kind, _memory_message(exc))
+    message = f"internal error in the worker ({type(exc).__name__}: {exc}); details on its stderr"
+    return P.error(job.id, kind, message)
 
 
-def hello() -> dict[str, Any]:
+def hello(request: P.Hello | None = None) -> dict[str, Any]:
+    """The answer to a hello, in the version the editor asked for (at most ours)."""
+    request = request or P.Hello(P.PROTOCOL_VERSION)
     try:
         import onnxruntime  # noqa: PLC0415 (optional until a session is made)
 
         providers = list(onnxruntime.get_available_providers())
+        devices = available_devices() if request.spoken >= 2 else []
     except Exception as exc:  # still answer: the editor shows what's wrong
-        providers = []
+        providers, devices = [], []
         log.warning("onnxruntime unavailable: %s", exc)
     try:
         onnxstyle_version = version("onnxstyle")
     except Exception:
         onnxstyle_version = "unknown"
-    return P.hello_reply(onnxstyle_version, sys.executable, providers)
+    return P.hello_reply(
+        onnxstyle_version,
+        sys.executable,
+        providers,
+        protocol=request.spoken,
+        devices=devices,
+        files=request.files is not None and files_shared(request.files),
+    )
+
+
+def files_shared(probe: P.FilesProbe) -> bool:
+    """Whether the editor's probe file holds its nonce here: then both see the same files. Read
+    like any input: opened without blocking, a regular file, at most NONCE_FILE_BYTES."""
+    try:
+        with open_regular(probe.path) as file:
+            data = file.read(P.NONCE_FILE_BYTES + 1)
+    except (OSError, ValueError):  # missing, a FIFO, a folder, a NUL in the name: not shared
+        return False
+    return data == probe.nonce.encode("utf-8")
 
 
 class Worker:
@@ -344,19 +427,92 @@ class Worker:
         self.waiting: Job | None = None  # a job sent after the running one was cancelled
         self._lock = threading.Lock()
 
-    def handle(self, line: bytes) -> None:
-        """One request line: answered here (hello, a bad request) or handed to a job thread."""
+    def handle(self, line: bytes) -> int | None:
+        """One request line and its frame: answered here (hello, ping, a bad request) or handed to
+        a job thread. None to go on reading; an exit status when the stream can't go on."""
         try:
-            request = P.parse_request(line)
-        except P.ProtocolError as exc:
+            message = P.decode_object(line)
+            frame = P.frame_length(message)
+        except P.FrameError as exc:
+            why = f"{exc}; the next request can't be found, the worker stops"
+            self.out.send(P.error(exc.id, P.ErrorKind.PROTOCOL, why))
+            return EXIT_LOST_FRAMING
+        except P.ProtocolError as exc:  # not a JSON object: it declares no frame
             self.out.send(P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
-            return
+            return None
+        try:
+            request = P.parse_request(message)
+        except P.ProtocolError as exc:
+            return self._refuse(frame, P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
         if isinstance(request, P.Hello):
-            self.out.send(hello())
+            self.out.send(hello(request))
+        elif isinstance(request, P.Ping):
+            return self._pong(request)
         elif isinstance(request, P.Stylize):
-            self._submit(Job(id=request.id, request=request))
+            return self._receive(request)
         else:
             self._cancel(request.id)
+        return None
+
+    def _refuse(self, frame: int, answer: dict[str, Any]) -> int | None:
+        """Skip a refused request's frame (never held), then answer: the stream stays in step."""
+        try:
+            self._skip(frame)
+        except EOFError as exc:
+            return self._cut_short(exc)
+        self.out.send(answer)
+        return None
+
+    def _skip(self, count: int) -> None:
+        while count > 0:
+            piece = self.stdin.read(min(CHUNK, count))
+            if not piece:
+                raise EOFError(f"{count} bytes short")
+            count -= len(piece)
+
+    def _cut_short(self, exc: EOFError) -> int:
+        """stdin ended inside a frame: the link dropped (or the editor stopped mid-send)."""
+        log.info("stdin ended inside a frame (%s): the editor's link dropped", exc)
+        message = f"the request's frame ended {exc}: the link closed"
+        self.out.send(P.error(None, P.ErrorKind.PROTOCOL, message))
+        return 0
+
+    def _pong(self, request: P.Ping) -> int | None:
+        try:
+            self._skip(request.frame)
+        except EOFError as exc:
+            return self._cut_short(exc)
+        answer = P.pong(request.id, request.frame, request.reply_bytes)
+        self.out.send(answer, *_zeros(request.reply_bytes))
+        return None
+
+    def _receive(self, request: P.Stylize) -> int | None:
+        """A stylize: its frame read (after the checks that need no bytes of it), then submitted."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return self._refuse(request.frame, refusal)
+        if request.frame:
+            try:
+                request = request.with_frame(read_exactly(self.stdin, request.frame))
+            except EOFError as exc:
+                return self._cut_short(exc)
+        self._submit(Job(id=request.id, request=request))
+        return None
+
+    def _refusal(self, request: P.Stylize) -> dict[str, Any] | None:
+        """The answer to a stylize refused before its frame is read: busy, or content too large."""
+        if not request.frame:
+            return None  # nothing to skip: the job thread says everything, in v1's order
+        with self._lock:
+            busy = self.job is not None and not (self.job.cancel.is_set() and self.waiting is None)
+        if busy:
+            return P.error(request.id, P.ErrorKind.BUSY, BUSY_MESSAGE)
+        if request.content.path is None:
+            try:
+                check_content_size(request.content)
+            except ImageError as exc:
+                return P.error(request.id, P.ErrorKind.IMAGE, str(exc))
+        return None
 
     def _lines(self) -> Iterator[bytes | None]:
         """stdin's lines, each read with a bound; None for one too long (skipped to its end)."""
@@ -377,9 +533,7 @@ class Worker:
             if self.job.cancel.is_set() and self.waiting is None:
                 self.waiting = job
                 return
-        self.out.send(
-            P.error(job.id, P.ErrorKind.BUSY, "a job is already running; cancel it or wait")
-        )
+        self.out.send(P.error(job.id, P.ErrorKind.BUSY, BUSY_MESSAGE))
 
     def _cancel(self, job_id: str | None) -> None:
         with self._lock:
@@ -394,24 +548,33 @@ class Worker:
         job.thread.start()
 
     def _run(self, job: Job) -> None:
-        final = execute(job, self.out, self.graphs) if not job.cancel.is_set() else None
+        cancelled: Final = (P.cancelled(job.id), ())
+        final, frame = execute(job, self.out, self.graphs) if not job.cancel.is_set() else cancelled
         with self._lock:
             # the next job becomes current before this one's final message goes out, so a request
             # sent after that message never finds the worker busy with a finished job
             self.job, self.waiting = self.waiting, None
             job.done.set()
-            self.out.send(final or P.cancelled(job.id))
+            self.out.send(final, *frame)
             if self.job is not None:
                 self._start(self.job)
 
     def serve(self) -> int:
+        """Answer requests until stdin ends; returns the exit status."""
+        status = None
         for line in self._lines():
             if line is None:
                 message = f"a request line is longer than {P.MAX_LINE_BYTES} bytes"
                 self.out.send(P.error(None, P.ErrorKind.PROTOCOL, message))
             elif line.strip():
-                self.handle(line)
-        # stdin closed: the editor is gone or done; cancel what runs or waits, then end
+                status = self.handle(line)
+                if status is not None:
+                    break
+        self._end()
+        return status or 0
+
+    def _end(self) -> None:
+        """stdin closed: the editor is gone or done; cancel what runs or waits, then end."""
         with self._lock:
             jobs = [job for job in (self.job, self.waiting) if job is not None]
         for job in jobs:
@@ -422,7 +585,6 @@ class Worker:
                 time.sleep(0.01)
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
-        return 0
 
 
 def _private_stdout() -> BinaryIO:
@@ -435,6 +597,10 @@ def _private_stdout() -> BinaryIO:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Nothing left behind on the worker's machine: ONNX Runtime ≥ 1.32 on Linux and macOS writes a
+    # telemetry session file into $TMPDIR and a cache under ~/.cache at import unless told not to
+    # (its ORT_DISABLE_TELEMETRY=1, read once, before the import); a user's own setting wins.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     logging.basicConfig(
         level=os.environ.get("ONNXSTYLE_WORKER_LOG", "INFO"),
         stream=sys.stderr,

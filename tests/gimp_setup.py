@@ -111,3 +111,11 @@ def gui_ready(root: str) -> None:
             f"no virtual screen for GIMP's window: {where} lacks {', '.join('/' + m for m in missing)}; "
             "as root, tests/gimp/gimp-root.sh adds them (xvfb, xauth, at-spi2-core, python3-pyatspi)"
         )
+
+
+def ssh_missing(root: str) -> str | None:
+    """Why the plug-in can't run ssh in GIMP's root (None: it can)."""
+    if (Path(root) / "usr/bin/ssh").exists():
+        return None
+    where = "this host" if root == "/" else root
+    return f"{where} has no ssh client for the plug-in; as root, tests/gimp/gimp-root.sh adds it"

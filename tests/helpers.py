@@ -1,5 +1,6 @@
 """Helpers the tests share (fixtures live in conftest.py)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,19 @@ def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     x = rng.random((1, 3, height + 2, width + 2), dtype=np.float32)
     x = (x[:, :, :-2, :-2] + x[:, :, 1:-1, 1:-1] + x[:, :, 2:, 2:] + x[:, :, 1:-1, :-2]) / 4
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def read_messages(data: bytes) -> list[tuple[dict, bytes | None]]:
+    """A worker's output split into messages and their frames (every byte accounted for)."""
+    messages, at = [], 0
+    while at < len(data):
+        end = data.index(b"\n", at) + 1
+        message = json.loads(data[at:end])
+        size = message.get("frame", 0)
+        assert len(data) >= end + size, "a frame cut short"
+        messages.append((message, data[end : end + size] if size else None))
+        at = end + size
+    return messages
 
 
 def example_image(name: str, longer: int) -> np.ndarray:

@@ -3,6 +3,9 @@
 The invariants, for every example:
 - the worker answers every request line exactly once (a "cancel" is answered by its job's final
   message), with a well-formed message; kind "internal" never appears;
+- frames (protocol 2): whatever a request's frame declares, the bytes after it are read as the
+  frame, refused or not, so the answers stay in step; a "frame" that can't be followed, or a
+  stream cut inside a frame, is one answer and the end;
 - the CLI exits 0 or 2, and an error is one line; never a traceback or exit 1;
 - nothing outside the job's own files changes: a sentinel folder of the user's files (also named as
   inputs, outputs and "workdir", through links too) stays as it was, and no .part is left.
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_messages
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -287,6 +291,7 @@ def expected_answers(raw_lines: list[bytes]) -> int:
 def check_answer(message: dict) -> None:
     assert isinstance(message, dict) and message.get("type") in (
         "hello",
+        "pong",
         "progress",
         "result",
         "error",
@@ -329,6 +334,99 @@ def serve_all(raw_lines: list[bytes]) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
+# ------------------------------------------------------------------------------- frames
+
+FRAMES_EXAMPLES = 100
+
+
+def framed(place: Place):
+    """(header, declared bytes, bytes sent): requests with frames, good and broken."""
+    content = place.content.read_bytes()
+    style = place.style.read_bytes()
+    junk = st.sampled_from([b"not a png", b"\n" * 40, bytes(3072)])
+    heads = st.one_of(st.just(content), st.just(content), st.just(content), junk)
+    parts = st.tuples(heads, st.lists(st.one_of(st.just(style), junk), min_size=1, max_size=2))
+
+    def stylize(parts: list[bytes], delta: int, changes: dict) -> tuple[dict, bytes]:
+        head, *styles = parts
+        request = {
+            "type": "stylize",
+            "id": "job-1",
+            "content": {"width": 48, "height": 40, "format": "rgba8", "bytes": len(head)},
+            "output": {"frame": True},
+            "styles": [{"bytes": len(data), "name": "s.png"} for data in styles],
+            "options": {"preset": "draft", "device": "cpu", "max_size": 32},
+            "frame": max(0, sum(map(len, parts)) + delta),
+        }
+        request.update(changes)
+        return request, b"".join(parts)
+
+    stylizes = st.builds(
+        stylize,
+        parts.map(lambda p: [p[0], *p[1]]),
+        st.sampled_from([0, 0, 0, -1, 1, -100]),
+        st.one_of(
+            st.just({}),
+            st.dictionaries(st.sampled_from(["frame", "output", "options", "x"]), JUNK, max_size=1),
+        ),
+    )
+    others = st.builds(
+        lambda kind, size, reply: (
+            {"type": kind, "id": "p", "frame": size, "reply_bytes": reply},
+            os.urandom(size) if isinstance(size, int) and 0 <= size < 10**5 else b"",
+        ),
+        st.sampled_from(["ping", "ping", "hello", "cancel", "upload"]),
+        st.one_of(st.integers(0, 5000), st.integers(0, 5000), JUNK),
+        st.one_of(st.integers(0, 5000), st.integers(0, 5000), JUNK),
+    )
+    return st.one_of(stylizes, others)
+
+
+def _declared(message: dict) -> int | None:
+    """The frame the worker will read after this header; None when it can't follow it."""
+    try:
+        return P.frame_length(message)
+    except P.ProtocolError:
+        return None
+
+
+@settings(max_examples=FRAMES_EXAMPLES, **SETTINGS)
+@given(data=st.data())
+def test_frames_keep_the_stream_in_step(place, data):
+    items = data.draw(st.lists(framed(place), min_size=1, max_size=3))
+    cut = data.draw(st.booleans())  # the link drops inside the last frame
+    stream, wanted = b"", 0
+    for message, body in items:
+        declared = _declared(message)
+        size = declared or 0
+        body = (body + os.urandom(size))[:size]  # exactly what the header declares
+        stream += json.dumps(message).encode() + b"\n"
+        wanted += not isinstance(_parsed(message), P.Cancel)
+        if declared is None:
+            break  # the worker answers once and stops: nothing after is read
+        stream += body[: size // 2] if cut and message is items[-1][0] and size else body
+    stream += b'{"type": "hello"}\n' if declared is not None and not cut else b""
+    wanted += declared is not None and not cut
+    out = io.BytesIO()
+    status = W.Worker(io.BytesIO(stream), W.Channel(out), GRAPHS).serve()
+    answers = read_messages(out.getvalue())
+    for message, _ in answers:
+        check_answer(message)
+    finals = [m for m, _ in answers if m["type"] != "progress"]
+    for message in finals:
+        event(f"{message['type']} {message.get('kind', '')}")
+    assert len(finals) == wanted, (items, finals)
+    assert status == (W.EXIT_LOST_FRAMING if declared is None else 0)
+    place.assert_untouched()
+
+
+def _parsed(message: dict):
+    try:
+        return P.parse_request(message)
+    except P.ProtocolError:
+        return None
+
+
 # ------------------------------------------------------------------------------- the CLI
 
 BAD_TEXT = st.one_of(
@@ -358,6 +456,7 @@ def cli_flags(place: Place):
         "--model-dir": st.sampled_from([str(place.sentinel), str(place.job / "nope")]),
         "--preserve-colors": st.sampled_from(["none", "luminance", "sepia"]),
         "--device": st.sampled_from(["cpu", "cuda", "tpu"]),
+        "--worker": st.sampled_from(["", "ssh 'unclosed", "/nonexistent/python -m w", "false"]),
     }
     return st.lists(
         st.sampled_from(sorted(values)).flatmap(lambda f: values[f].map(lambda v: (f, v))),

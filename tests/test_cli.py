@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
+import shlex
 import signal
 import struct
 import subprocess
@@ -24,6 +26,8 @@ from PIL import Image, ImageCms
 from onnxstyle.core.engine import StyleOptions
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.plugin import cli
+from onnxstyle.plugin import protocol as P
+from onnxstyle.plugin import worker as W
 
 SCRIPT = Path(sys.executable).with_name("onnxstyle")  # the console script of this environment
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onnxstyle.plugin.cli"]
@@ -320,6 +324,26 @@ def test_flags_reach_the_options():
         tile_overlap=16,
     )
     assert {name: getattr(options, name) for name in expected} == expected
+
+
+def test_flags_reach_a_worker_as_they_reach_the_engine():
+    """CLI flags -> protocol options -> the worker's StyleOptions: the same run, except what the
+    request carries otherwise (the work size as max_size, the blend as the styles' weights) and
+    what a worker elsewhere can't take (--model-dir, refused)."""
+    flags = ALL_FLAGS[: ALL_FLAGS.index("--model-dir")] + ALL_FLAGS[ALL_FLAGS.index("models") + 1 :]
+    args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", *flags])
+    overrides = cli.engine_overrides(args)
+    message = {
+        "type": "stylize",
+        "content": {"path": "c.raw", "width": 64, "height": 48, "format": "rgb8"},
+        "output": {"path": "o.raw"},
+        "styles": [{"path": "s.png", "weight": 2.0}],
+        "options": cli._remote_options(args, overrides, 64),
+    }
+    job = P.parse_request(json.dumps(message))
+    sent = W._engine_options(job.options, [style.weight for style in job.styles])
+    expected = StyleOptions.from_preset(args.preset, **{**overrides, "max_size": 64})
+    assert dataclasses.replace(sent, style_blend=(2.0,)) == expected
 
 
 def test_flags_not_given_keep_the_preset():
@@ -650,6 +674,8 @@ TERM_DURING_SAVE = r"""
 import os, signal, sys
 from onnxstyle.core import imageio
 from onnxstyle.plugin import cli
+from onnxstyle.plugin import protocol as P
+from onnxstyle.plugin import worker as W
 encode = imageio._encode
 def interrupted(*args, **kwargs):  # the fault: SIGTERM arrives while the result is being written
     os.kill(os.getpid(), signal.SIGTERM)
@@ -689,3 +715,45 @@ def test_ctrl_c_keeps_the_snapshots_and_says_where(tmp_path):
     assert kept and f"kept {len(kept)} snapshot(s) in {tmp_path}" in rest, rest
     assert f"the last {kept[-1]}" in rest and "nothing written" not in rest
     assert not (tmp_path / "out.png").exists() and not list(tmp_path.glob("*.part"))
+
+
+# --------------------------------------------------------------------------- --worker
+
+WORKER = shlex.join([sys.executable, "-m", "onnxstyle.plugin.worker"])
+
+
+def test_worker_flag_gives_the_local_result(capsys, pictures):
+    """The job in a worker process (files shared: the fast local path) writes exactly what the
+    local run writes; with --upscale the content goes whole, so not even rounding differs."""
+    code, err = stylize(capsys, pictures, "local.png", "--upscale")
+    assert code == 0, err
+    code, err = stylize(capsys, pictures, "remote.png", "--upscale", "--worker", WORKER)
+    assert code == 0, err
+    with Image.open(pictures / "local.png") as a, Image.open(pictures / "remote.png") as b:
+        assert a.size == b.size == (64, 48) and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--save-every", "1"], "--save-every can't be used with --worker"),
+        (["--model-dir", "."], "--model-dir can't be used with --worker"),
+        (["--init", "content.png"], "--init PATH can't be used with --worker"),
+        (["--worker", ""], "the worker command is empty"),
+        (["--worker", "ssh 'gpu"], "can't read the worker command"),
+    ],
+)
+def test_what_a_worker_elsewhere_cant_do_is_refused_first(capsys, pictures, extra, words):
+    worker = [] if extra[0] == "--worker" else ["--worker", WORKER]
+    code, err = stylize(capsys, pictures, "out.png", *extra, *worker)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert names(pictures) == {"content.png", "style.png"}
+
+
+def test_a_worker_that_fails_is_one_line_and_writes_nothing(capsys, pictures):
+    script = "import sys; sys.stderr.write('worker: no GPU here\\n'); sys.exit(3)"
+    worker = shlex.join([sys.executable, "-c", script])
+    code, err = stylize(capsys, pictures, "out.png", "--worker", worker)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the worker exited with status 3: worker: no GPU here" in err
+    assert names(pictures) == {"content.png", "style.png"}

@@ -3,20 +3,26 @@
 gimp_setup.py finds GIMP 3 (the host's, or the cached Debian 13 root, where tests/gimp/gimp-batch.sh
 runs it with the worker's Python and the sources bind-mounted) and skips without it, except under
 CI=true, where a missing GIMP is a failure. The dialog is tested in test_gimp_ui.py.
+
+The same batch also runs the plug-in with the worker behind ssh (tests/sshd.py's sshd on
+127.0.0.1): GIMP in its root has a /tmp of its own, so the worker on the host shares no file with
+the plug-in and every pixel travels in-band.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gimp_setup import SCRIPTS, binds, gimp_root, install
+from gimp_setup import SCRIPTS, binds, gimp_root, install, ssh_missing, unavailable
 from PIL import Image
+from sshd import free_port, ssh_server_fixture, worker_args  # noqa: F401 (a fixture: ssh_server)
 
 PAD = 4  # tests/gimp/e2e_batch.py: the layer sits at (4, 4) on a larger canvas
 SELECTION = (20, 16, 40, 32)  # x, y, w, h in image coordinates (e2e_batch.py)
@@ -48,7 +54,38 @@ def _make_images(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def gimp_run(tmp_path_factory):
+def gimp_ssh(request) -> dict:
+    """The worker behind ssh as the plug-in will run it ("env": the batch's variables), or why
+    not ("reason"): no sshd here, or no ssh client in GIMP's root."""
+    try:
+        server = request.getfixturevalue("ssh_server")
+    except pytest.skip.Exception as exc:
+        return {"env": {}, "reason": str(exc)}
+    missing = ssh_missing(gimp_root())
+    return {"env": {}, "reason": missing, "server": server}
+
+
+def _ssh_env(ssh: dict, folder: Path) -> dict[str, str]:
+    """ONNXSTYLE_E2E_SSH and _SSH_REFUSED (a port where nothing listens): files holding worker
+    commands with a copy of the test's key, in the folder GIMP sees."""
+    if ssh["reason"]:
+        return {}
+    key = folder / "ssh-key"
+    shutil.copy(ssh["server"].key, key)
+    key.chmod(0o600)  # ssh refuses a private key others may read
+    command = ssh["server"].command(worker_args(), key=key)
+    refused = list(command)
+    refused[refused.index("-p") + 1] = str(free_port())
+    env = {}
+    for name, words in (("SSH", command), ("SSH_REFUSED", refused)):
+        path = folder / f"{name.lower()}.json"  # gimp-batch.sh passes values without spaces
+        path.write_text(json.dumps(words))
+        env[f"ONNXSTYLE_E2E_{name}"] = str(path)
+    return env
+
+
+@pytest.fixture(scope="module")
+def gimp_run(tmp_path_factory, gimp_ssh):
     root = gimp_root()
     folder = tmp_path_factory.mktemp("gimp-e2e")
     gimp_dir, home, out = folder / "gimp3", folder / "home", folder / "out"
@@ -66,6 +103,7 @@ def gimp_run(tmp_path_factory):
         "ONNXSTYLE_E2E_BAD_STYLE": str(images["corrupt"]),
         # the interpreter under the venv: a Python without onnxstyle
         "ONNXSTYLE_E2E_BARE_PYTHON": str(Path(sys.executable).resolve()),
+        **_ssh_env(gimp_ssh, folder),
     }
     command = [str(SCRIPTS / "gimp-batch.sh"), root, str(SCRIPTS / "e2e_batch.py")]
     if root != "/":
@@ -191,6 +229,32 @@ def test_broken_worker_setups_say_how_to_fix_them(gimp_run):
     for case in (gone, bare):
         (layer,) = case["layers"]
         assert np.array_equal(pixels(layer), original)
+
+
+def test_the_worker_behind_ssh_paints_the_same_layer(gimp_run, gimp_ssh):
+    """The recorded command is ssh to 127.0.0.1; nothing is shared, so the layer's pixels, the
+    style file and the result travel in-band: the new layer equals the local worker's."""
+    if gimp_ssh["reason"]:
+        unavailable(gimp_ssh["reason"])
+    local, remote = _case(gimp_run, "new-layer"), _case(gimp_run, "ssh-new-layer")
+    assert remote["status"] == "success", remote["error"]
+    assert "files not shared: pixels in-band" in gimp_run[2], "the plug-in used files"
+    (new, source), (local_new, _) = remote["layers"], local["layers"]
+    assert new["name"] == local_new["name"] and new["offsets"] == local_new["offsets"]
+    assert np.array_equal(pixels(new), pixels(local_new))
+    assert np.array_equal(pixels(source), gimp_run[1])
+
+
+def test_a_refused_ssh_connection_is_one_line_and_the_image_unchanged(gimp_run, gimp_ssh):
+    if gimp_ssh["reason"]:
+        unavailable(gimp_ssh["reason"])
+    case = _case(gimp_run, "ssh-refused")
+    assert case["status"] == "execution-error", case
+    error = case["error"].strip()
+    assert error.startswith("The connection to the onnxstyle worker dropped") and "\n" not in error
+    assert "Connection refused" in error, error
+    (layer,) = case["layers"]
+    assert np.array_equal(pixels(layer), gimp_run[1])
 
 
 # ------------------------------------------------------------------ the installer (no GIMP needed)

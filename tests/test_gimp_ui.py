@@ -297,7 +297,7 @@ def test_the_preset_labels_say_what_they_do():
 def test_the_preview_options_are_what_the_worker_accepts():
     options = {
         "preset": "draft",
-        **_plugin_function("strength_option")(0.0),
+        "strength": 0.0,
         "max_size": _plugin_constant("PREVIEW_SIZE"),
         "steps": _plugin_constant("PREVIEW_STEPS"),
         "preserve_colors": "none",

@@ -47,6 +47,41 @@ def test_a_good_stylize_request_parses_to_typed_fields():
     assert parse({"type": "cancel"}) == P.Cancel(None)
 
 
+def test_an_in_band_request_parses_to_parts_cut_from_its_frame():
+    message = request(
+        content={"width": 32, "height": 24, "format": "rgb8", "bytes": 32 * 24 * 3},
+        styles=[{"path": "s.png"}, {"bytes": 5, "name": "two.jpg", "weight": 2}],
+        output={"frame": True},
+        frame=32 * 24 * 3 + 5,
+    )
+    job = parse(message)
+    assert job.content.path is None and job.output is None and job.frame == 2309
+    assert (
+        job.styles[1] == P.StyleSpec(None, 2.0, 5, "two.jpg") and job.styles[1].label == "two.jpg"
+    )
+    frame = bytes(range(256)) * 9 + bytes(5)
+    job = job.with_frame(frame)
+    assert bytes(job.content.data) == frame[:2304] and bytes(job.styles[1].data) == frame[2304:]
+    assert job.styles[0].data is None
+    assert P.frame_length(message) == 2309 and P.frame_length(request()) == 0
+
+
+def test_hello_answers_in_the_editor_s_version():
+    assert parse({"type": "hello", "protocol": 1}).spoken == 1
+    assert parse({"type": "hello", "protocol": 7}).spoken == P.PROTOCOL_VERSION
+    probe = parse({"type": "hello", "protocol": 2, "files": {"path": "/p", "nonce": "n" * 16}})
+    assert probe.files == P.FilesProbe("/p", "n" * 16)
+    with pytest.raises(P.ProtocolError, match="nonce"):
+        parse({"type": "hello", "protocol": 2, "files": {"path": "/p", "nonce": "short"}})
+    assert set(P.hello_reply("0.1", "/py", [], protocol=1)) == {
+        "type",
+        "protocol",
+        "onnxstyle",
+        "python",
+        "providers",
+    }
+
+
 @pytest.mark.parametrize(
     "value, ok",
     [
@@ -82,13 +117,20 @@ def test_every_numeric_field_goes_through_the_one_check():
     """A non-number in each field named in NUMBERS is refused, naming the field."""
     for name in P.NUMBERS:
         kind, _, key = name.partition(".")
-        if kind == "hello":
-            message = {"type": "hello", key: "x"}
+        if kind in ("hello", "ping"):
+            message = {"type": kind, key: "x"}
+        elif kind == "frame":
+            message = request(frame="x")
         elif kind == "styles":
-            message = request(styles=[{"path": "s.png", key: "x"}])
+            message = request(
+                styles=[{"path": "s.png", key: "x"} if key != "bytes" else {key: "x"}]
+            )
         else:
             message = request()
-            message[kind] = {**message[kind], key: "x"}
+            message[kind] = {
+                k: v for k, v in message[kind].items() if k != "path" or key != "bytes"
+            }
+            message[kind][key] = "x"
         with pytest.raises(P.ProtocolError, match=f'"{name}" must be'):
             parse(message)
 
@@ -104,6 +146,8 @@ def test_builders_give_one_json_line_each():
         P.hello_reply("0.1.0", "/py", ["CPUExecutionProvider"]),
         P.progress("j", 1, 2, 3, 60, math.nan, None),
         P.result("j", "o.raw", 32, 24, "rgba8", 1.23456),
+        P.result("j", None, 32, 24, "rgba8", 1.23456),
+        P.pong("p", 10, 20),
         P.cancelled("j"),
         P.error("j", P.ErrorKind.IMAGE, "two\nlines"),
     ]
@@ -112,7 +156,9 @@ def test_builders_give_one_json_line_each():
         assert line.endswith(b"\n") and line.count(b"\n") == 1
         assert P.decode(line) == message
     assert messages[1]["loss"] is None and messages[1]["fraction"] == round((0 + 3 / 60) / 2, 4)
-    assert messages[4] == {"type": "error", "id": "j", "kind": "image", "message": "two lines"}
+    assert messages[6] == {"type": "error", "id": "j", "kind": "image", "message": "two lines"}
+    assert "path" not in messages[3] and messages[3]["frame"] == 32 * 24 * 4
+    assert messages[4] == {"type": "pong", "id": "p", "bytes": 10, "frame": 20}
 
 
 def test_error_kinds_are_plain_words_on_the_wire():
@@ -186,6 +232,8 @@ def _plugin_pixel_formats() -> set[str]:
 def test_the_gimp_plugin_constants_match_the_worker():
     constants = _plugin_constants()
     assert constants["PROTOCOL_VERSION"] == P.PROTOCOL_VERSION
+    assert constants["MAX_FRAME_BYTES"] == P.MAX_FRAME_BYTES
+    assert constants["MAX_STYLE_BYTES"] == P.MAX_STYLE_BYTES
     assert _nicks(constants["PRESETS"]) == tuple(PRESETS)
     assert _nicks(constants["DEVICES"]) == DEVICES
     assert _nicks(constants["PRESERVE"]) == P.PRESERVE

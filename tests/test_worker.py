@@ -1,4 +1,7 @@
-"""The editor worker driven over its protocol, as the GIMP plug-in drives it: real engine, tiny images."""
+"""The editor worker driven over its protocol, as the GIMP plug-in drives it: real engine, tiny images.
+
+Tests that take the `transport` fixture (or `any_worker`, `shared_worker`) run twice: with the
+worker as a child process, and behind a real ssh to a real sshd on 127.0.0.1 (tests/sshd.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +18,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sshd import ssh_server_fixture, worker_args  # noqa: F401 (a fixture: ssh_server)
 
+from onnxstyle.core.files import read_exactly
 from onnxstyle.plugin import protocol as P
 
 TIMEOUT_S = 240.0  # a whole draft run on a 2-core machine, with room to spare
+TRANSPORTS = ["local", "ssh"]
+
+
+class Message(dict):
+    """A message, with the bytes of its frame (if it had one) as .frame_bytes."""
+
+    frame_bytes: bytes | None = None
 
 
 class WorkerProcess:
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "onnxstyle.plugin.worker"],
+            command or worker_args(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -37,24 +49,34 @@ class WorkerProcess:
         self._stderr_reader.start()
 
     def _read(self) -> None:
-        for line in iter(self.process.stdout.readline, b""):
-            self.lines.put(line)
+        """Lines, each with its frame's bytes (read whole: the tests' frames are small)."""
+        stream = self.process.stdout
+        try:
+            for line in iter(stream.readline, b""):
+                size = json.loads(line).get("frame", 0)
+                self.lines.put((line, bytes(read_exactly(stream, size)) if size else None))
+        except EOFError:
+            pass
         self.lines.put(None)
 
     def _read_stderr(self) -> None:
         self.stderr = self.process.stderr.read()
 
-    def send(self, message: dict) -> None:
-        self.process.stdin.write(P.encode(message))
+    def send(self, message: dict, frame: bytes = b"") -> None:
+        self.process.stdin.write(P.encode(message) + frame)
         self.process.stdin.flush()
 
     def send_raw(self, data: bytes) -> None:
         self.process.stdin.write(data)
         self.process.stdin.flush()
 
-    def receive(self, timeout: float = TIMEOUT_S) -> dict | None:
-        line = self.lines.get(timeout=timeout)
-        return None if line is None else json.loads(line)
+    def receive(self, timeout: float = TIMEOUT_S) -> Message | None:
+        item = self.lines.get(timeout=timeout)
+        if item is None:
+            return None
+        message = Message(json.loads(item[0]))
+        message.frame_bytes = item[1]
+        return message
 
     def until_final(self, job_id: str, timeout: float = TIMEOUT_S) -> tuple[dict, list[dict]]:
         """Progress messages, then the job's one final message."""
@@ -84,6 +106,21 @@ class WorkerProcess:
 @pytest.fixture
 def worker():
     w = WorkerProcess()
+    yield w
+    w.close()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request) -> list[str]:
+    """The worker command: this venv's Python, or the same behind ssh to 127.0.0.1."""
+    if request.param == "local":
+        return worker_args()
+    return request.getfixturevalue("ssh_server").command(worker_args())
+
+
+@pytest.fixture
+def any_worker(transport):
+    w = WorkerProcess(transport)
     yield w
     w.close()
 
@@ -132,15 +169,31 @@ def stylize_request(images, job_id: str, out: Path, style: Path | None = None, *
     }
 
 
-def test_hello(worker):
-    worker.send({"type": "hello", "protocol": P.PROTOCOL_VERSION})
-    hello = worker.receive()
+def test_hello(any_worker):
+    any_worker.send({"type": "hello", "protocol": P.PROTOCOL_VERSION})
+    hello = any_worker.receive()
     assert hello["type"] == "hello" and hello["protocol"] == P.PROTOCOL_VERSION
     assert "CPUExecutionProvider" in hello["providers"]
-    assert worker.close() == 0
+    assert {
+        "device": "cpu",
+        "provider": "CPUExecutionProvider",
+        "available": True,
+        "reason": "",
+    } in (hello["devices"])
+    assert hello["max_frame_bytes"] == P.MAX_FRAME_BYTES and hello["files"] is False
+    assert any_worker.close() == 0
 
 
-def test_stylize_result_progress_and_alpha(worker, images, tmp_path):
+def test_a_version_1_editor_gets_version_1_answers(worker):
+    """The plug-in of an older onnxstyle: a version-1 hello, and its answer has v1's fields."""
+    worker.send({"type": "hello", "protocol": 1})
+    hello = worker.receive()
+    assert hello["protocol"] == 1
+    assert set(hello) == {"type", "protocol", "onnxstyle", "python", "providers"}
+
+
+def test_stylize_result_progress_and_alpha(any_worker, images, tmp_path):
+    worker = any_worker
     out = tmp_path / "result.raw"
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"keep me")
@@ -180,6 +233,53 @@ def test_strength_reaches_the_engine(worker, images, tmp_path):
     content = np.fromfile(images["content"], np.uint8).reshape(40, 48, 4).astype(int)
     result = np.fromfile(out, np.uint8).reshape(40, 48, 4).astype(int)
     assert np.abs(result - content).max() <= 1, "strength 0 must give the content back"
+
+
+def in_band(request: dict, folder: Path) -> tuple[dict, bytes]:
+    """The request with its content and styles in a frame and its output in the result's."""
+    content = Path(request["content"].pop("path")).read_bytes()
+    request["content"]["bytes"] = len(content)
+    frame = [content]
+    for style in request["styles"]:
+        data = Path(style.pop("path")).read_bytes()
+        style.update(bytes=len(data), name="style.png")
+        frame.append(data)
+    request["output"] = {"frame": True}
+    request["frame"] = sum(map(len, frame))
+    return request, b"".join(frame)
+
+
+def test_in_band_pixels_give_the_same_result_as_files(transport, images, tmp_path):
+    """Content, style and result through the pipe (behind ssh too): the same pixels as the file
+    job, and the worker writes no file."""
+    w = WorkerProcess(transport)
+    try:
+        w.send(stylize_request(images, "files", tmp_path / "r.raw", steps=4))
+        by_files, _ = w.until_final("files")
+        assert by_files["type"] == "result", by_files
+        request, frame = in_band(
+            stylize_request(images, "frames", tmp_path / "x", steps=4), tmp_path
+        )
+        w.send(request, frame)
+        final, progress = w.until_final("frames")
+    finally:
+        assert w.close() == 0
+    assert final["type"] == "result" and {p["steps"] for p in progress} == {4}, final
+    assert "path" not in final and final["frame"] == 48 * 40 * 4, final
+    assert final.frame_bytes == (tmp_path / "r.raw").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.raw"]
+
+
+def test_an_in_band_style_that_is_not_an_image_is_one_line_naming_it(
+    shared_worker, images, tmp_path
+):
+    request, frame = in_band(stylize_request(images, "bad", tmp_path / "x"), tmp_path)
+    request["styles"][0].update(name="holiday.jpg", bytes=9)
+    request["frame"] = len(frame) - len(images["style"].read_bytes()) + 9
+    shared_worker.send(request, frame[: request["frame"] - 9] + b"not a jpg")
+    final, progress = shared_worker.until_final("bad")
+    assert not progress and final["type"] == "error" and final["kind"] == "image", final
+    assert final["message"].startswith("holiday.jpg: not an image"), final
 
 
 def test_float_format_max_size_and_two_styles(worker, images, tmp_path):
@@ -227,10 +327,13 @@ def test_corrupt_style_is_a_one_line_image_error(worker, images, tmp_path):
     assert worker.receive()["type"] == "hello"
 
 
-@pytest.fixture(scope="module")
-def shared_worker():
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def shared_worker(request):
     """One worker for the bad-request cases: each must leave it usable for the next."""
-    w = WorkerProcess()
+    command = worker_args()
+    if request.param == "ssh":
+        command = request.getfixturevalue("ssh_server").command(command)
+    w = WorkerProcess(command)
     yield w
     w.close()
 
@@ -412,12 +515,14 @@ def _first_progress(worker: WorkerProcess, job_id: str) -> dict:
             return message
 
 
-def test_cancel_within_a_step_and_busy(worker, images, tmp_path):
+def test_cancel_within_a_step_and_busy(any_worker, images, tmp_path):
+    worker = any_worker
     out = tmp_path / "result.raw"
     # "normal" has many steps: the cancel lands mid-run
     worker.send(stylize_request(images, "c", out, preset="normal"))
     first = _first_progress(worker, "c")
-    worker.send(stylize_request(images, "second", tmp_path / "other.raw"))
+    # busy: its frame is skipped, and the cancel right after it is read as the next request
+    worker.send(*in_band(stylize_request(images, "second", tmp_path / "other.raw"), tmp_path))
     worker.send({"type": "cancel", "id": "c"})
     busy_seen, after = False, []
     while True:

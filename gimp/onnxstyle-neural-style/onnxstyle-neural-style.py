@@ -2,10 +2,14 @@
 # onnxstyle — neural style transfer (Gatys et al. 2015) for GIMP 3, computed by ONNX Runtime.
 #
 # This file runs in GIMP's own Python, which has no numpy and no onnxruntime: it moves bytes,
-# runs the onnxstyle worker (`python -m onnxstyle.plugin.worker`) in the Python environment
-# recorded by `onnxstyle gimp install` in onnxstyle-worker.json next to this file, and talks
-# to it with JSON lines (protocol version 1, see onnxstyle/plugin/protocol.py). It imports
-# nothing of onnxstyle.
+# runs the onnxstyle worker with the command recorded by `onnxstyle gimp install` in
+# onnxstyle-worker.json next to this file (`python -m onnxstyle.plugin.worker` in onnxstyle's
+# Python environment, or `ssh gpu-box ... -m onnxstyle.plugin.worker` for a worker on another
+# machine), and talks to it with JSON lines (protocol version 2, see
+# onnxstyle/plugin/protocol.py). When the worker shares this machine's files (its hello says so)
+# pixels travel as temporary files; otherwise the pixels and the style files' bytes travel
+# in-band, as frames after the request's line, and the result comes back the same way. It
+# imports nothing of onnxstyle (plugin/client.py is the CLI's copy of this side).
 #
 # Order of work, so that a failed or cancelled run changes nothing: read the pixels of the
 # selection's bounds -> run the worker -> only on success write the result, blended through
@@ -37,8 +41,12 @@ gi.require_version("GdkPixbuf", "2.0")
 from gi.repository import GdkPixbuf, Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 PROC_NAME = "plug-in-onnxstyle-neural-style"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 CONFIG_NAME = "onnxstyle-worker.json"
+# protocol.py's bounds, copied (tests/test_protocol.py keeps them in step)
+MAX_FRAME_BYTES = 2136870912  # a frame after a line: larger ones are refused before reading
+MAX_STYLE_BYTES = 268435456  # a style image file sent in-band
+FRAME_DATA = "frame-data"  # where a received message keeps its frame's bytes (never on the wire)
 HELLO_TIMEOUT_S = 120.0  # a cold start imports numpy and onnxruntime from disk
 FIX_INSTALL = '"{python}" -m pip install "onnxstyle[cpu]"'
 FIX_REGISTER = '"{python}" -m onnxstyle.plugin.gimp_install install'
@@ -113,7 +121,12 @@ def worker_config():
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
-        python = config["python"]
+        python = config.get("python")  # None: the record holds only a command (a remote worker)
+        args = config.get("args") or ["-m", "onnxstyle.plugin.worker"]
+        command = config.get("command") or ([python] + list(args) if python else None)
+        if not isinstance(command, list) or not command:
+            raise KeyError("command")
+        command = [str(word) for word in command]
     except FileNotFoundError:
         raise PluginError(
             f"The onnxstyle worker is not set up: {path} is missing. In the Python environment where "
@@ -121,12 +134,13 @@ def worker_config():
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PluginError(f"Unreadable {path} ({exc}). Rerun: onnxstyle gimp install") from None
+    if python is None:  # a command of the user's (e.g. ssh to a GPU box): run as it is
+        return None, command
     if not os.path.exists(python):
         raise PluginError(
             f"The worker's Python {python} no longer exists. Reinstall onnxstyle in a Python environment "
             "and run there: onnxstyle gimp install"
         )
-    command = [python] + list(config.get("args") or ["-m", "onnxstyle.plugin.worker"])
     return python, command
 
 
@@ -212,7 +226,11 @@ class Worker:
     only calls GLib.idle_add, so every GTK and GIMP call stays on the main thread)."""
 
     def __init__(self, python, command, stderr_path, notify=None):
-        self.python = python
+        self.python = python  # None for a command of the user's (a worker on another machine)
+        shown = " ".join(command)
+        self.label = python or (shown if len(shown) <= 80 else shown[:77] + "...")  # for messages
+        self.ssh = os.path.basename(command[0]) in ("ssh", "ssh.exe")
+        self.files = False  # the worker shares our files (its hello says): else pixels in-band
         self.stderr_path = stderr_path
         self.notify = notify
         self.started = time.monotonic()
@@ -238,7 +256,7 @@ class Worker:
         except OSError as exc:
             self._stderr.close()
             raise PluginError(
-                f"Can't start the onnxstyle worker {python}: {exc.strerror or exc}"
+                f"Can't start the onnxstyle worker {self.label}: {exc.strerror or exc}"
             ) from None
         if os.name == "nt":
             try:
@@ -249,8 +267,17 @@ class Worker:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        for line in iter(self.process.stdout.readline, b""):
-            self._put(line)
+        """Lines, each with the frame it announces (checked against MAX_FRAME_BYTES first)."""
+        stream = self.process.stdout
+        try:
+            for line in iter(stream.readline, b""):
+                size = _frame_size(line)
+                data = stream.read(size) if size else None
+                if size and len(data) != size:
+                    break  # the worker's output ended inside a frame
+                self._put((line, data))
+        except (OSError, ValueError) as exc:
+            log(f"the worker's output can't be read: {exc}")
         self._put(None)  # EOF
 
     def _put(self, line):
@@ -259,9 +286,10 @@ class Worker:
         if notify is not None:
             notify()
 
-    def send(self, message):
+    def send(self, message, frame=b""):
+        """A request and its frame's bytes."""
         try:
-            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8") + frame)
             self.process.stdin.flush()
         except (OSError, ValueError):
             pass  # it died (or we closed it); the reader reports EOF and we say why
@@ -273,7 +301,7 @@ class Worker:
                 line = self.lines.get(timeout=timeout)
             except queue.Empty:
                 raise PluginError(
-                    f"The onnxstyle worker ({self.python}) did not answer within {timeout:.0f} s."
+                    f"The onnxstyle worker ({self.label}) did not answer within {timeout:.0f} s."
                 ) from None
             if line is None:
                 return None
@@ -311,8 +339,10 @@ class Worker:
             tail = lines[-1] if lines else ""
         except OSError:
             pass
-        if "No module named" in tail and "onnxstyle" in tail:
+        if "No module named" in tail and "onnxstyle" in tail and self.python:
             return f"onnxstyle is not installed in the worker's Python {self.python}. Fix: {FIX_INSTALL.format(python=self.python)}, then {FIX_REGISTER.format(python=self.python)}"
+        if self.ssh and (code is None or code < 0 or code == 255):  # ssh's own failures
+            return f"The connection to the onnxstyle worker dropped ({self.label}){': ' + tail if tail else '.'}"
         if code is not None and code < 0:
             what = f"was killed by signal {-code}"
             if -code == 9:
@@ -343,11 +373,15 @@ class Worker:
         self._stderr.close()
 
 
-def _parse(line):
-    """One protocol line as a dict, or None (logged) if it is not a JSON object."""
+def _parse(item):
+    """One protocol line (and its frame's bytes, under FRAME_DATA) as a dict, or None (logged) if
+    it is not a JSON object."""
+    line, data = item
     try:
         message = json.loads(line)
         if isinstance(message, dict):
+            if data is not None:
+                message[FRAME_DATA] = data
             return message
     except ValueError:
         pass
@@ -355,8 +389,30 @@ def _parse(line):
     return None
 
 
-def check_hello(worker, device):
-    worker.send({"type": "hello", "protocol": PROTOCOL_VERSION})
+def _frame_size(line):
+    """The bytes announced after this line ("frame"), 0 if none; ValueError if not trustworthy."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return 0  # not a protocol line (logged by _parse): it announces nothing
+    size = message.get("frame", 0) if isinstance(message, dict) else 0
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FRAME_BYTES:
+        raise ValueError(f"a frame of {size!r} bytes")
+    return size
+
+
+def hello_request(workdir):
+    """Our hello: protocol 2, with a nonce in a file of ours that the worker can read only if it
+    shares our files (then pixels travel as temporary files, else in-band)."""
+    nonce = os.urandom(16).hex()
+    probe = os.path.join(workdir, "files-probe")
+    with open(probe, "w", encoding="utf-8") as f:
+        f.write(nonce)
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "files": {"path": probe, "nonce": nonce}}
+
+
+def check_hello(worker, device, workdir):
+    worker.send(hello_request(workdir))
     hello = worker.receive(timeout=HELLO_TIMEOUT_S)
     if hello is None:
         raise PluginError(worker.crash_message())
@@ -364,18 +420,27 @@ def check_hello(worker, device):
 
 
 def validate_hello(worker, hello, device):
-    """The worker's hello, if it speaks our protocol and offers `device`; else a PluginError."""
+    """The worker's hello, if it speaks our protocol and offers `device`; else a PluginError.
+    (A version-1 worker answers protocol 1, or refuses the hello's "files" with an error.)"""
     if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
-        raise PluginError(
-            f"The onnxstyle worker speaks protocol {hello.get('protocol')}, this plug-in "
-            f"{PROTOCOL_VERSION}. Reinstall the plug-in from the same onnxstyle: "
-            + FIX_REGISTER.format(python=worker.python)
+        fix = (
+            FIX_REGISTER.format(python=worker.python) if worker.python else "onnxstyle gimp install"
         )
+        raise PluginError(
+            f"The onnxstyle worker ({worker.label}) speaks protocol {hello.get('protocol', 1)}, "
+            f"this plug-in {PROTOCOL_VERSION}: update onnxstyle where the worker runs, then: {fix}"
+        )
+    worker.files = hello.get("files") is True
+    shared = "files shared" if worker.files else "files not shared: pixels in-band"
+    log(f"worker {worker.label}: {shared}")
     providers = hello.get("providers") or []
     if not providers:
-        raise PluginError(
-            f"ONNX Runtime is missing in the worker's Python {worker.python}. Fix: {FIX_INSTALL.format(python=worker.python)}"
+        fix = (
+            FIX_INSTALL.format(python=worker.python)
+            if worker.python
+            else ('pip install "onnxstyle[cuda]" (or [cpu]) where the worker runs')
         )
+        raise PluginError(f"ONNX Runtime is missing for the worker ({worker.label}). Fix: {fix}")
     wanted = {"cuda": "CUDAExecutionProvider", "directml": "DmlExecutionProvider"}.get(device)
     if wanted and wanted not in providers:
         raise PluginError(
@@ -391,7 +456,7 @@ def run_worker(request, python, command, workdir):
     worker = Worker(python, command, os.path.join(workdir, "worker-stderr.txt"))
     try:
         Gimp.progress_set_text("Neural style: starting the worker")
-        check_hello(worker, request["options"].get("device"))
+        check_hello(worker, request["options"].get("device"), workdir)
         return run_job(worker, request)
     finally:
         worker.close()
@@ -400,7 +465,7 @@ def run_worker(request, python, command, workdir):
 def run_job(worker, request):
     """One job on a greeted, idle worker, with progress in GIMP's bar."""
     Gimp.progress_set_text("Neural style: loading the model and the style images")
-    worker.send(request)
+    send_job(worker, request)
     while True:
         message = worker.receive()
         if message is None:
@@ -417,6 +482,51 @@ def run_job(worker, request):
             raise PluginError(error_text(message, worker.python))
         elif kind == "cancelled":
             raise Cancelled("Neural style was cancelled.")
+
+
+def send_job(worker, request):
+    """A stylize request as built (temporary files) when the worker shares our files; otherwise
+    the content's pixels and the style files' bytes go in-band, and the result comes back so."""
+    if worker.files:
+        worker.send(request)
+        return
+    content = dict(request["content"])
+    with open(content.pop("path"), "rb") as f:
+        frame = [f.read()]
+    content["bytes"] = len(frame[0])
+    styles = []
+    for spec in request["styles"]:
+        frame.append(style_bytes(spec["path"]))
+        name = os.path.basename(spec["path"])[:200]
+        styles.append({"bytes": len(frame[-1]), "name": name, "weight": spec["weight"]})
+    in_band = {key: value for key, value in request.items() if key != "workdir"}
+    in_band.update(content=content, styles=styles, output={"frame": True})
+    in_band["frame"] = sum(len(part) for part in frame)
+    worker.send(in_band, b"".join(frame))
+
+
+def style_bytes(path):
+    """A style image file's bytes, to send in-band (bounded like the worker's)."""
+    try:
+        if os.path.getsize(path) > MAX_STYLE_BYTES:
+            raise PluginError(
+                f"The style image {path} is larger than the {MAX_STYLE_BYTES >> 20} MB "
+                "a style may have."
+            )
+        with open(path, "rb") as f:
+            return f.read(MAX_STYLE_BYTES + 1)
+    except OSError as exc:
+        raise PluginError(
+            f"The style image {path} can't be read ({exc.strerror or exc})."
+        ) from None
+
+
+def result_data(message):
+    """A result's pixels: its frame (in-band), or the file it names."""
+    if FRAME_DATA in message:
+        return message[FRAME_DATA]
+    with open(message["path"], "rb") as f:
+        return f.read()
 
 
 def error_text(message, python):
@@ -473,11 +583,6 @@ def style_specs(config):
     return specs
 
 
-def strength_option(strength):
-    """The strength as this worker takes it: "style_strength" > 0 (protocol 1 before "strength")."""
-    return {"style_strength": max(float(strength), 0.01)}
-
-
 def build_request(config, job_id, content, width, height, fmt, workdir, preview=False):
     """A stylize request for the pixel file `content`; a preview gets the preview schedule."""
     max_size = int(config.get_property("max-size"))
@@ -489,7 +594,7 @@ def build_request(config, job_id, content, width, height, fmt, workdir, preview=
         "styles": style_specs(config),
         "options": {
             "preset": config.get_property("quality"),
-            **strength_option(config.get_property("strength")),
+            "strength": float(config.get_property("strength")),
             "max_size": max_size if max_size > 0 else None,
             "preserve_colors": config.get_property("preserve-colors"),
             "device": config.get_property("device"),
@@ -545,8 +650,7 @@ def stylize(image, drawables, config, preview=None):
             result = run_job(warm, request)
         else:
             result = run_worker(request, python, command, workdir)
-        with open(result["path"], "rb") as f:
-            data = f.read()
+        data = result_data(result)
         if len(data) != width * height * (4 if fmt == "rgba8" else 16):
             raise PluginError(f"The worker's result has the wrong size ({len(data)} bytes).")
         Gimp.progress_set_text("Neural style: writing the layer")
@@ -785,9 +889,15 @@ class Preview:
             return
         if self.hello is None:
             return  # _on_hello pumps again
-        self.running, self.pending = self.pending, None
-        log(f"preview job {self.running['id']} sent")
-        self.worker.send(self.running["request"])
+        job, self.pending = self.pending, None
+        try:
+            send_job(self.worker, job["request"])
+        except (PluginError, OSError) as exc:
+            self._forget(job)
+            self._status(str(exc), error=True)
+            return
+        self.running = job
+        log(f"preview job {job['id']} sent")
         self._busy("Loading the model and the style")
 
     def _start_worker(self):
@@ -799,17 +909,17 @@ class Preview:
             notify=lambda: GLib.idle_add(self._drain),
         )
         self.hello = None
-        self.worker.send({"type": "hello", "protocol": PROTOCOL_VERSION})
+        self.worker.send(hello_request(self.workdir))
         self._busy("Starting the worker")
         self.timers["hello"] = GLib.timeout_add_seconds(int(HELLO_TIMEOUT_S), self._hello_late)
         log(f"worker started (pid {self.worker.process.pid})")
 
     def _hello_late(self):
         self.timers.pop("hello", None)
-        python = self.worker.python
+        label = self.worker.label
         self._stop_worker()
         self._status(
-            f"The onnxstyle worker ({python}) did not answer within {HELLO_TIMEOUT_S:.0f} s.", True
+            f"The onnxstyle worker ({label}) did not answer within {HELLO_TIMEOUT_S:.0f} s.", True
         )
         return False
 
@@ -887,8 +997,7 @@ class Preview:
     def _show(self, job, message):
         try:
             width, height = int(message["width"]), int(message["height"])
-            with open(message["path"], "rb") as f:
-                data = f.read()
+            data = result_data(message)
         except (OSError, KeyError, TypeError, ValueError) as exc:
             self._status(f"Can't read the worker's preview: {exc}", error=True)
             return

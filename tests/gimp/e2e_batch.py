@@ -132,6 +132,16 @@ try:
     with open(RECORD, "w") as f:
         json.dump({"python": os.environ["ONNXSTYLE_E2E_BARE_PYTHON"]}, f)
     case("worker-without-onnxstyle", STYLE)
+    # the worker on "another machine": behind ssh (ONNXSTYLE_E2E_SSH, a file holding the worker
+    # command as JSON), and the same command to a port where nothing listens (..._SSH_REFUSED)
+    for name, variable in (("ssh-new-layer", "ONNXSTYLE_E2E_SSH"),
+                           ("ssh-refused", "ONNXSTYLE_E2E_SSH_REFUSED")):  # fmt: skip
+        if os.environ.get(variable):
+            with open(os.environ[variable]) as f:
+                command = json.load(f)
+            with open(RECORD, "w") as f:
+                json.dump({"command": command}, f)
+            case(name, STYLE, seed=3)
 finally:
     with open(RECORD, "w") as f:
         f.write(saved)
