@@ -644,7 +644,7 @@ def _remote_options(
     content is sent at it, or whole for --upscale)."""
     options: dict[str, Any] = {"preset": args.preset, "max_size": longer}
     for name, value in overrides.items():
-        if name in ("device", "seed") or name in P.ENGINE_OPTIONS:
+        if name in ("device", "seed", "strength") or name in P.ENGINE_OPTIONS:
             options[name] = value
     if "preserve_colors" in overrides:
         options["preserve_colors"] = overrides["preserve_colors"] or "none"

@@ -53,7 +53,10 @@ def vgg_problem(graph, size, **weights):
     content, style = example_image("chelsea.jpg", size), example_image("swirls.jpg", 64)
     grams = engine._style_grams(graph, style, 10**7)
     target = graph.features(content)["content_relu4_2"]
-    loss_weights = engine._graph_weights(StyleOptions(**weights), target, *content.shape[:2])
+    balance = engine._balance(graph, content, grams, 10**7)
+    loss_weights = engine._graph_weights(
+        StyleOptions(**weights), balance, target, *content.shape[:2]
+    )
     targets = Targets(grams=grams, content=target)
     host_points, device_points = [], []
 
