@@ -1,9 +1,8 @@
 """The engine end to end: real ONNX Runtime (CPU), the shipped VGG19 graphs, tiny images (≤ 96 px)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import example_image
 from PIL import Image
 
 from onnxstyle.core import color, engine
@@ -12,23 +11,15 @@ from onnxstyle.core.errors import Cancelled, DeviceUnavailable, StyleError
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.loss import content_cost, style_layer_cost
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name: str, longer: int) -> np.ndarray:
-    im = Image.open(EXAMPLES / name).convert("RGB")
-    im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
-    return np.asarray(im, np.float32) / 255
-
 
 @pytest.fixture(scope="module")
 def content() -> np.ndarray:
-    return _load("chelsea.jpg", 64)  # 64x42
+    return example_image("chelsea.jpg", 64)  # 64x42
 
 
 @pytest.fixture(scope="module")
 def swirls() -> np.ndarray:
-    return _load("swirls.jpg", 96)
+    return example_image("swirls.jpg", 96)
 
 
 @pytest.fixture(scope="module")

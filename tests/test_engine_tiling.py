@@ -1,17 +1,13 @@
 """Tiles: grid, feathering, and tiled vs untiled runs (real ONNX Runtime, the shipped graphs)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import example_image
 
 from onnxstyle.core import engine
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.tiling import Blender, tile_grid, tile_weights
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_grid_covers_the_image_with_the_overlap():
@@ -48,12 +44,7 @@ def test_blending_a_constant_gives_the_constant():
 
 @pytest.fixture(scope="module")
 def images():
-    def load(name, longer):
-        im = Image.open(EXAMPLES / name).convert("RGB")
-        im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
-        return np.asarray(im, np.float32) / 255
-
-    return load("chelsea.jpg", 144), load("swirls.jpg", 96)  # content 144x96
+    return example_image("chelsea.jpg", 144), example_image("swirls.jpg", 96)  # content 144x96
 
 
 def test_tiled_and_untiled_runs_agree_away_from_seams(images):
