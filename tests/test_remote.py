@@ -3,8 +3,10 @@
 across the link, `onnxstyle gimp install --worker` and `doctor`.
 
 "Another machine" shares no disk with us: `elsewhere` runs the remote command in a private mount
-namespace with an empty /tmp of its own (unshare, as root), so neither the client's files probe
-nor the test's pictures (under /tmp) are visible to the worker, and everything travels in-band.
+namespace where an empty tmpfs covers this test run's temporary folder (unshare, as root), and the
+client's own temporary files (its files probe) are made there too, so neither they nor the test's
+pictures are visible to the worker, and everything travels in-band. (Not all of /tmp: the checkout
+and its venv may live there, as in a CI clone.)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,22 +35,25 @@ LONG = ["--preset", "draft", "--steps", "1000", "--scales", "1", "--max-size", "
 GONE_S = 30.0  # the remote worker ends within one step of its stdin closing, and sshd closes it
 
 
-@pytest.fixture(scope="module")
-def elsewhere_ok() -> None:
-    """Whether this machine can give a command a private /tmp (root and unshare)."""
+@pytest.fixture
+def elsewhere(tmp_path_factory, monkeypatch):
+    """A wrapper: `elsewhere(args)` runs `args` where this run's temporary folder is an empty
+    tmpfs, and the client makes its temporary files in that folder: a machine that shares no
+    files with ours. Skips (fails under CI) without root and unshare."""
+    hidden = tmp_path_factory.getbasetemp()
+    script = 'mount -t tmpfs tmpfs "$0" && exec "$@"'
     probe = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /tmp"],
+        ["unshare", "--mount", "sh", "-c", script, str(hidden), "true"],
         capture_output=True,
         text=True,
     )
     if probe.returncode != 0:
-        unavailable(f"can't give the remote worker a private /tmp: {probe.stderr.strip()}")
-
-
-def elsewhere(args: list[str]) -> list[str]:
-    """`args` run with an empty /tmp of their own: a machine that shares no files with ours."""
-    script = 'mount -t tmpfs tmpfs /tmp && exec "$@"'
-    return ["unshare", "--mount", "sh", "-c", script, "sh", *args]
+        unavailable(f"can't hide files from the remote worker: {probe.stderr.strip()}")
+    client_tmp = hidden / "client-tmp"
+    client_tmp.mkdir(exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(client_tmp))  # the CLI's subprocess
+    monkeypatch.setattr(tempfile, "tempdir", str(client_tmp))  # doctor, in this process
+    return lambda args: ["unshare", "--mount", "sh", "-c", script, str(hidden), *args]
 
 
 @pytest.fixture
@@ -73,7 +79,7 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(im).astype(int)
 
 
-def test_the_cli_runs_the_job_through_ssh_with_no_shared_disk(ssh_server, elsewhere_ok, pictures):
+def test_the_cli_runs_the_job_through_ssh_with_no_shared_disk(ssh_server, elsewhere, pictures):
     """The remote run gives the local run's picture (within the content's rounding to 8 bits at
     the work size), alpha and size kept; the bar shows the remote progress."""
     worker = shlex.join(ssh_server.command(elsewhere(worker_args())))
@@ -178,7 +184,7 @@ def test_ctrl_c_cancels_across_the_link(ssh_server, pictures):
 
 
 def test_gimp_install_records_the_command_and_doctor_runs_hello_through_it(
-    ssh_server, elsewhere_ok, tmp_path, capsys
+    ssh_server, elsewhere, tmp_path, capsys
 ):
     command = ssh_server.command(elsewhere(worker_args()))
     profile = tmp_path / "GIMP" / "3.0"
