@@ -371,8 +371,8 @@ class _Run:
         if not math.isfinite(loss) or not grad_finite:
             raise StyleError(
                 f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at scale "
-                f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower style_weight, "
-                f"content_weight or tv_weight"
+                f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower the strength or the "
+                f"style, content or TV weight"
             )
         now = time.perf_counter()
         dt, self.last = (now - self.last) / pixels, now

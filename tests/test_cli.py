@@ -597,6 +597,7 @@ def test_extreme_weights_leave_one_line(capsys, pictures):
     """The engine's own NaN/inf report, and no numpy warnings around it."""
     code, err = stylize(capsys, pictures, "out.png", "--style-weight", "3e38")
     assert code == 2 and err.count("\n") == 1 and "infinite" in err, err
+    assert "lower the strength" in err, err  # the knob a user has, not an API field name
     assert names(pictures) == {"content.png", "style.png"}
 
 
