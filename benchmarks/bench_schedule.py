@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     args = parser.parse_args()
     engine._balance = BALANCES[args.balance]
+    # one stylize call per scale: the engine's gain control would restart at each, so it is off here
+    # and every schedule runs at the gain STYLE_GAIN·strength
+    engine.GAIN_STEP = 1.0
     judge = Judge(max_graph(args.model_dir))
     graph = StyleGraph.load("avg", "cpu")
     options = dict(scales=1, max_size=None, device="cpu", strength=args.strength)

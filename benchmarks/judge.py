@@ -14,6 +14,7 @@ error ≤ 0.8, reductions spread (max − min) ≤ 20 points. It also writes con
     python benchmarks/judge.py                                   # all pairs, draft, 256 px
     python benchmarks/judge.py --styles bricks stars --contents hopper --strength 2
     python benchmarks/judge.py --set steps=30 --set min_size=32 --out /tmp/judge-30
+    python benchmarks/judge.py --fixed-gain --gain 3 --out /tmp/judge-k3   # the first pass's loss
 
 The max-pooling model is exported on first use (needs torch) into --model-dir, by default a folder in
 the system's temporary directory (not the user model dir: the engine would pick it up there). Timings in the
@@ -196,11 +197,20 @@ def main() -> None:
         default="initial",
         help="how the engine normalises the style layers (the comparison in DEVELOPERS.md)",
     )
-    parser.add_argument("--gain", type=float, default=None, help="override engine.STYLE_GAIN")
+    parser.add_argument(
+        "--gain", type=float, default=None, help="override engine.STYLE_GAIN (the starting gain)"
+    )
+    parser.add_argument(
+        "--fixed-gain",
+        action="store_true",
+        help="keep the gain at STYLE_GAIN·strength (no steering towards strength's target)",
+    )
     args = parser.parse_args()
     engine._balance = BALANCES[args.balance]
     if args.gain is not None:
         engine.STYLE_GAIN = args.gain
+    if args.fixed_gain:
+        engine.GAIN_STEP = 1.0
 
     overrides = {"max_size": args.size, "device": "cpu", **parse_overrides(args.set)}
     if args.strength is not None:

@@ -10,8 +10,11 @@ The loss is DEVELOPERS.md's ("The maths"). The balance ("The balance" there): at
 engine measures the content image against the targets (`_balance`) and `_graph_weights` turns strength
 and the weights into the graph's α, β, λ, tv_weight so that every term is relative — the content term
 is ½·(relative relu4_2 error)², each style layer's its style cost over the content image's own — so
-one strength looks alike on every style picture and at every resolution. An explicit style_weight
-switches back to the seed's raw β.
+one strength looks alike on every style picture and at every resolution. Strength is a target: the
+style distance (the judge's measure on the engine's network) should fall to TARGET_REMAINING**strength
+of the content image's; each scale runs in segments and the style term's gain is corrected after each
+(_next_gain), so a style far from the content gets more gain and one that moves easily less. An
+explicit style_weight switches back to the seed's raw β (fixed).
 """
 
 from __future__ import annotations
@@ -267,11 +270,23 @@ class Balance:
     style: tuple[
         float, ...
     ]  # per layer J_style[l] of the content image itself: each term starts at 1
+    # the content image's style distance (_style_distance): strength's target is a fraction of it
+    distance: float = 1.0
 
 
-# The balanced style term's gain at strength 1, calibrated with benchmarks/judge.py on the evaluation
-# set (DEVELOPERS.md, "The balance").
+# The balanced style term's starting gain at strength 1 (DEVELOPERS.md, "The balance"); the run then
+# steers it towards strength's target (_next_gain).
 STYLE_GAIN = 3.0
+# Strength s asks that the style distance fall to TARGET_REMAINING**s of the content image's.
+TARGET_REMAINING = 0.26
+# Control: each scale's evaluations in CONTROL_SEGMENTS parts (≥ CONTROL_MIN_STEPS each); after each the
+# gain is corrected assuming remaining ∝ gain**-GAIN_EXPONENT, by at most GAIN_STEP×, and kept within
+# GAIN_RANGE× of STYLE_GAIN·strength.
+CONTROL_SEGMENTS = 3
+CONTROL_MIN_STEPS = 15
+GAIN_EXPONENT = 0.3
+GAIN_STEP = 3.0
+GAIN_RANGE = 10.0
 
 
 def _balance(
@@ -296,11 +311,48 @@ def _balance(
         # a content already at the target: fall back to a millionth of the target's own energy
         floor = max(1e-6 * float(np.sum(target * target)), 1e-30)
         style.append(max(float(np.sum(d * d)), floor) / (2 * n_c) ** 2)
-    return Balance(content=max(energy, 1e-30), style=tuple(style))
+    distance = _style_distance({f"gram_{k}": v for k, v in own.items()}, grams)
+    return Balance(content=max(energy, 1e-30), style=tuple(style), distance=max(distance, 1e-30))
+
+
+def _style_distance(own: dict[str, np.ndarray], grams: dict[str, np.ndarray]) -> float:
+    """Σ_l ‖Ĝ_l − T_l‖/‖T_l‖ (the judge's measure, on the engine's network): how far an image's
+    style statistics are from the targets."""
+    total = 0.0
+    for layer in STYLE_LAYERS:
+        target = grams[layer].astype(np.float64)
+        d = own[f"gram_{layer}"].astype(np.float64) - target
+        total += float(np.linalg.norm(d)) / max(float(np.linalg.norm(target)), 1e-30)
+    return total
+
+
+def _controlled(options: StyleOptions) -> bool:
+    """Whether the run steers its gain towards strength's target (the balanced loss, strength > 0)."""
+    return options.style_weight is None and options.strength > 0
+
+
+def _next_gain(options: StyleOptions, gain: float, remaining: float) -> float:
+    """The gain that should bring the style distance's remaining fraction to the target."""
+    target = TARGET_REMAINING**options.strength
+    factor = (max(remaining, 1e-6) / target) ** (1 / GAIN_EXPONENT)
+    factor = min(max(factor, 1 / GAIN_STEP), GAIN_STEP)
+    start = STYLE_GAIN * options.strength
+    return min(max(gain * factor, start / GAIN_RANGE), start * GAIN_RANGE)
+
+
+def _segments(steps: int) -> list[int]:
+    """A scale's evaluations split for the control (the remainder to the last part)."""
+    parts = max(1, min(CONTROL_SEGMENTS, steps // CONTROL_MIN_STEPS))
+    return [steps // parts] * (parts - 1) + [steps - steps // parts * (parts - 1)]
 
 
 def _graph_weights(
-    options: StyleOptions, balance: Balance, content_target: np.ndarray, height: int, width: int
+    options: StyleOptions,
+    balance: Balance,
+    content_target: np.ndarray,
+    height: int,
+    width: int,
+    gain: float | None = None,
 ) -> LossWeights:
     """The graph's α, β, λ, tv_weight for one image (or tile): sums become means per element, the
     balanced terms relative to the scale's targets (module doc). A tile's α and TV share the factor
@@ -316,7 +368,7 @@ def _graph_weights(
     n = len(STYLE_LAYERS)
     return LossWeights(
         alpha=options.content_weight / (content_target.size * balance.content),
-        beta=STYLE_GAIN * options.strength,
+        beta=STYLE_GAIN * options.strength if gain is None else gain,
         style_layer_weights=tuple(
             w / (n * norm) for w, norm in zip(options.style_layer_weights, balance.style)
         ),
@@ -342,6 +394,8 @@ class _Run:
         self.progress, self.cancel = progress, cancel
         self.scale = self.step = 0
         self.tile = 1
+        # the balanced style term's β: starts at STYLE_GAIN·strength, steered after each segment
+        self.gain = STYLE_GAIN * options.strength
         self.sec_per_px = None  # wall seconds per evaluated pixel (graph + optimiser), running mean
         self.last = time.perf_counter()
         self.done_px = 0.0
@@ -402,18 +456,43 @@ def _optimise(
     content: np.ndarray,
     grams: dict[str, np.ndarray],
     balance: Balance,
+    control: bool = True,
 ) -> np.ndarray:
     """One image (or tile) at one scale: content target from `content`, style targets `grams`.
+    With the balanced loss the evaluations run in segments; after each the style distance is measured
+    and the gain corrected towards strength's target (_next_gain; tiles keep the run's gain).
     The optimiser runs where the graph's device keeps its vectors (core/device_optim.py), or on the
     host for graphs without one (the benchmark's PyTorch graph, the CLI's recording one)."""
     content_target = graph.features(content)[f"content_{CONTENT_LAYER}"]
     targets = Targets(grams=grams, content=content_target)
-    weights = _graph_weights(run.options, balance, content_target, *start.shape[:2])
+    steering = control and _controlled(run.options)
+    image = start
+    for steps in _segments(run.options.steps) if steering else [run.options.steps]:
+        weights = _graph_weights(
+            run.options, balance, content_target, *start.shape[:2], gain=run.gain
+        )
+        image = _run_optimiser(run, graph, image, targets, weights, steps)
+        if steering:
+            own = graph.features(image)
+            remaining = _style_distance(own, grams) / balance.distance
+            run.gain = _next_gain(run.options, run.gain, remaining)
+    return image
+
+
+def _run_optimiser(
+    run: _Run,
+    graph: StyleGraph,
+    start: np.ndarray,
+    targets: Targets,
+    weights: LossWeights,
+    steps: int,
+) -> np.ndarray:
+    """`steps` evaluations of the options' optimiser from `start` (host or device loop)."""
     kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
     if not getattr(graph, "device_loop", False):
         optimiser = OPTIMISERS[run.options.optimizer]
         result = optimiser(
-            lambda x: run.evaluate(graph, x, targets, weights), start, run.options.steps, **kwargs
+            lambda x: run.evaluate(graph, x, targets, weights), start, steps, **kwargs
         )
         return result.x
     updates = update_graphs(graph.concrete_device)
@@ -426,7 +505,7 @@ def _optimise(
         return loss
 
     optimiser = DEVICE_OPTIMISERS[run.options.optimizer]
-    result = optimiser(evaluate, as_nchw(start), run.options.steps, updates, **kwargs)
+    result = optimiser(evaluate, as_nchw(start), steps, updates, **kwargs)
     return result.x[0].transpose(1, 2, 0)
 
 
@@ -488,7 +567,7 @@ def _optimise_tiled(
         }
         blender.add(
             tile,
-            _optimise(run, graph, start[ys, xs], content[ys, xs], shifted, balance),
+            _optimise(run, graph, start[ys, xs], content[ys, xs], shifted, balance, control=False),
             tile_weights(tile, tiles),
         )
     run.tile = 1

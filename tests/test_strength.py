@@ -95,6 +95,27 @@ def test_the_balance_treats_low_and_high_contrast_styles_alike(graph, content, s
     assert abs(raw[0] - raw[1]) > abs(balanced[0] - balanced[1]), (raw, balanced)
 
 
+def test_the_run_steers_its_gain_towards_strengths_target(graph, content, swirls, monkeypatch):
+    # 45 evaluations: three segments, two gain corrections; strength 0.5 asks for 1 − 0.26**0.5 ≈ 49%
+    target = 1 - engine.TARGET_REMAINING**0.5
+    steered = reduction(graph, content, swirls, fast(steps=45, strength=0.5))
+    monkeypatch.setattr(engine, "GAIN_STEP", 1.0)  # the gain stays STYLE_GAIN·strength
+    fixed = reduction(graph, content, swirls, fast(steps=45, strength=0.5))
+    assert abs(steered - target) < 0.5 * abs(fixed - target), (steered, fixed, target)
+
+
+def test_short_runs_and_raw_weights_keep_one_gain():
+    assert engine._segments(20) == [20] and engine._segments(60) == [20, 20, 20]
+    assert engine._segments(50) == [16, 16, 18]
+    assert not engine._controlled(StyleOptions(style_weight=3e-5))
+    assert not engine._controlled(StyleOptions(strength=0))
+    # a correction moves the gain by at most GAIN_STEP, and never beyond GAIN_RANGE of its start
+    options = StyleOptions(strength=1)
+    assert engine._next_gain(options, 3.0, 0.9) == 3.0 * engine.GAIN_STEP
+    assert engine._next_gain(options, 29.0, 0.9) == engine.STYLE_GAIN * engine.GAIN_RANGE
+    assert engine._next_gain(options, 3.0, engine.TARGET_REMAINING) == pytest.approx(3.0)
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "strong", True])
 def test_bad_strength_is_a_one_line_error(content, swirls, bad):
     with pytest.raises(StyleError, match="strength") as err:
