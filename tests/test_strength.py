@@ -1,24 +1,14 @@
 """Strength and the balanced loss (engine, issue 8): real ONNX Runtime (CPU), tiny images (≤ 64 px)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import example_image
 
 from onnxstyle.core import engine
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.errors import StyleError
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.layers import STYLE_LAYERS
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name: str, longer: int) -> np.ndarray:
-    im = Image.open(EXAMPLES / name).convert("RGB")
-    im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
-    return np.asarray(im, np.float32) / 255
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +18,13 @@ def graph() -> StyleGraph:
 
 @pytest.fixture(scope="module")
 def content() -> np.ndarray:
-    return _load("chelsea.jpg", 48)
+    return example_image("chelsea.jpg", 48)
 
 
 @pytest.fixture(scope="module")
 def swirls() -> np.ndarray:
     """Dark, colourful, high contrast."""
-    return _load("swirls.jpg", 64)
+    return example_image("swirls.jpg", 64)
 
 
 @pytest.fixture(scope="module")
