@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from onnxstyle.core import engine
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -34,3 +36,20 @@ def example_image(name: str, longer: int) -> np.ndarray:
     im = Image.open(EXAMPLES / name).convert("RGB")
     im.thumbnail((longer, longer), Image.Resampling.LANCZOS)
     return np.asarray(im, np.float32) / 255
+
+
+def relative_style_error(graph, image: np.ndarray, style: np.ndarray) -> float:
+    """Mean over layers of ‖Ĝ(image) − Ĝ(style)‖/‖Ĝ(style)‖ — the judge's measure, on `graph` (the
+    engine's network), the style resized as the engine does."""
+    h, w = image.shape[:2]
+    target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
+    g_img, g_sty = graph.features(image), graph.features(target)
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(g_img[f"gram_{layer}"] - g_sty[f"gram_{layer}"])
+                / np.linalg.norm(g_sty[f"gram_{layer}"])
+                for layer in engine.STYLE_LAYERS
+            ]
+        )
+    )

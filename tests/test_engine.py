@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import example_image
+from helpers import example_image, relative_style_error
 from PIL import Image
 
 from onnxstyle.core import color, engine
@@ -50,23 +50,6 @@ def style_error(graph: StyleGraph, image: np.ndarray, style: np.ndarray) -> floa
     return sum(
         style_layer_cost(g_sty[f"gram_{layer}"], g_img[f"gram_{layer}"])
         for layer in engine.STYLE_LAYERS
-    )
-
-
-def relative_style_error(graph: StyleGraph, image: np.ndarray, style: np.ndarray) -> float:
-    """Mean over layers of ‖Ĝ(image) − Ĝ(style)‖/‖Ĝ(style)‖ (the judge's measure): the balanced loss
-    weighs layers relatively, where the raw sum above is dominated by relu4_1."""
-    h, w = image.shape[:2]
-    target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
-    g_img, g_sty = graph.features(image), graph.features(target)
-    return float(
-        np.mean(
-            [
-                np.linalg.norm(g_img[f"gram_{layer}"] - g_sty[f"gram_{layer}"])
-                / np.linalg.norm(g_sty[f"gram_{layer}"])
-                for layer in engine.STYLE_LAYERS
-            ]
-        )
     )
 
 

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-from helpers import example_image
+from helpers import example_image, relative_style_error
 
 from onnxstyle.core import engine
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.errors import StyleError
 from onnxstyle.core.graph import StyleGraph
-from onnxstyle.core.layers import STYLE_LAYERS
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +40,10 @@ def fast(**overrides) -> StyleOptions:
     return StyleOptions(**base)
 
 
-def style_error(graph: StyleGraph, image: np.ndarray, style: np.ndarray) -> float:
-    """The judge's measure on the engine's network: mean relative Gram error over the layers."""
-    h, w = image.shape[:2]
-    target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
-    g_img, g_sty = graph.features(image), graph.features(target)
-    return float(
-        np.mean(
-            [
-                np.linalg.norm(g_img[f"gram_{layer}"] - g_sty[f"gram_{layer}"])
-                / np.linalg.norm(g_sty[f"gram_{layer}"])
-                for layer in STYLE_LAYERS
-            ]
-        )
-    )
-
-
 def reduction(graph, content, style, options) -> float:
     result = stylize(content, [style], options, graph=graph)
-    return 1 - style_error(graph, result, style) / style_error(graph, content, style)
+    before = relative_style_error(graph, content, style)
+    return 1 - relative_style_error(graph, result, style) / before
 
 
 @pytest.mark.parametrize("scales", [1, 2])
@@ -71,7 +55,9 @@ def test_strength_zero_returns_the_content(graph, content, swirls, scales):
 def test_more_strength_means_less_style_error(graph, content, swirls, grey_weave):
     for style in (swirls, grey_weave):
         errors = [
-            style_error(graph, stylize(content, [style], fast(strength=s), graph=graph), style)
+            relative_style_error(
+                graph, stylize(content, [style], fast(strength=s), graph=graph), style
+            )
             for s in (0.1, 1.0, 10.0)
         ]
         assert errors[0] > errors[1] > errors[2], errors
