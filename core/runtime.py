@@ -260,6 +260,10 @@ def device_loop(device: str) -> bool:
     with graphs (core/device_optim.py), rather than in numpy on the host."""
     if device == "cpu":  # no copies to save, and numpy's updates are cheaper (DEVELOPERS.md, facts)
         return False
+    # the user's way back to the host path, should a GPU's device loop misbehave (it has not yet
+    # been timed on a GPU: DEVELOPERS.md)
+    if os.environ.get("ONNXSTYLE_PIXEL_UPDATES") == "host":
+        return False
     return device != "directml" or _dml_values_work()
 
 
@@ -280,6 +284,8 @@ def pixel_updates(device: str) -> str:
     """For `onnxstyle info`: where a run on `device` computes its pixel updates."""
     if device == "directml" and not _dml_values_work():
         return "host (numpy: this onnxruntime can't allocate OrtValues on DirectML)"
+    if device != "cpu" and not device_loop(device):
+        return "host (numpy: ONNXSTYLE_PIXEL_UPDATES=host)"
     return "device (ONNX Runtime)" if device_loop(device) else "host (numpy)"
 
 

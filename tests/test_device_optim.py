@@ -270,6 +270,12 @@ def test_where_the_pixel_updates_run():
     assert not StyleGraph.load("avg", "cpu").device_loop
 
 
+def test_the_user_can_keep_the_pixel_updates_on_the_host(monkeypatch):
+    monkeypatch.setenv("ONNXSTYLE_PIXEL_UPDATES", "host")
+    assert not runtime.device_loop("cuda")
+    assert runtime.pixel_updates("cuda") == "host (numpy: ONNXSTYLE_PIXEL_UPDATES=host)"
+
+
 def test_cuda_tile_budget_follows_free_memory():
     per_mpx = (engine.TILE_GB_PER_MPX["cuda"] + engine.LOOP_GB_PER_MPX) * 1e9
     assert engine.cuda_tile_budget(int(10 * per_mpx / 0.8)) == pytest.approx(10)
