@@ -11,6 +11,7 @@ Tables:
   1. per evaluation at each size: ms in the grad graph, in the update graphs (host: the numpy
      optimiser), in host↔device copies, and the rest (Python, binding); transfers per evaluation;
   2. end to end: stylize(--e2e-preset) on chelsea.jpg upscaled to --e2e-size (2048 px: 2048×1362)
+     at one fixed style gain (fixed_gain), so the paths' final losses compare;
      with each path: wall time, evaluations, final loss (best of the last scale), ratios;
   3. CUDA only: the grad graph alone with the levers (--levers): CUDA graphs, prefer_nhwc, TF32;
      --tf32 also runs the end-to-end device path with TF32 and writes both results to --out so the
@@ -192,12 +193,10 @@ TORCH_OPTIMISERS = {"lbfgs": torch_lbfgs, "adam": torch_adam}
 
 @contextmanager
 def torch_optimiser(torch_graph: TorchDeviceGraph):
-    """The engine's schedule, each scale (or tile) optimised by the torch optimiser on the device."""
+    """The engine's schedule, balance and steering, each optimiser run (a scale's segment, a tile)
+    made by the torch optimiser on the device."""
 
-    def optimise(run, _graph, start, content, grams):
-        content_target = torch_graph.features(content)["content_relu4_2"]
-        targets = Targets(grams=grams, content=content_target)
-        weights = engine._graph_weights(run.options, content_target, *start.shape[:2])
+    def run_optimiser(run, _graph, start, targets, weights, steps):
         loss, pixels = torch_graph.tensor_loss(targets, weights), start.shape[0] * start.shape[1]
 
         def evaluate(x):
@@ -208,14 +207,25 @@ def torch_optimiser(torch_graph: TorchDeviceGraph):
 
         kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
         x0 = torch.from_numpy(as_nchw(start)).to(torch_graph.device)
-        x = TORCH_OPTIMISERS[run.options.optimizer](evaluate, x0, run.options.steps, **kwargs)
+        x = TORCH_OPTIMISERS[run.options.optimizer](evaluate, x0, steps, **kwargs)
         return x[0].permute(1, 2, 0).cpu().numpy()
 
-    saved, engine._optimise = engine._optimise, optimise
+    saved, engine._run_optimiser = engine._run_optimiser, run_optimiser
     try:
         yield
     finally:
-        engine._optimise = saved
+        engine._run_optimiser = saved
+
+
+@contextmanager
+def fixed_gain():
+    """No steering: every path optimises the same loss, so their final losses compare (a steered
+    run's gain follows its own iterates)."""
+    saved, engine._controlled = engine._controlled, lambda options: False
+    try:
+        yield
+    finally:
+        engine._controlled = saved
 
 
 # ------------------------------------------------------------------------------ 1. per evaluation
@@ -227,7 +237,8 @@ def problem(style_graph: StyleGraph, size: int, style: np.ndarray):
     h, w = content.shape[:2]
     grams = engine._style_grams(style_graph, engine.resize(style, *engine.fit_size(*style.shape[:2], size)), 1 << 40)  # fmt: skip
     target = style_graph.features(content)["content_relu4_2"]
-    weights = engine._graph_weights(StyleOptions(), target, h, w)
+    balance = engine._balance(style_graph, content, grams, 1 << 40)
+    weights = engine._graph_weights(StyleOptions(), balance, target, h, w)
     return content, Targets(grams=grams, content=target), weights
 
 
@@ -343,27 +354,28 @@ def table_e2e(args, style_graph, torch_graph, style, sync) -> None:
         overrides["steps"] = args.e2e_steps
     options = StyleOptions.from_preset(args.e2e_preset, **overrides)
     sizes = engine.scale_sizes(*content.shape[:2], options)
-    print(f"\n2. end to end: --preset {args.e2e_preset} on {content.shape[1]}x{content.shape[0]}, {options.steps} steps x {len(sizes)} scales, tile budget {budget:.2f} Mpx")  # fmt: skip
+    print(f"\n2. end to end: --preset {args.e2e_preset} on {content.shape[1]}x{content.shape[0]}, {options.steps} steps x {len(sizes)} scales, tile budget {budget:.2f} Mpx, one fixed gain (no steering)")  # fmt: skip
     rows = {}
     loop = style_graph.device_loop
-    for path in args.paths:
-        if path == "torch":
-            with torch_optimiser(torch_graph):
-                rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=torch_graph), content, style, options, sync)  # fmt: skip
-            continue
-        style_graph.device_loop = path == "device"
-        try:
-            rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=style_graph), content, style, options, sync)  # fmt: skip
-        finally:
-            style_graph.device_loop = loop
-    if args.tf32 and style_graph.concrete_device == "cuda":
-        os.environ["ONNXSTYLE_CUDA_TF32"] = "1"
-        try:
-            tf32 = StyleGraph.load("avg", "cuda")
-        finally:
-            del os.environ["ONNXSTYLE_CUDA_TF32"]
-        rows["device+tf32"] = run_e2e("device+tf32", lambda *a, **k: stylize(*a, **k, graph=tf32), content, style, options, sync)  # fmt: skip
-        del tf32  # its sessions' memory back before table 3
+    with fixed_gain():
+        for path in args.paths:
+            if path == "torch":
+                with torch_optimiser(torch_graph):
+                    rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=torch_graph), content, style, options, sync)  # fmt: skip
+                continue
+            style_graph.device_loop = path == "device"
+            try:
+                rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=style_graph), content, style, options, sync)  # fmt: skip
+            finally:
+                style_graph.device_loop = loop
+        if args.tf32 and style_graph.concrete_device == "cuda":
+            os.environ["ONNXSTYLE_CUDA_TF32"] = "1"
+            try:
+                tf32 = StyleGraph.load("avg", "cuda")
+            finally:
+                del os.environ["ONNXSTYLE_CUDA_TF32"]
+            rows["device+tf32"] = run_e2e("device+tf32", lambda *a, **k: stylize(*a, **k, graph=tf32), content, style, options, sync)  # fmt: skip
+            del tf32  # its sessions' memory back before table 3
     base = rows.get("device") or next(iter(rows.values()))
     print(f"\n{'path':>12} {'evals':>6} {'wall s':>8} {'x device':>9} {'final loss':>12} {'loss vs device':>15}")  # fmt: skip
     for path, r in rows.items():

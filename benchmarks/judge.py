@@ -27,6 +27,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,7 @@ def _target_balance(graph, content, grams, budget_px) -> engine.Balance:
     for layer in STYLE_LAYERS:
         g = grams[layer].astype(np.float64)
         style.append(float(np.sum(g * g)) / (2 * g.shape[0]) ** 2)
-    return engine.Balance(content=base.content, style=tuple(style))
+    return replace(base, style=tuple(style))  # content and distance as the engine's
 
 
 def _gradient_balance(graph, content, grams, budget_px) -> engine.Balance:
@@ -115,9 +116,7 @@ def _gradient_balance(graph, content, grams, budget_px) -> engine.Balance:
     _, grad = graph.loss_and_grad(content, targets, LossWeights(0.0, 1.0, ones, 0.0))
     rms = float(np.sqrt(np.mean(grad.astype(np.float64) ** 2)))
     # λ_l = 1/(n·norm_l): a common norm = rms/n makes Σ λ J_style = Σ J_style / rms
-    return engine.Balance(
-        content=base.content, style=(rms / len(STYLE_LAYERS),) * len(STYLE_LAYERS)
-    )
+    return replace(base, style=(rms / len(STYLE_LAYERS),) * len(STYLE_LAYERS))
 
 
 BALANCES = {
