@@ -644,6 +644,11 @@ def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
     return blend / blend.sum()
 
 
+def style_side(height: int, width: int, style_scale: float) -> int:
+    """The longer side a style image is resized to for an image (a scale) of height × width."""
+    return max(MIN_SIDE, round(max(height, width) * style_scale))
+
+
 def work_size(height: int, width: int, options: StyleOptions) -> tuple[int, int]:
     """The size the engine works at (and the result's): the content's, shrunk to max_size. A
     max_size that would push the shorter side below MIN_SIDE is refused: fit_size would widen it,
@@ -670,7 +675,7 @@ def check_sizes(
     the content, each style at the last scale (style_scale) by MAX_WORK_PIXELS, the tile by the
     machine's memory."""
     height, width = work_size(*content_hw, options)
-    longer = max(MIN_SIDE, round(max(height, width) * options.style_scale))
+    longer = style_side(height, width, options.style_scale)
     for i, (sh, sw) in enumerate(style_hws, 1):
         rh, rw = fit_size(sh, sw, longer)
         if rh * rw > MAX_WORK_PIXELS:
@@ -779,7 +784,7 @@ def _blended_grams(
 ) -> dict[str, np.ndarray]:
     """Target Grams for one scale: each style resized relative to the image's current size, then the
     blend-weighted mean of their Grams (Gatys et al. 2017, §4: mixing styles by their Gram targets)."""
-    longer = max(MIN_SIDE, round(max(height, width) * style_scale))
+    longer = style_side(height, width, style_scale)
     out = {layer: 0.0 for layer in STYLE_LAYERS}  # at least one weight is > 0 (_check_options)
     for style, weight in zip(styles, blend):
         if weight == 0:

@@ -38,6 +38,7 @@ from onnxstyle.core.engine import (
     StyleOptions,
     check_sizes,
     resize,
+    style_side,
     stylize,
     work_size,
 )
@@ -491,11 +492,11 @@ def run_stylize(args: argparse.Namespace) -> int:
     imageio.check_output_path(output)
     overrides = engine_overrides(args)
     _check_blend(overrides.get("style_blend"), len(args.styles))
-    if args.worker is not None:
-        _check_remote(args, overrides)
-    _check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
     init = overrides.get("init")
     init_path = init if init not in (None, "content", "noise") else None
+    if args.worker is not None:
+        _check_remote(args, overrides, init_path)
+    _check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
     _check_not_an_input(output, [args.content, *args.styles, init_path], args.save_every)
     options = StyleOptions.from_preset(args.preset, **overrides)
     content_size = _size_checked(args.content)
@@ -507,11 +508,12 @@ def run_stylize(args: argparse.Namespace) -> int:
     )  # before any decode: a size no option may reach is refused now
     # decoded no larger than needed: the work size, the styles' at the last scale (--upscale needs
     # the whole content back)
-    content = _load_checked(args.content, None if args.upscale else max(height, width))
-    style_longer = max(MIN_SIDE, round(max(height, width) * options.style_scale))
-    styles = [_load_checked(path, style_longer).rgb for path in args.styles]
+    content = load_image(args.content, None if args.upscale else max(height, width))
+    style_longer = style_side(height, width, options.style_scale)
+    styles = [load_image(path, style_longer).rgb for path in args.styles]
     if init_path is not None:
-        options = dataclasses.replace(options, init=_load_checked(init_path).rgb)
+        _size_checked(init_path)
+        options = dataclasses.replace(options, init=load_image(init_path).rgb)
 
     started = time.monotonic()
     snapshots: list[Path] = []
@@ -566,14 +568,15 @@ def _cancelled(code: int, snapshots: list[Path]) -> int:
 # ------------------------------------------------------------------------------- stylize --worker
 
 
-def _check_remote(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+def _check_remote(
+    args: argparse.Namespace, overrides: dict[str, Any], init_path: str | None
+) -> None:
     """Before anything is read: what a worker elsewhere can't do, and a command that parses."""
     worker_command(args.worker)
-    init = overrides.get("init")
     refused = {
         "--save-every": args.save_every is not None,  # snapshots would need the worker's images
         "--model-dir": "model_dir" in overrides,  # the worker's machine has its own
-        "--init PATH": init not in (None, "content", "noise"),  # a file of this machine
+        "--init PATH": init_path is not None,  # a file of this machine
     }
     for flag, given in refused.items():
         if given:
@@ -587,7 +590,7 @@ def run_remote(
     style files go to the worker, the result comes back and is written here, atomically, only on
     success; alpha, ICC and bit depth stay here. Ctrl-C sends a cancel across the link."""
     height, width = size
-    content = _load_checked(args.content, None if args.upscale else max(height, width))
+    content = load_image(args.content, None if args.upscale else max(height, width))
     rgb = content.rgb if args.upscale else resize(content.rgb, height, width)
     pixels = _pixels(rgb, content.bits)
     weights = overrides.get("style_blend") or (1.0,) * len(args.styles)
@@ -654,7 +657,9 @@ def _remote_options(
 def _progress(message: dict[str, Any]) -> Progress:
     """A worker's progress line as the engine's Progress (what the bar shows)."""
 
-    def number(name: str, default: float) -> float:  # a worker's line is not trusted blindly
+    def number(
+        name: str, default: float | None
+    ) -> float | None:  # a worker's line is not trusted blindly
         value = message.get(name)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return value if ok and math.isfinite(value) else default
@@ -665,7 +670,7 @@ def _progress(message: dict[str, Any]) -> Progress:
         step=int(number("step", 0)),
         steps=max(1, int(number("steps", 1))),
         loss=number("loss", math.nan),
-        eta_s=number("eta_s", math.nan) if math.isfinite(number("eta_s", math.nan)) else None,
+        eta_s=number("eta_s", None),
     )
 
 
@@ -727,12 +732,6 @@ def _size_checked(path: str) -> tuple[int, int]:
             f"{path}: image too small ({width}×{height}); at least {MIN_SIDE} px a side"
         )
     return width, height
-
-
-def _load_checked(path: str, longer_at_least: int | None = None):
-    """load_image after the size check (decoded smaller when the run shrinks it anyway)."""
-    _size_checked(path)
-    return load_image(path, longer_at_least)
 
 
 def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:

@@ -208,7 +208,7 @@ class WorkerClient:
             for thread in self._threads[1:]:
                 thread.join(2)
         last = self._stderr[-1] if self._stderr else ""
-        ssh = Path(self.command[0]).name in ("ssh", "ssh.exe")
+        ssh = is_ssh(self.command)
         if code is None:
             status = "closed its output"
         elif code < 0:
@@ -427,6 +427,11 @@ class WorkerClient:
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="onnxstyle-client-"))
         return self._folder
+
+
+def is_ssh(command: Sequence[str]) -> bool:
+    """Whether a worker command runs through ssh (its failures are then the link's)."""
+    return Path(command[0]).name in ("ssh", "ssh.exe")
 
 
 def _style_bytes(path: str | os.PathLike) -> bytes:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from onnxstyle.core.files import write_atomic
-from onnxstyle.plugin.client import WorkerClient, WorkerError, worker_command
+from onnxstyle.plugin.client import WorkerClient, WorkerError, is_ssh, worker_command
 
 PLUGIN_NAME = "onnxstyle-neural-style"
 CONFIG_NAME = "onnxstyle-worker.json"
@@ -268,9 +268,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _advice(command: list[str], problem: str) -> str:
     """What to do when the recorded worker command doesn't work."""
     if problem == "onnxruntime missing":
-        where = "where the worker runs" if _is_ssh(command) else f"for {command[0]}"
+        where = "where the worker runs" if is_ssh(command) else f"for {command[0]}"
         return f'onnxruntime missing {where}: pip install "onnxstyle[cpu]" (or [cuda]) there'
-    if _is_ssh(command):
+    if is_ssh(command):
         return (
             f"the worker command failed ({problem}): check that `{shlex.join(command)}` runs "
             "without asking for a password (ssh keys or an agent) and that onnxstyle is installed "
@@ -280,10 +280,6 @@ def _advice(command: list[str], problem: str) -> str:
         f'the worker command failed ({problem}): `"{command[0]}" -m pip install '
         '"onnxstyle[cpu]"` or rerun `onnxstyle gimp install` from a Python that has onnxstyle'
     )
-
-
-def _is_ssh(command: list[str]) -> bool:
-    return Path(command[0]).name in ("ssh", "ssh.exe")
 
 
 def _same_as_source(installed: Path) -> bool:

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from onnxstyle.core import errors
-from onnxstyle.core.engine import StyleOptions, check_sizes, resize, stylize
+from onnxstyle.core.engine import StyleOptions, check_sizes, resize, style_side, stylize
 from onnxstyle.core.errors import Cancelled, ImageError, StyleError, first_line
 from onnxstyle.core.files import (
     NotRegularFile,
@@ -315,7 +315,7 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
         height, width = check_sizes(size, style_sizes, engine_options)  # before any decode
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
-        styles = _styles(job, max(MIN_SIDE, round(max(height, width) * engine_options.style_scale)))
+        styles = _styles(job, style_side(height, width, engine_options.style_scale))
         graph = graphs.get(engine_options)
         _stop_if_cancelled(job)
 
@@ -375,9 +375,8 @@ def _failure(job: Job, exc: Exception) -> dict[str, Any]:
     return P.error(job.id, kind, message)
 
 
-def hello(request: P.Hello | None = None) -> dict[str, Any]:
+def hello(request: P.Hello) -> dict[str, Any]:
     """The answer to a hello, in the version the editor asked for (at most ours)."""
-    request = request or P.Hello(P.PROTOCOL_VERSION)
     try:
         import onnxruntime  # noqa: PLC0415 (optional until a session is made)
 
@@ -454,13 +453,14 @@ class Worker:
             self._cancel(request.id)
         return None
 
-    def _refuse(self, frame: int, answer: dict[str, Any]) -> int | None:
-        """Skip a refused request's frame (never held), then answer: the stream stays in step."""
+    def _refuse(self, frame: int, answer: dict[str, Any], *reply: bytes) -> int | None:
+        """Skip a refused (or pinged) request's frame (never held), then answer with the reply's
+        bytes: the stream stays in step."""
         try:
             self._skip(frame)
         except EOFError as exc:
             return self._cut_short(exc)
-        self.out.send(answer)
+        self.out.send(answer, *reply)
         return None
 
     def _skip(self, count: int) -> None:
@@ -478,13 +478,8 @@ class Worker:
         return 0
 
     def _pong(self, request: P.Ping) -> int | None:
-        try:
-            self._skip(request.frame)
-        except EOFError as exc:
-            return self._cut_short(exc)
         answer = P.pong(request.id, request.frame, request.reply_bytes)
-        self.out.send(answer, *_zeros(request.reply_bytes))
-        return None
+        return self._refuse(request.frame, answer, *_zeros(request.reply_bytes))
 
     def _receive(self, request: P.Stylize) -> int | None:
         """A stylize: its frame read (after the checks that need no bytes of it), then submitted."""
@@ -504,7 +499,7 @@ class Worker:
         if not request.frame:
             return None  # nothing to skip: the job thread says everything, in v1's order
         with self._lock:
-            busy = self.job is not None and not (self.job.cancel.is_set() and self.waiting is None)
+            busy = self.job is not None and not self._may_wait()
         if busy:
             return P.error(request.id, P.ErrorKind.BUSY, BUSY_MESSAGE)
         if request.content.path is None:
@@ -530,10 +525,15 @@ class Worker:
                 self.job = job
                 self._start(job)
                 return
-            if self.job.cancel.is_set() and self.waiting is None:
+            if self._may_wait():
                 self.waiting = job
                 return
         self.out.send(P.error(job.id, P.ErrorKind.BUSY, BUSY_MESSAGE))
+
+    def _may_wait(self) -> bool:
+        """(Under the lock, with a job running.) A new job may wait for this one: it was cancelled
+        and nothing waits yet."""
+        return self.job.cancel.is_set() and self.waiting is None
 
     def _cancel(self, job_id: str | None) -> None:
         with self._lock:

@@ -267,59 +267,57 @@ class Worker:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        """Lines, each with the frame it announces (checked against MAX_FRAME_BYTES first)."""
+        """Messages, each with the frame it announces (checked against MAX_FRAME_BYTES first) under
+        FRAME_DATA; lines that are not JSON objects are logged and skipped."""
         stream = self.process.stdout
         try:
             for line in iter(stream.readline, b""):
-                size = _frame_size(line)
+                message = _parse(line)
+                size = _frame_size(message)
                 data = stream.read(size) if size else None
                 if size and len(data) != size:
                     break  # the worker's output ended inside a frame
-                self._put((line, data))
+                if message is not None:
+                    if data is not None:
+                        message[FRAME_DATA] = data
+                    self._put(message)
         except (OSError, ValueError) as exc:
             log(f"the worker's output can't be read: {exc}")
         self._put(None)  # EOF
 
-    def _put(self, line):
-        self.lines.put(line)
+    def _put(self, message):
+        self.lines.put(message)
         notify = self.notify
         if notify is not None:
             notify()
 
-    def send(self, message, frame=b""):
-        """A request and its frame's bytes."""
+    def send(self, message, *frame):
+        """A request and its frame's bytes, piece by piece (a layer's pixels are not copied)."""
         try:
-            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8") + frame)
+            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+            for piece in frame:
+                self.process.stdin.write(piece)
             self.process.stdin.flush()
         except (OSError, ValueError):
             pass  # it died (or we closed it); the reader reports EOF and we say why
 
     def receive(self, timeout=None):
-        """The next message; None at EOF. Lines that are not JSON objects are logged and skipped."""
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise PluginError(
-                    f"The onnxstyle worker ({self.label}) did not answer within {timeout:.0f} s."
-                ) from None
-            if line is None:
-                return None
-            message = _parse(line)
-            if message is not None:
-                return message
+        """The next message; None at EOF."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise PluginError(
+                f"The onnxstyle worker ({self.label}) did not answer within {timeout:.0f} s."
+            ) from None
 
     def ready_messages(self):
         """The messages read so far, without waiting; a None in the list is EOF."""
         messages = []
         while True:
             try:
-                line = self.lines.get_nowait()
+                messages.append(self.lines.get_nowait())
             except queue.Empty:
                 return messages
-            message = None if line is None else _parse(line)
-            if line is None or message is not None:
-                messages.append(message)
 
     def crash_message(self):
         """Why the worker ended without a final answer: exit status and its last stderr line."""
@@ -373,15 +371,11 @@ class Worker:
         self._stderr.close()
 
 
-def _parse(item):
-    """One protocol line (and its frame's bytes, under FRAME_DATA) as a dict, or None (logged) if
-    it is not a JSON object."""
-    line, data = item
+def _parse(line):
+    """One protocol line as a dict, or None (logged) if it is not a JSON object."""
     try:
         message = json.loads(line)
         if isinstance(message, dict):
-            if data is not None:
-                message[FRAME_DATA] = data
             return message
     except ValueError:
         pass
@@ -389,13 +383,10 @@ def _parse(item):
     return None
 
 
-def _frame_size(line):
-    """The bytes announced after this line ("frame"), 0 if none; ValueError if not trustworthy."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return 0  # not a protocol line (logged by _parse): it announces nothing
-    size = message.get("frame", 0) if isinstance(message, dict) else 0
+def _frame_size(message):
+    """The bytes announced after this message ("frame"), 0 if none (or not a protocol line);
+    ValueError if not trustworthy."""
+    size = message.get("frame", 0) if message is not None else 0
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FRAME_BYTES:
         raise ValueError(f"a frame of {size!r} bytes")
     return size
@@ -502,7 +493,7 @@ def send_job(worker, request):
     in_band = {key: value for key, value in request.items() if key != "workdir"}
     in_band.update(content=content, styles=styles, output={"frame": True})
     in_band["frame"] = sum(len(part) for part in frame)
-    worker.send(in_band, b"".join(frame))
+    worker.send(in_band, *frame)
 
 
 def style_bytes(path):
@@ -1165,8 +1156,7 @@ def run(procedure, run_mode, image, drawables, config, data):
 
 def _choice(items):
     choice = Gimp.Choice.new()
-    for i, item in enumerate(items):
-        nick, label = item if isinstance(item, tuple) else (item, item.capitalize())
+    for i, (nick, label) in enumerate(items):
         choice.add(nick, i, label, "")
     return choice
 
