@@ -1,6 +1,7 @@
 """Shared fixtures (append new ones; keep each small)."""
 
 import pytest
+from sshd import ssh_server_fixture  # noqa: F401 (the fixture ssh_server: one sshd per session)
 
 from onnxstyle.core.graph import StyleGraph
 

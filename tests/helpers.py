@@ -1,6 +1,10 @@
 """Helpers the tests share (fixtures live in conftest.py)."""
 
+import ast
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +13,10 @@ from PIL import Image
 from onnxstyle.core import engine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# The GIMP plug-in file: it imports GIMP's own modules, so tests read it with ast
+PLUGIN = (
+    Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style/onnxstyle-neural-style.py"
+)
 
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -53,3 +61,48 @@ def relative_style_error(graph, image: np.ndarray, style: np.ndarray) -> float:
             ]
         )
     )
+
+
+def plugin_constants() -> dict:
+    """The plug-in file's module-level constants, read with ast."""
+    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and target.id.isupper():
+                try:
+                    found[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass  # not a literal (built from other names)
+    return found
+
+
+def plugin_function(name: str):
+    """A function of the plug-in file, compiled on its own."""
+    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
+    (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(PLUGIN), "exec"), namespace)
+    return namespace[name]
+
+
+def run_until_progress(
+    argv: list, seen_file: Path | None = None, timeout: float = 90
+) -> tuple[subprocess.Popen, bytes]:
+    """Start a CLI run and return once it is under way: its bar shows a loss (or `seen_file`
+    exists), asserted, so a signal sent next lands mid-run. Returns the process and its stderr
+    read so far."""
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    seen, deadline = b"", time.monotonic() + timeout
+
+    def started() -> bool:
+        return seen_file.exists() if seen_file is not None else b"loss" in seen
+
+    while not started() and time.monotonic() < deadline:
+        chunk = os.read(process.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    assert started(), seen
+    return process, seen

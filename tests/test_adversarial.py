@@ -318,7 +318,7 @@ def test_every_request_gets_one_answer_and_touches_nothing(place, data):
     place.assert_untouched()
 
 
-def test_a_line_too_long_is_skipped_and_answered(place):
+def test_a_line_too_long_is_skipped_and_answered():
     answers = serve_all(
         [b'{"type": "hello", "x": "' + b"a" * P.MAX_LINE_BYTES + b'"}', b'{"type": "hello"}']
     )

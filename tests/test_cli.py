@@ -15,12 +15,12 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_until_progress
 from PIL import Image, ImageCms
 
 from onnxstyle.core.engine import StyleOptions
@@ -491,32 +491,8 @@ def test_ctrl_c_cancels_and_writes_nothing(tmp_path):
     Image.fromarray(smooth_rgb(64, 96)).save(tmp_path / "content.png")
     Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
     out = tmp_path / "out.png"
-    process = subprocess.Popen(
-        [
-            *COMMAND,
-            "stylize",
-            tmp_path / "content.png",
-            tmp_path / "style.png",
-            "-o",
-            out,
-            "--preset",
-            "draft",
-            "--steps",
-            "500",
-            "--scales",
-            "1",
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    seen = b""
-    deadline = time.monotonic() + 90
-    while b"loss" not in seen and time.monotonic() < deadline:  # the first progress report
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-    assert b"loss" in seen, seen
+    argv = [*COMMAND, "stylize", tmp_path / "content.png", tmp_path / "style.png", "-o", out]
+    process, _ = run_until_progress([*argv, *SLOW])
     process.send_signal(signal.SIGINT)
     rest = process.stderr.read()
     assert process.wait(timeout=60) == 130
@@ -638,22 +614,6 @@ def test_a_huge_image_is_decoded_at_the_size_needed(tmp_path):
         assert im.size == (64, 64)
 
 
-def _run_until_progress(argv: list, seen_file: Path | None = None) -> subprocess.Popen:
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    seen = b""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if seen_file is None and b"loss" in seen:
-            break
-        if seen_file is not None and seen_file.exists():
-            break
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-    return process
-
-
 SLOW = ["--preset", "draft", "--steps", "500", "--scales", "1"]
 
 
@@ -663,7 +623,7 @@ def test_sigterm_and_sighup_cancel_like_ctrl_c(tmp_path, signum):
     Image.fromarray(smooth_rgb(64, 96)).save(tmp_path / "content.png")
     Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
     argv = [*COMMAND, "stylize", tmp_path / "content.png", tmp_path / "style.png"]
-    process = _run_until_progress([*argv, "-o", tmp_path / "out.png", *SLOW])
+    process, _ = run_until_progress([*argv, "-o", tmp_path / "out.png", *SLOW])
     process.send_signal(signum)
     rest = process.stderr.read()
     assert process.wait(timeout=60) == 128 + signum
@@ -706,7 +666,7 @@ def test_ctrl_c_keeps_the_snapshots_and_says_where(tmp_path):
     Image.fromarray(smooth_rgb(48, 48)).save(tmp_path / "style.png")
     argv = [*COMMAND, "stylize", tmp_path / "content.png", tmp_path / "style.png"]
     first = tmp_path / "out-scale1-step0001.png"
-    process = _run_until_progress(
+    process, _ = run_until_progress(
         [*argv, "-o", tmp_path / "out.png", *SLOW, "--save-every", "1"], seen_file=first
     )
     process.send_signal(signal.SIGINT)

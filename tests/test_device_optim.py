@@ -17,8 +17,8 @@ from onnxstyle.core.runtime import TRANSFERS, download, upload
 
 
 @pytest.fixture(scope="module")
-def graph() -> StyleGraph:
-    return StyleGraph.load("avg", "cpu")
+def graph(style_graph_avg) -> StyleGraph:
+    return style_graph_avg  # the session's, loaded once
 
 
 @pytest.fixture(scope="module")
@@ -263,11 +263,11 @@ def test_tiles_on_the_device_loop_give_the_host_paths_result(graph, loop_graph):
 # ----------------------------------------------------------------------------- choices
 
 
-def test_where_the_pixel_updates_run():
+def test_where_the_pixel_updates_run(graph):
     assert not runtime.device_loop("cpu")  # numpy is cheaper there (DEVELOPERS.md)
     assert runtime.device_loop("cuda")
     assert "host" in runtime.pixel_updates("directml")  # no DirectML package here
-    assert not StyleGraph.load("avg", "cpu").device_loop
+    assert not graph.device_loop
 
 
 def test_the_user_can_keep_the_pixel_updates_on_the_host(monkeypatch):
@@ -276,9 +276,9 @@ def test_the_user_can_keep_the_pixel_updates_on_the_host(monkeypatch):
     assert runtime.pixel_updates("cuda") == "host (numpy: ONNXSTYLE_PIXEL_UPDATES=host)"
 
 
-def test_cuda_tile_budget_follows_free_memory():
+def test_cuda_tile_budget_follows_free_memory(graph):
     per_mpx = (engine.TILE_GB_PER_MPX["cuda"] + engine.LOOP_GB_PER_MPX) * 1e9
     assert engine.cuda_tile_budget(int(10 * per_mpx / 0.8)) == pytest.approx(10)
     assert engine.cuda_tile_budget(75 * 10**9) > 2048 * 2048 / 1e6  # an 80 GB GPU: 2048 px whole
     assert engine.cuda_tile_budget(10**9) == 1.0  # never below the old fixed budget
-    assert engine._default_tile_budget(StyleGraph.load("avg", "cpu")) == 1.0
+    assert engine._default_tile_budget(graph) == 1.0

@@ -31,8 +31,8 @@ def stripes() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def graph() -> StyleGraph:
-    return StyleGraph.load("avg", "cpu")
+def graph(style_graph_avg) -> StyleGraph:
+    return style_graph_avg  # the session's, loaded once
 
 
 def fast(**overrides) -> StyleOptions:

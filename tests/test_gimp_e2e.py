@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, install, ssh_missing, unavailable
 from PIL import Image
-from sshd import free_port, ssh_server_fixture, worker_args  # noqa: F401 (a fixture: ssh_server)
+from sshd import free_port, worker_args
 
 PAD = 4  # tests/gimp/e2e_batch.py: the layer sits at (4, 4) on a larger canvas
 SELECTION = (20, 16, 40, 32)  # x, y, w, h in image coordinates (e2e_batch.py)
@@ -55,14 +55,13 @@ def _make_images(folder: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def gimp_ssh(request) -> dict:
-    """The worker behind ssh as the plug-in will run it ("env": the batch's variables), or why
-    not ("reason"): no sshd here, or no ssh client in GIMP's root."""
+    """The sshd the plug-in's worker runs behind ("server"), or why not ("reason"): no sshd here,
+    or no ssh client in GIMP's root."""
     try:
         server = request.getfixturevalue("ssh_server")
     except pytest.skip.Exception as exc:
-        return {"env": {}, "reason": str(exc)}
-    missing = ssh_missing(gimp_root())
-    return {"env": {}, "reason": missing, "server": server}
+        return {"reason": str(exc)}
+    return {"reason": ssh_missing(gimp_root()), "server": server}
 
 
 def _ssh_env(ssh: dict, folder: Path) -> dict[str, str]:

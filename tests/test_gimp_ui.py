@@ -13,7 +13,6 @@ Without GIMP 3 or a virtual screen the tests skip, except under CI=true, where t
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -25,18 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, gui_ready, install
+from helpers import EXAMPLES, plugin_constants
 from PIL import Image
 
 from onnxstyle.core.engine import PRESETS
 from onnxstyle.plugin import protocol as P
 from onnxstyle.plugin import worker as W
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PLUGIN = (
-    Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style/onnxstyle-neural-style.py"
-)
 MAX_SIZE = 160  # the final job's size: the whole-layer run stays short
-CASES = ("preview-then-ok", "crash-then-missing-style", "close-mid-preview")
 
 
 def _artifacts(tmp_path_factory) -> Path:
@@ -269,27 +264,9 @@ def test_closing_the_dialog_mid_preview_leaves_no_process_and_no_file(gui):
 # ------------------------------------------------------------------ the plug-in's copies (no GIMP)
 
 
-def _plugin_constant(name: str):
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            getattr(t, "id", None) == name for t in node.targets
-        ):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"the plug-in has no {name}")
-
-
-def _plugin_function(name: str):
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
-    namespace: dict = {}
-    exec(compile(ast.Module(body=[node], type_ignores=[]), str(PLUGIN), "exec"), namespace)
-    return namespace[name]
-
-
 def test_the_preset_labels_say_what_they_do():
     """The nicks are the engine's (test_protocol.py); the dialog shows words, not nicks."""
-    labels = dict(_plugin_constant("PRESETS"))
+    labels = dict(plugin_constants()["PRESETS"])
     assert set(labels) == set(PRESETS)
     assert all(label != nick and label[0].isupper() for nick, label in labels.items())
 
@@ -298,8 +275,8 @@ def test_the_preview_options_are_what_the_worker_accepts():
     options = {
         "preset": "draft",
         "strength": 0.0,
-        "max_size": _plugin_constant("PREVIEW_SIZE"),
-        "steps": _plugin_constant("PREVIEW_STEPS"),
+        "max_size": plugin_constants()["PREVIEW_SIZE"],
+        "steps": plugin_constants()["PREVIEW_STEPS"],
         "preserve_colors": "none",
         "device": "cpu",
         "seed": 0,
@@ -313,5 +290,5 @@ def test_the_preview_options_are_what_the_worker_accepts():
         "options": options,
     }
     engine = W._engine_options(P.parse_request(json.dumps(request)).options, [1.0])
-    assert engine.steps == _plugin_constant("PREVIEW_STEPS")
-    assert engine.max_size == _plugin_constant("PREVIEW_SIZE")
+    assert engine.steps == plugin_constants()["PREVIEW_STEPS"]
+    assert engine.max_size == plugin_constants()["PREVIEW_SIZE"]

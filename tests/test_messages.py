@@ -1,6 +1,5 @@
 """Messages the user reads are written once: the worker's line reaches the editor as it is."""
 
-import ast
 import errno
 import io
 import json
@@ -8,24 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import plugin_function
 from PIL import Image
 
 from onnxstyle.plugin import protocol as P
 from onnxstyle.plugin import worker as W
-
-PLUGIN = (
-    Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style/onnxstyle-neural-style.py"
-)
-
-
-def _plugin_function(name: str):
-    """A function of the GIMP plug-in file (which imports GIMP's own modules, so it can't be imported
-    here), compiled on its own."""
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
-    namespace: dict = {}
-    exec(compile(ast.Module(body=[node], type_ignores=[]), str(PLUGIN), "exec"), namespace)
-    return namespace[name]
 
 
 def _one_job(folder: Path) -> dict:
@@ -60,7 +46,7 @@ def test_out_of_memory_is_said_once_in_gimp(monkeypatch, tmp_path, failure):
     )  # an allocation failure without exhausting the machine
     answer = _one_job(tmp_path)
     assert answer["kind"] == "memory"
-    shown = _plugin_function("error_text")(answer, "/venv/bin/python")
+    shown = plugin_function("error_text")(answer, "/venv/bin/python")
     assert shown == answer["message"], "the editor must show the worker's line as it is"
     assert shown.lower().count("out of memory") == 1 and shown.count("maximum size") == 1
 

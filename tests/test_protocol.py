@@ -7,17 +7,13 @@ from __future__ import annotations
 import ast
 import json
 import math
-from pathlib import Path
 
 import pytest
+from helpers import PLUGIN, plugin_constants
 
 from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS
 from onnxstyle.core.runtime import DEVICES
 from onnxstyle.plugin import protocol as P
-
-PLUGIN = (
-    Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style/onnxstyle-neural-style.py"
-)
 
 
 def request(**changes) -> dict:
@@ -181,21 +177,6 @@ def test_error_kinds_are_plain_words_on_the_wire():
 # --------------------------------------------------------------------------- the GIMP plug-in's copies
 
 
-def _plugin_constants() -> dict:
-    """The plug-in file's module-level constants, read with ast (it imports GIMP's own modules)."""
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    found = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id.isupper():
-                try:
-                    found[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    pass  # not a literal (built from other names)
-    return found
-
-
 def _nicks(choices) -> tuple[str, ...]:
     """("nick", "Label") pairs or plain nicks -> the nicks the protocol sees."""
     return tuple(c[0] if isinstance(c, (tuple, list)) else c for c in choices)
@@ -230,7 +211,7 @@ def _plugin_pixel_formats() -> set[str]:
 
 
 def test_the_gimp_plugin_constants_match_the_worker():
-    constants = _plugin_constants()
+    constants = plugin_constants()
     assert constants["PROTOCOL_VERSION"] == P.PROTOCOL_VERSION
     assert constants["MAX_FRAME_BYTES"] == P.MAX_FRAME_BYTES
     assert constants["MAX_STYLE_BYTES"] == P.MAX_STYLE_BYTES

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_until_progress
 from PIL import Image
-from sshd import ssh_server_fixture, unavailable, worker_args  # noqa: F401 (a fixture: ssh_server)
+from sshd import unavailable, worker_args
 
 from onnxstyle.plugin import gimp_install
 
@@ -116,19 +117,8 @@ def _start_long_job(ssh_server, pictures: Path, marker: str, remote_tmp: Path):
     shows the first step; returns the process and the stderr seen so far."""
     worker = ssh_server.command(["env", f"TMPDIR={remote_tmp}", *worker_args(marker)])
     args = [*COMMAND, "stylize", pictures / "content.png", pictures / "style.png", "-o"]
-    process = subprocess.Popen(
-        [*args, pictures / "out.png", *LONG, "--worker", shlex.join(worker)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    seen, deadline = b"", time.monotonic() + 120
-    while b"loss" not in seen and time.monotonic() < deadline:  # the first remote step
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-    assert b"loss" in seen, seen
-    return process, seen
+    argv = [*args, pictures / "out.png", *LONG, "--worker", shlex.join(worker)]
+    return run_until_progress(argv, timeout=120)  # the first remote step
 
 
 def _wait_gone(marker: str) -> dict[int, list[str]]:

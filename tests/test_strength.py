@@ -11,8 +11,8 @@ from onnxstyle.core.graph import StyleGraph
 
 
 @pytest.fixture(scope="module")
-def graph() -> StyleGraph:
-    return StyleGraph.load("avg", "cpu")
+def graph(style_graph_avg) -> StyleGraph:
+    return style_graph_avg  # the session's, loaded once
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sshd import ssh_server_fixture, worker_args  # noqa: F401 (a fixture: ssh_server)
+from sshd import worker_args
 
 from onnxstyle.core.files import read_exactly
 from onnxstyle.plugin import protocol as P
@@ -235,7 +235,7 @@ def test_strength_reaches_the_engine(worker, images, tmp_path):
     assert np.abs(result - content).max() <= 1, "strength 0 must give the content back"
 
 
-def in_band(request: dict, folder: Path) -> tuple[dict, bytes]:
+def in_band(request: dict) -> tuple[dict, bytes]:
     """The request with its content and styles in a frame and its output in the result's."""
     content = Path(request["content"].pop("path")).read_bytes()
     request["content"]["bytes"] = len(content)
@@ -257,9 +257,7 @@ def test_in_band_pixels_give_the_same_result_as_files(transport, images, tmp_pat
         w.send(stylize_request(images, "files", tmp_path / "r.raw", steps=4))
         by_files, _ = w.until_final("files")
         assert by_files["type"] == "result", by_files
-        request, frame = in_band(
-            stylize_request(images, "frames", tmp_path / "x", steps=4), tmp_path
-        )
+        request, frame = in_band(stylize_request(images, "frames", tmp_path / "x", steps=4))
         w.send(request, frame)
         final, progress = w.until_final("frames")
     finally:
@@ -273,7 +271,7 @@ def test_in_band_pixels_give_the_same_result_as_files(transport, images, tmp_pat
 def test_an_in_band_style_that_is_not_an_image_is_one_line_naming_it(
     shared_worker, images, tmp_path
 ):
-    request, frame = in_band(stylize_request(images, "bad", tmp_path / "x"), tmp_path)
+    request, frame = in_band(stylize_request(images, "bad", tmp_path / "x"))
     request["styles"][0].update(name="holiday.jpg", bytes=9)
     request["frame"] = len(frame) - len(images["style"].read_bytes()) + 9
     shared_worker.send(request, frame[: request["frame"] - 9] + b"not a jpg")
@@ -522,7 +520,7 @@ def test_cancel_within_a_step_and_busy(any_worker, images, tmp_path):
     worker.send(stylize_request(images, "c", out, preset="normal"))
     first = _first_progress(worker, "c")
     # busy: its frame is skipped, and the cancel right after it is read as the next request
-    worker.send(*in_band(stylize_request(images, "second", tmp_path / "other.raw"), tmp_path))
+    worker.send(*in_band(stylize_request(images, "second", tmp_path / "other.raw")))
     worker.send({"type": "cancel", "id": "c"})
     busy_seen, after = False, []
     while True:
