@@ -722,6 +722,7 @@ def stylize(
     cancel: CancelFn | None = None,
     *,
     graph: StyleGraph | None = None,
+    style_grams: Callable[[int], dict[str, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Stylise `content` (float32 [H,W,3] RGB in [0,1]) with `styles`; returns float32 [h,w,3] in [0,1],
     where (h,w) is the content's size, shrunk so the longer side ≤ options.max_size.
@@ -730,7 +731,10 @@ def stylize(
     and a True makes stylize raise Cancelled. User errors raise StyleError subclasses (one line).
     graph: an already loaded StyleGraph to reuse (sessions take a second or two to create); None loads
     the one for options.pooling and options.device (anything with its features/loss_and_grad will do:
-    the benchmark passes the PyTorch reference)."""
+    the benchmark passes the PyTorch reference).
+    style_grams(longer): the blended style targets for a scale whose style side is `longer`
+    (style_side), computed elsewhere once for many pictures (plugin/cluster.py); None: computed here
+    from `styles`. Only without preserve_colors: its modes change the styles per content."""
     options = options or StyleOptions()
     content = _check_image(content, "content image")
     styles = [_check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
@@ -759,7 +763,10 @@ def stylize(
         # strength 0: the loss is the content term alone, whose minimum is the content itself
         fresh = image is None or options.strength == 0
         start = scaled_content if fresh else resize(image, h, w)
-        grams = _blended_grams(graph, styles, blend, h, w, options.style_scale, budget_px)
+        if style_grams is None:
+            grams = _blended_grams(graph, styles, blend, h, w, options.style_scale, budget_px)
+        else:
+            grams = style_grams(style_side(h, w, options.style_scale))
         balance = _balance(graph, scaled_content, grams, budget_px)
         if tiles is None:
             image = _optimise(run, graph, start, scaled_content, grams, balance)

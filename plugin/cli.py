@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
     _add_stylize(commands)
+    from onnxstyle.plugin import batch  # noqa: PLC0415 (batch imports this module)
+
+    batch.add_parser(commands)
     info = commands.add_parser(
         "info",
         help="ONNX Runtime, devices, model files and versions",
