@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     todo = [p for p in pictures if p.problem is None and p.state == "to do"]
     started = time.monotonic()
     if todo:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _check_writable(out_dir)
         code = _run_on_ray(address, args, options, todo)
     else:
         code = 0
@@ -277,6 +277,13 @@ def run(args: argparse.Namespace) -> int:
     if code:
         return code
     return EXIT_FAILED if failed else 0
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Before any work: the folder (or the one it will be made in) takes new files."""
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StyleError(f"-o {out_dir}: cannot write to {existing} (permission denied)")
 
 
 def _size_picture(picture: Picture, style_sizes, options: StyleOptions) -> None:

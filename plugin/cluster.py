@@ -98,6 +98,7 @@ def _bound_ray_connect() -> None:
         ("RAY_NUM_REDIS_GET_RETRIES", "1"),
         ("RAY_py_gcs_connect_timeout_s", "8"),
         ("RAY_gcs_rpc_server_connect_timeout_s", "4"),
+        ("RAY_BACKEND_LOG_LEVEL", "error"),  # its warnings per attempt: our one line says it
     ):
         os.environ.setdefault(name, value)
 
@@ -499,7 +500,7 @@ def connect(address: str | None) -> Iterator[Session]:
             logging_level=logging.ERROR,
             configure_logging=True,
         )
-    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+    except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError ...: one line
         took = time.monotonic() - started
         where = f"at {address}" if address else "on this machine"
         raise StyleError(
