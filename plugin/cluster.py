@@ -24,10 +24,11 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,6 @@ def _bound_ray_connect() -> None:
         ("RAY_NUM_REDIS_GET_RETRIES", "1"),
         ("RAY_py_gcs_connect_timeout_s", "8"),
         ("RAY_gcs_rpc_server_connect_timeout_s", "4"),
-        ("RAY_BACKEND_LOG_LEVEL", "error"),  # its warnings per attempt: our one line says it
     ):
         os.environ.setdefault(name, value)
 
@@ -480,6 +480,23 @@ def _cause(exc: Exception) -> Exception:
 
 
 @contextmanager
+def _stderr_aside() -> Iterator[None]:
+    """Ray's C++ client logs each failed connect attempt to file descriptor 2; while joining, those
+    lines go to a scratch file (a failure is our one line)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+@contextmanager
 def connect(address: str | None) -> Iterator[Session]:
     """Ray for the command: a local Ray (started here, stopped on exit) without an address, else
     the cluster at `address` (joined, left on exit; our workers end with us)."""
@@ -493,13 +510,14 @@ def connect(address: str | None) -> Iterator[Session]:
 
     started = time.monotonic()
     try:
-        ray.init(
-            address=address or "local",
-            include_dashboard=False if address is None else None,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            configure_logging=True,
-        )
+        with _stderr_aside() if address is not None else nullcontext():
+            ray.init(
+                address=address or "local",
+                include_dashboard=False if address is None else None,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                configure_logging=True,
+            )
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError ...: one line
         took = time.monotonic() - started
         where = f"at {address}" if address else "on this machine"

@@ -283,7 +283,7 @@ def test_ctrl_c_stops_keeps_finished_results_and_leaves_no_ray_process(tmp_path)
     env = {**ENV, "RAY_TMPDIR": temp}
     env.pop("RAY_ADDRESS", None)
     args = [str(tmp_path / "in"), "-s", STYLE, "-o", str(out), "--preset", "draft"]
-    args += ["--steps", "30", "--max-size", "48", "-q"]
+    args += ["--steps", "20", "--max-size", "48", "-q"]
     process = subprocess.Popen(
         [*ONNXSTYLE, "batch", *args], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -361,7 +361,7 @@ def test_a_node_killed_mid_batch_loses_no_picture_and_writes_none_twice(cluster,
     modes = make_inputs(tmp_path / "in", 6)
     out = tmp_path / "out"
     args = [str(tmp_path / "in"), "-s", STYLE, "-o", str(out), "--preset", "draft"]
-    args += ["--steps", "40", "--max-size", "48", "--ray-address", cluster.address]
+    args += ["--steps", "16", "--max-size", "48", "--ray-address", cluster.address]
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with open(stdout, "w") as o, open(stderr, "w") as e:
         process = subprocess.Popen(
