@@ -459,7 +459,9 @@ def _summary(pictures: list[Picture], seconds: float) -> None:
     per = f", {sum(made) / len(made):.1f}s per picture" if made else ""
     nodes = len({p.node for p in pictures if p.node})
     print(
-        f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+        f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+        + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
+        + f" "
         f"in {cli._duration(seconds)}{per}"
         + (f", on {nodes} node{'s' if nodes > 1 else ''}" if nodes else "")
     )

@@ -398,14 +398,15 @@ class Session:
                         shown[id(worker)] = ray.get(ref)
                     except Exception:  # a worker going away: its next call says so
                         shown.pop(id(worker), None)
-                busy = {id(w) for w, _ in running.values()}
+                busy = {id(w): j.name for w, j in running.values()}
                 for worker, _ in running.values():
                     if worker not in status.values():
                         status[
                             worker.handle.status.options(concurrency_group="control").remote()
                         ] = worker
                 yield Status(
-                    [s for key, s in shown.items() if key in busy and s], len(self.workers)
+                    [s for key, s in shown.items() if s and busy.get(key) == s[0]],
+                    len(self.workers),
                 )
 
     def _outcome(self, ref, worker: _Worker, job: Job) -> Done | Failed | None:
