@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, install, ssh_missing, unavailable
+from helpers import plugin_constants
 from PIL import Image
 from sshd import free_port, worker_args
 
@@ -358,3 +359,10 @@ def test_an_install_that_fails_midway_leaves_the_installed_plugin_as_it_was(
     assert "No space left on device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert [p.name for p in folder.parent.iterdir()] == [folder.name], "a temporary folder was left"
+
+
+def test_the_plugin_reads_the_record_the_installer_writes():
+    constants = plugin_constants()
+    assert constants["CONFIG_NAME"] == gimp_install.CONFIG_NAME
+    assert constants["WORKER_ARGS"] == gimp_install.WORKER_ARGS
+    assert f"-m {gimp_install.__name__} install" in constants["FIX_REGISTER"]

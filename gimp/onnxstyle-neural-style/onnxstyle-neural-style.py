@@ -4,15 +4,15 @@
 # This file registers the filter with GIMP and runs it; GIMP runs it with its own Python (no
 # numpy, no onnxruntime, nothing of onnxstyle) and puts this folder on sys.path, so the modules
 # beside it import:
-#   protocol.py     the worker protocol as we speak it: constants, requests, typed replies
-#   worker_link.py  the worker process, its reader thread, the hello, running a job
-#   config.py       the worker record (onnxstyle-worker.json, written by `onnxstyle gimp install`)
-#   settings.py     the procedure's values -> a stylize job (styles checked, options)
-#   pixels.py       the layer's pixels: read, preview copy, write back through the selection
-#   dialog.py       the dialog's layout and the Preview panel's widgets
-#   preview.py      what the Preview does: one warm worker, one job at a time, newest wins
-#   errors.py       PluginError (one line for the user) and log
-#   windows_job.py  Windows only: the worker dies with GIMP
+#   protocol.py       the worker protocol as we speak it: constants, requests, typed replies
+#   worker_link.py    the worker process, its reader thread, the hello, running a job
+#   worker_record.py  the worker command `onnxstyle gimp install` recorded (onnxstyle-worker.json)
+#   settings.py       the procedure's values -> a stylize job (styles checked, options)
+#   pixels.py         the layer's pixels: read, preview copy, write back through the selection
+#   dialog.py         the dialog's layout and the Preview panel's widgets
+#   preview.py        what the Preview does: one warm worker, one job at a time, newest wins
+#   errors.py         PluginError (one line for the user) and log
+#   windows_job.py    Windows only: the worker dies with GIMP
 # The worker runs with the command recorded next to this file (`python -m
 # onnxstyle.plugin.worker` in onnxstyle's Python environment, or `ssh gpu-box ... -m
 # onnxstyle.plugin.worker` for a worker on another machine) and talks JSON lines (protocol
@@ -41,7 +41,6 @@ gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
 
 # the modules beside this file import GIMP's libraries: only after the versions are required
-from config import worker_record  # noqa: E402
 from dialog import show_dialog  # noqa: E402
 from errors import JobCancelled, PluginError, log  # noqa: E402
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
@@ -55,6 +54,7 @@ from pixels import (  # noqa: E402
 )
 from settings import stylize_job  # noqa: E402
 from worker_link import run_job, run_on_new_worker  # noqa: E402
+from worker_record import read_record  # noqa: E402
 
 PROC_NAME = "plug-in-onnxstyle-neural-style"
 PRESETS = (
@@ -105,7 +105,7 @@ def stylize(image, drawables, config, preview=None):
     """The whole run on the layer; `preview`, the dialog's, lends its warm worker and folder."""
     layer = selected_layer(drawables)
     x, y, width, height = selection_bounds(layer)
-    python, command = worker_record()
+    python, command = read_record()
     gegl_format, fmt = babl_format(image)
     rect = Gegl.Rectangle.new(x, y, width, height)
 

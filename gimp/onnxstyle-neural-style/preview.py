@@ -12,13 +12,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from config import worker_record
 from errors import PluginError, log
 from gi.repository import GLib
 from pixels import preview_pixels, selected_layer, selection_bounds
-from protocol import FINAL_REPLIES, Error, Hello, Progress, Result, cancel_request, error_text
+from protocol import (
+    FINAL_REPLIES,
+    Error,
+    Hello,
+    Progress,
+    Result,
+    StylizeJob,
+    cancel_request,
+    error_text,
+)
 from settings import PREVIEW_SIZE, file_path, stylize_job
 from worker_link import HELLO_TIMEOUT_S, WorkerLink, say_hello, send_job, validate_hello
+from worker_record import read_record
 
 AUTO_DELAY_MS = 700  # auto-update waits until the values stop changing
 # the arguments a preview depends on: changing one cancels a running preview
@@ -36,7 +45,7 @@ PREVIEW_ARGS = (
 
 @dataclass
 class PreviewJob:
-    request: object  # protocol.StylizeJob
+    request: StylizeJob
     key: tuple  # what it computes: a request with the same key needs no new job
     asked: float = field(default_factory=time.monotonic)
     stale: bool = False  # the values changed since: its answer is dropped
@@ -160,7 +169,7 @@ class Preview:
         self.panel.busy("Loading the model and the style")
 
     def _start_worker(self):
-        python, command = worker_record()
+        python, command = read_record()
         self.link = WorkerLink(
             python,
             command,

@@ -12,7 +12,6 @@ import subprocess
 import threading
 import time
 
-from config import FIX_INSTALL, FIX_REGISTER
 from errors import JobCancelled, PluginError, log
 from gi.repository import Gimp
 from protocol import (
@@ -28,6 +27,7 @@ from protocol import (
     read_reply,
     stylize_request,
 )
+from worker_record import FIX_INSTALL, FIX_REGISTER
 
 HELLO_TIMEOUT_S = 120.0  # a cold start imports numpy and onnxruntime from disk
 # Python variables GIMP sets for its own interpreter (bundles on Windows/macOS); they would

@@ -1,7 +1,7 @@
 """The worker record: which command starts the onnxstyle worker, as `onnxstyle gimp install`
 wrote it into onnxstyle-worker.json beside these files, and the commands our advice quotes.
 
-A new field of the record is read in `worker_record` (plugin/gimp_install.py writes it).
+A new field of the record is read in `read_record` (plugin/gimp_install.py writes it).
 """
 
 import json
@@ -15,7 +15,7 @@ FIX_INSTALL = '"{python}" -m pip install "onnxstyle[cpu]"'
 FIX_REGISTER = '"{python}" -m onnxstyle.plugin.gimp_install install'
 
 
-def worker_record():
+def read_record():
     """(python, command): the recorded worker command, with its Python when it is a local one
     (None for a command of the user's, e.g. ssh to a GPU box); else a PluginError that says how
     to record it."""
