@@ -164,28 +164,34 @@ def _optional_int(value):
     return None if value is None else int(value)
 
 
-REPLIES = {
+REPLIES = {  # a reply's "type" -> its class, from the JSON object and its frame's bytes
     "hello": lambda m, data: Hello(
-        m.get("id"),
-        m.get("protocol", 1),
-        m.get("files") is True,
-        tuple(m.get("providers") or ()),
+        id=m.get("id"),
+        protocol=m.get("protocol", 1),
+        files=m.get("files") is True,
+        providers=tuple(m.get("providers") or ()),
     ),
     "progress": lambda m, data: Progress(
-        m.get("id"),
-        float(m.get("fraction") or 0.0),
-        str(m.get("text") or ""),
-        _optional_int(m.get("scale")),
-        int(m.get("scales") or 1),
-        _optional_int(m.get("step")),
-        _optional_int(m.get("steps")),
+        id=m.get("id"),
+        fraction=float(m.get("fraction") or 0.0),
+        text=str(m.get("text") or ""),
+        scale=_optional_int(m.get("scale")),
+        scales=int(m.get("scales") or 1),
+        step=_optional_int(m.get("step")),
+        steps=_optional_int(m.get("steps")),
     ),
     "result": lambda m, data: Result(
-        m.get("id"), int(m["width"]), int(m["height"]), m["path"] if data is None else None, data
+        id=m.get("id"),
+        width=int(m["width"]),
+        height=int(m["height"]),
+        path=m["path"] if data is None else None,
+        data=data,
     ),
-    "error": lambda m, data: Error(m.get("id"), m.get("kind"), m.get("message") or "unknown error"),
-    "cancelled": lambda m, data: Cancelled(m.get("id")),
-    "pong": lambda m, data: Pong(m.get("id"), int(m.get("bytes") or 0)),
+    "error": lambda m, data: Error(
+        id=m.get("id"), kind=m.get("kind"), message=m.get("message") or "unknown error"
+    ),
+    "cancelled": lambda m, data: Cancelled(id=m.get("id")),
+    "pong": lambda m, data: Pong(id=m.get("id"), received=int(m.get("bytes") or 0)),
 }
 
 
