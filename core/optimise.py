@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from .errors import StyleError
 from .graph import LossWeights, Targets, as_nchw
 from .loss import layer_grams, style_distance
 from .optim import OPTIMISERS
-from .scale import Balance, GraphLike, graph_weights
+from .scale import Balance, DeviceLoopGraph, GraphLike, graph_weights
 from .steering import Steering
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ def run_optimiser(
             return terms.total, grad
 
         return OPTIMISERS[options.optimizer](evaluate_host, start, steps, **kwargs).x
+    graph = cast(DeviceLoopGraph, graph)
     updates = update_graphs(graph.concrete_device)
 
     def evaluate_device(x, g) -> float:

@@ -30,8 +30,7 @@ Grams = dict[str, np.ndarray]  # {layer: normalised Gram Ĝ [C,C]}
 
 class GraphLike(Protocol):
     """What the engine needs of a graph: core/graph.py's StyleGraph, or any other (the benchmarks'
-    PyTorch reference). A graph may also keep the optimiser's vectors on its device: then it has
-    `device_loop` True, `concrete_device` and `loss_on_device` (core/optimise.py `run_optimiser`)."""
+    PyTorch reference). A graph may also keep the optimiser's vectors on its device: DeviceLoopGraph."""
 
     def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """{"gram_<layer>": Ĝ [C,C] per style layer, "content_relu4_2": [1,C,h,w]}."""
@@ -41,6 +40,18 @@ class GraphLike(Protocol):
         self, image: np.ndarray, targets: Targets, weights: LossWeights
     ) -> tuple[LossTerms, np.ndarray]:
         """The loss's terms and d loss / d image, in the image's layout."""
+        ...
+
+
+class DeviceLoopGraph(GraphLike, Protocol):
+    """A graph whose device keeps the optimiser's vectors (StyleGraph on CUDA, or when asked): the
+    engine runs core/device_optim.py's loop on it when `device_loop` is True."""
+
+    device_loop: bool
+    concrete_device: str  # "cpu", "cuda", "directml": which update graphs to load
+
+    def loss_on_device(self, x, g, targets: Targets, weights: LossWeights) -> float:
+        """The total loss at x, d loss / d x written into g (x, g: OrtValues [1,3,H,W] on the device)."""
         ...
 
 
