@@ -159,9 +159,12 @@ def balance(
         n_c = target.shape[0]
         # a content already at the target: fall back to a millionth of the target's own energy
         floor = 1e-6 * style_layer_cost(target, np.zeros_like(target))
-        style.append(max(style_layer_cost(target, features.grams[layer]), floor, 1e-30 / (2 * n_c) ** 2))  # fmt: skip
+        cost = style_layer_cost(target, features.grams[layer])
+        style.append(max(cost, floor, 1e-30 / (2 * n_c) ** 2))
     distance = style_distance(grams, features.grams)
-    return Balance(content=max(features.energy, 1e-30), style=tuple(style), distance=max(distance, 1e-30))  # fmt: skip
+    return Balance(
+        content=max(features.energy, 1e-30), style=tuple(style), distance=max(distance, 1e-30)
+    )
 
 
 # The engine's balance, or a benchmark's variant (benchmarks/judge.py): stylize(..., balance=...)
