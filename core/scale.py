@@ -167,7 +167,7 @@ def balance(
     )
 
 
-# The engine's balance, or a benchmark's variant (benchmarks/judge.py): stylize(..., balance=...)
+# The engine's balance, or a benchmark's variant (benchmarks/judge.py): stylize(..., balance_fn=...)
 BalanceFn = Callable[[GraphLike, np.ndarray, Grams, int, WholeFeatures], Balance]
 
 
