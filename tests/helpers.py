@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from onnxstyle.core import engine
+from onnxstyle.core.images import fit_size, resize
+from onnxstyle.core.loss import layer_grams, style_distance
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The GIMP plug-in: a folder of modules GIMP's Python runs (the entry file, named as the folder,
@@ -50,20 +51,11 @@ def example_image(name: str, longer: int) -> np.ndarray:
 
 
 def relative_style_error(graph, image: np.ndarray, style: np.ndarray) -> float:
-    """Mean over layers of ‖Ĝ(image) − Ĝ(style)‖/‖Ĝ(style)‖ — the judge's measure, on `graph` (the
-    engine's network), the style resized as the engine does."""
+    """The judge's measure (core/loss.py style_distance) on `graph` (the engine's network), the style
+    resized as the engine does: its longer side the image's."""
     h, w = image.shape[:2]
-    target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
-    g_img, g_sty = graph.features(image), graph.features(target)
-    return float(
-        np.mean(
-            [
-                np.linalg.norm(g_img[f"gram_{layer}"] - g_sty[f"gram_{layer}"])
-                / np.linalg.norm(g_sty[f"gram_{layer}"])
-                for layer in engine.STYLE_LAYERS
-            ]
-        )
-    )
+    target = resize(style, *fit_size(*style.shape[:2], max(h, w)))
+    return style_distance(layer_grams(graph.features(target)), layer_grams(graph.features(image)))
 
 
 def _plugin_trees() -> list[tuple[Path, ast.Module]]:
