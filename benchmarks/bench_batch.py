@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from onnxstyle.core.engine import DEFAULT_TILE_MPX, StyleOptions, scale_sizes, style_side, stylize
+from onnxstyle.core.engine import StyleOptions, scale_sizes, style_side, stylize
 from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.tiled import DEFAULT_TILE_MPX
 from onnxstyle.plugin import cluster
 
 ROOT = Path(__file__).resolve().parent.parent

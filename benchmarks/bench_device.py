@@ -40,10 +40,14 @@ import numpy as np
 import torch
 from bench_stylize import TorchGraph, load
 
-from onnxstyle.core import device_optim, engine, graph, optim, runtime
+from onnxstyle.core import device_optim, graph, optim, runtime, scale, tiled
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.graph import LossWeights, StyleGraph, Targets, as_nchw
 from onnxstyle.core.imageio import save_image
+from onnxstyle.core.images import fit_size, resize
+from onnxstyle.core.optimise import OptimiserFn
+from onnxstyle.core.schedule import scale_sizes
+from onnxstyle.core.steering import SteeringSettings
 
 COLUMNS = ("grad", "updates", "copies")
 
@@ -191,41 +195,30 @@ def torch_adam(fun, x0: torch.Tensor, max_evals: int, lower=0.0, upper=1.0, lr=0
 TORCH_OPTIMISERS = {"lbfgs": torch_lbfgs, "adam": torch_adam}
 
 
-@contextmanager
-def torch_optimiser(torch_graph: TorchDeviceGraph):
+def torch_optimiser(torch_graph: TorchDeviceGraph) -> OptimiserFn:
     """The engine's schedule, balance and steering, each optimiser run (a scale's segment, a tile)
-    made by the torch optimiser on the device."""
+    made by the torch optimiser on the device: stylize(..., optimiser=torch_optimiser(graph))."""
 
-    def run_optimiser(run, _graph, start, targets, weights, steps):
+    def run_optimiser(_graph, start, targets, weights, steps, options, meter):
         loss, pixels = torch_graph.tensor_loss(targets, weights), start.shape[0] * start.shape[1]
 
         def evaluate(x):
-            run.begin()
+            meter.begin()
             f, g = loss(x)
-            run.end(f, bool(torch.isfinite(g).all()), pixels)
+            meter.end(f, bool(torch.isfinite(g).all()), pixels)
             return f, g
 
-        kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
+        kwargs = {"lr": options.learning_rate} if options.optimizer == "adam" else {}
         x0 = torch.from_numpy(as_nchw(start)).to(torch_graph.device)
-        x = TORCH_OPTIMISERS[run.options.optimizer](evaluate, x0, steps, **kwargs)
+        x = TORCH_OPTIMISERS[options.optimizer](evaluate, x0, steps, **kwargs)
         return x[0].permute(1, 2, 0).cpu().numpy()
 
-    saved, engine._run_optimiser = engine._run_optimiser, run_optimiser
-    try:
-        yield
-    finally:
-        engine._run_optimiser = saved
+    return run_optimiser
 
 
-@contextmanager
-def fixed_gain():
-    """No steering: every path optimises the same loss, so their final losses compare (a steered
-    run's gain follows its own iterates)."""
-    saved, engine._controlled = engine._controlled, lambda options: False
-    try:
-        yield
-    finally:
-        engine._controlled = saved
+# No steering: every path optimises the same loss, so their final losses compare (a steered run's
+# gain follows its own iterates): stylize(..., steering=FIXED_GAIN)
+FIXED_GAIN = SteeringSettings(steer=False)
 
 
 # ------------------------------------------------------------------------------ 1. per evaluation
@@ -235,10 +228,10 @@ def problem(style_graph: StyleGraph, size: int, style: np.ndarray):
     """Start image (the content), targets and weights at one size, as the engine makes them."""
     content = load("chelsea.jpg", size)
     h, w = content.shape[:2]
-    grams = engine._style_grams(style_graph, engine.resize(style, *engine.fit_size(*style.shape[:2], size)), 1 << 40)  # fmt: skip
+    grams = scale.style_grams(style_graph, resize(style, *fit_size(*style.shape[:2], size)), 1 << 40)  # fmt: skip
     target = style_graph.features(content)["content_relu4_2"]
-    balance = engine._balance(style_graph, content, grams, 1 << 40)
-    weights = engine._graph_weights(StyleOptions(), balance, target, h, w)
+    balance = scale.balance(style_graph, content, grams, 1 << 40)
+    weights = scale.graph_weights(StyleOptions(), balance, target, h, w)
     return content, Targets(grams=grams, content=target), weights
 
 
@@ -347,35 +340,33 @@ def run_e2e(label: str, runner, content, style, options, sync) -> dict:
 
 def table_e2e(args, style_graph, torch_graph, style, sync) -> None:
     content = load("chelsea.jpg", args.e2e_size)
-    budget = args.tile_budget or engine._default_tile_budget(style_graph)
+    budget = args.tile_budget or tiled.default_tile_budget(style_graph)
     overrides = {"max_size": args.e2e_size, "device": style_graph.concrete_device}
     overrides.update(tile_budget_mpx=budget, optimizer=args.optimizer)
     if args.e2e_steps:
         overrides["steps"] = args.e2e_steps
     options = StyleOptions.from_preset(args.e2e_preset, **overrides)
-    sizes = engine.scale_sizes(*content.shape[:2], options)
+    sizes = scale_sizes(*content.shape[:2], options)
     print(f"\n2. end to end: --preset {args.e2e_preset} on {content.shape[1]}x{content.shape[0]}, {options.steps} steps x {len(sizes)} scales, tile budget {budget:.2f} Mpx, one fixed gain (no steering)")  # fmt: skip
     rows = {}
     loop = style_graph.device_loop
-    with fixed_gain():
-        for path in args.paths:
-            if path == "torch":
-                with torch_optimiser(torch_graph):
-                    rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=torch_graph), content, style, options, sync)  # fmt: skip
-                continue
-            style_graph.device_loop = path == "device"
-            try:
-                rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=style_graph), content, style, options, sync)  # fmt: skip
-            finally:
-                style_graph.device_loop = loop
-        if args.tf32 and style_graph.concrete_device == "cuda":
-            os.environ["ONNXSTYLE_CUDA_TF32"] = "1"
-            try:
-                tf32 = StyleGraph.load("avg", "cuda")
-            finally:
-                del os.environ["ONNXSTYLE_CUDA_TF32"]
-            rows["device+tf32"] = run_e2e("device+tf32", lambda *a, **k: stylize(*a, **k, graph=tf32), content, style, options, sync)  # fmt: skip
-            del tf32  # its sessions' memory back before table 3
+    for path in args.paths:
+        if path == "torch":
+            rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=torch_graph, steering=FIXED_GAIN, optimiser=torch_optimiser(torch_graph)), content, style, options, sync)  # fmt: skip
+            continue
+        style_graph.device_loop = path == "device"
+        try:
+            rows[path] = run_e2e(path, lambda *a, **k: stylize(*a, **k, graph=style_graph, steering=FIXED_GAIN), content, style, options, sync)  # fmt: skip
+        finally:
+            style_graph.device_loop = loop
+    if args.tf32 and style_graph.concrete_device == "cuda":
+        os.environ["ONNXSTYLE_CUDA_TF32"] = "1"
+        try:
+            tf32 = StyleGraph.load("avg", "cuda")
+        finally:
+            del os.environ["ONNXSTYLE_CUDA_TF32"]
+        rows["device+tf32"] = run_e2e("device+tf32", lambda *a, **k: stylize(*a, **k, graph=tf32, steering=FIXED_GAIN), content, style, options, sync)  # fmt: skip
+        del tf32  # its sessions' memory back before table 3
     base = rows.get("device") or next(iter(rows.values()))
     print(f"\n{'path':>12} {'evals':>6} {'wall s':>8} {'x device':>9} {'final loss':>12} {'loss vs device':>15}")  # fmt: skip
     for path, r in rows.items():
@@ -444,7 +435,7 @@ def table_levers(args, style_graph, style) -> None:
             print(f"  {label:<18} failed: {str(exc).strip().splitlines()[0][:150]}", flush=True)
     free = runtime.cuda_free_bytes()
     if free is not None:
-        print(f"  CUDA free memory {free / 1e9:.1f} GB -> tile budget {engine.cuda_tile_budget(free):.1f} Mpx")  # fmt: skip
+        print(f"  CUDA free memory {free / 1e9:.1f} GB -> tile budget {tiled.cuda_tile_budget(free):.1f} Mpx")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ main

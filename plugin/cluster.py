@@ -34,16 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from onnxstyle.core.engine import (
-    DEFAULT_TILE_MPX,
-    Progress,
-    StyleOptions,
-    _blended_grams,
-    _check_options,
-    stylize,
-)
+from onnxstyle.core.engine import Progress, StyleOptions, _check_options, stylize
 from onnxstyle.core.errors import Cancelled, StyleError, first_line
 from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.scale import blended_grams
+from onnxstyle.core.tiled import DEFAULT_TILE_MPX
 
 INSTALL_HINT = "pip install 'onnxstyle[cluster]' (or: pip install ray)"
 CONNECT_BOUND_S = 30  # an unreachable address is reported within this
@@ -152,8 +147,7 @@ def _style_targets(
     graph, styles: list[np.ndarray], blend: np.ndarray, longer: int, budget_px: int
 ) -> dict[str, np.ndarray]:
     """The blended Gram targets for a scale whose style side is `longer` (engine.style_side)."""
-    # a square of side `longer` at style_scale 1 has style side `longer`
-    return _blended_grams(graph, styles, blend, longer, longer, 1.0, budget_px)
+    return blended_grams(graph, styles, blend, longer, budget_px)
 
 
 class StyleWorker:

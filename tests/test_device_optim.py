@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import example_image
 
-from onnxstyle.core import device_optim, engine, optim, runtime
+from onnxstyle.core import device_optim, optim, runtime, scale, tiled
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.errors import Cancelled, StyleError
 from onnxstyle.core.graph import PACKAGE_MODELS, StyleGraph, Targets, as_nchw
@@ -51,12 +51,10 @@ def runs(updates, monkeypatch):
 def vgg_problem(graph, size, **weights):
     """Start image (the content), loss and a recording of evaluated points, both ways."""
     content, style = example_image("chelsea.jpg", size), example_image("swirls.jpg", 64)
-    grams = engine._style_grams(graph, style, 10**7)
+    grams = scale.style_grams(graph, style, 10**7)
     target = graph.features(content)["content_relu4_2"]
-    balance = engine._balance(graph, content, grams, 10**7)
-    loss_weights = engine._graph_weights(
-        StyleOptions(**weights), balance, target, *content.shape[:2]
-    )
+    balance = scale.balance(graph, content, grams, 10**7)
+    loss_weights = scale.graph_weights(StyleOptions(**weights), balance, target, *content.shape[:2])
     targets = Targets(grams=grams, content=target)
     host_points, device_points = [], []
 
@@ -277,8 +275,8 @@ def test_the_user_can_keep_the_pixel_updates_on_the_host(monkeypatch):
 
 
 def test_cuda_tile_budget_follows_free_memory(graph):
-    per_mpx = (engine.TILE_GB_PER_MPX["cuda"] + engine.LOOP_GB_PER_MPX) * 1e9
-    assert engine.cuda_tile_budget(int(10 * per_mpx / 0.8)) == pytest.approx(10)
-    assert engine.cuda_tile_budget(75 * 10**9) > 2048 * 2048 / 1e6  # an 80 GB GPU: 2048 px whole
-    assert engine.cuda_tile_budget(10**9) == 1.0  # never below the old fixed budget
-    assert engine._default_tile_budget(graph) == 1.0
+    per_mpx = (tiled.TILE_GB_PER_MPX["cuda"] + tiled.LOOP_GB_PER_MPX) * 1e9
+    assert tiled.cuda_tile_budget(int(10 * per_mpx / 0.8)) == pytest.approx(10)
+    assert tiled.cuda_tile_budget(75 * 10**9) > 2048 * 2048 / 1e6  # an 80 GB GPU: 2048 px whole
+    assert tiled.cuda_tile_budget(10**9) == 1.0  # never below the old fixed budget
+    assert tiled.default_tile_budget(graph) == 1.0

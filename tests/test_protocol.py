@@ -9,7 +9,7 @@ import json
 import math
 
 import pytest
-from helpers import PLUGIN, plugin_constants
+from helpers import plugin_constants, plugin_definition
 
 from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS
 from onnxstyle.core.runtime import DEVICES
@@ -183,26 +183,18 @@ def _nicks(choices) -> tuple[str, ...]:
 
 
 def _plugin_option_names() -> set[str]:
-    """The keys of the "options" object the plug-in's build_request sends."""
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    (function,) = [
-        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_request"
-    ]
-    for node in ast.walk(function):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values):
-                if isinstance(key, ast.Constant) and key.value == "options":
-                    assert isinstance(value, ast.Dict), "options should be a dict literal"
-                    return {k.value for k in value.keys if isinstance(k, ast.Constant)}
-    raise AssertionError("build_request sends no options")
+    """The keys of the "options" object the plug-in sends: its Options class's fields."""
+    _, options = plugin_definition("Options", ast.ClassDef)
+    return {
+        node.target.id
+        for node in options.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
 
 
 def _plugin_pixel_formats() -> set[str]:
     """The protocol format names the plug-in's babl_format returns."""
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    (function,) = [
-        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "babl_format"
-    ]
+    _, function = plugin_definition("babl_format")
     return {
         node.value.elts[1].value
         for node in ast.walk(function)
