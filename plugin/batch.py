@@ -453,7 +453,8 @@ def _summary(pictures: list[Picture], seconds: float) -> None:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
     counts = {
-        state: sum(p.state == state for p in pictures) for state in ("done", "skipped", "failed")
+        state: sum(p.state == state for p in pictures)
+        for state in ("done", "skipped", "failed", "cancelled")
     }
     made = [p.seconds for p in pictures if p.seconds is not None]
     per = f", {sum(made) / len(made):.1f}s per picture" if made else ""
