@@ -84,7 +84,8 @@ def on_ray(contents, style, options, workers: int) -> tuple[float, float]:
             cluster.Job(str(i), (lambda c=c: c), tuple(longers)) for i, c in enumerate(contents)
         ]
         done = 0
-        for event in session.run(jobs, options_ref, styles_ref, lambda: False):
+        submit = session.stylize_call(options_ref, styles_ref)
+        for event in session.run(jobs, submit, lambda: False):
             if isinstance(event, cluster.Failed):
                 raise SystemExit(f"picture {event.job.name} failed: {event.message}")
             done += isinstance(event, cluster.Done)

@@ -333,9 +333,8 @@ def _run_on_ray(address, args, options: StyleOptions, todo: list[Picture]) -> in
         by_name = {str(p.source): p for p in todo}
         with _BatchBar(len(todo), args.quiet, len(session.workers)) as bar:
             try:
-                for event in session.run(
-                    jobs, session.ray.put(options), styles_ref, signals.cancelled
-                ):
+                submit = session.stylize_call(session.ray.put(options), styles_ref)
+                for event in session.run(jobs, submit, signals.cancelled):
                     if isinstance(event, cluster.Status):
                         bar.running(event.running)
                         continue

@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -404,6 +404,18 @@ def _add_stylize(commands) -> None:
         "and style files travel over the command's stdin and stdout; not with --save-every, "
         "--model-dir or --init PATH)",
     )
+    ray = p.add_argument_group("tiles on Ray (the [cluster] extra)")
+    ray.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="spread the tiles of each tiled scale over the workers of the Ray cluster at ADDR "
+        "(host:port); smaller scales run here",
+    )
+    ray.add_argument(
+        "--distribute",
+        action="store_true",
+        help="the same on a Ray on this machine (or RAY_ADDRESS)",
+    )
     p.add_argument(
         "--debug",
         action="store_true",
@@ -499,6 +511,8 @@ def run_stylize(args: argparse.Namespace) -> int:
     init_path = init if init not in (None, "content", "noise") else None
     if args.worker is not None:
         _check_remote(args, overrides, init_path)
+        if args.ray_address or args.distribute:
+            raise StyleError("--ray-address and --distribute can't be used with --worker")
     _check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
     _check_not_an_input(output, [args.content, *args.styles, init_path], args.save_every)
     options = StyleOptions.from_preset(args.preset, **overrides)
@@ -528,7 +542,10 @@ def run_stylize(args: argparse.Namespace) -> int:
                 show, graph, output, content, args.save_every, snapshots
             )
         try:
-            with np.errstate(over="ignore", invalid="ignore"):  # the engine reports inf/NaN itself
+            with (
+                np.errstate(over="ignore", invalid="ignore"),  # the engine reports inf/NaN itself
+                _tile_map(args, options, signals.cancelled) as tile_map,
+            ):
                 result = stylize(
                     content.rgb,
                     styles,
@@ -536,6 +553,7 @@ def run_stylize(args: argparse.Namespace) -> int:
                     progress=on_progress,
                     cancel=signals.cancelled,
                     graph=graph,
+                    tile_map=tile_map,
                 )
         except (Cancelled, KeyboardInterrupt):
             return _cancelled(signals.code(), snapshots)
@@ -553,6 +571,15 @@ def run_stylize(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _tile_map(args: argparse.Namespace, options: StyleOptions, cancelled):
+    """With --ray-address or --distribute, the tiles on Ray (plugin/cluster.py); else none."""
+    if not (args.ray_address or args.distribute):
+        return nullcontext(None)
+    from onnxstyle.plugin import cluster  # noqa: PLC0415 (Ray only when asked for)
+
+    return cluster.distributed_tiles(cluster.ray_address(args.ray_address), options, cancelled)
 
 
 def _cancelled(code: int, snapshots: list[Path]) -> int:

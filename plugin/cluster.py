@@ -38,7 +38,7 @@ from onnxstyle.core.engine import Progress, StyleOptions, _check_options, styliz
 from onnxstyle.core.errors import Cancelled, StyleError, first_line
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.scale import blended_grams
-from onnxstyle.core.tiled import DEFAULT_TILE_MPX
+from onnxstyle.core.tiled import DEFAULT_TILE_MPX, TileMap, TileTask, optimise_tile
 
 INSTALL_HINT = "pip install 'onnxstyle[cluster]' (or: pip install ray)"
 CONNECT_BOUND_S = 30  # an unreachable address is reported within this
@@ -199,6 +199,19 @@ class StyleWorker:
             self._status = None
         return (result, time.monotonic() - started, *self.where())
 
+    def tile(self, task: TileTask) -> tuple[np.ndarray, float, str, str]:
+        """One tile of a big picture's scale (core/tiled.py): (tile, seconds, node id, address)."""
+        started = time.monotonic()
+
+        def progress(step: int, loss: float) -> None:
+            self._status = (f"tile {task.index}", 1, 1, step, task.options.steps)
+
+        try:
+            result = optimise_tile(self.graph, task, progress, lambda: self._cancel)
+        finally:
+            self._status = None
+        return (result, time.monotonic() - started, *self.where())
+
     # the "control" concurrency group: answered while stylize runs
 
     def cancel(self) -> None:
@@ -259,6 +272,7 @@ class Session:
     workers: list[_Worker] = field(default_factory=list)
     targets: dict[int, Any] = field(default_factory=dict)
     lost: int = 0  # calls that failed because their worker's node died (each redone)
+    tile_nodes: dict[int, str] = field(default_factory=dict)  # the node that made each tile, last
 
     @property
     def nodes(self) -> int:
@@ -313,11 +327,23 @@ class Session:
         for longer, grams in zip(longers, self._get(refs)):
             self.targets[longer] = self.ray.put(grams)
 
+    def stylize_call(self, options_ref, styles_ref) -> Callable:
+        """How a picture goes to a worker: its pixels, the shared options and styles, and the
+        targets its scales need (refs: Ray hands the worker the objects)."""
+
+        def submit(worker: _Worker, job: Job, content: np.ndarray):
+            longers = job.longers if self.targets else ()
+            grams = [self.targets[k] for k in longers]
+            return worker.handle.stylize.remote(
+                job.name, content, options_ref, styles_ref, longers, *grams
+            )
+
+        return submit
+
     def run(
         self,
         jobs: Iterable[Job],
-        options_ref,
-        styles_ref,
+        submit: Callable[[_Worker, Job, Any], Any],
         cancelled: Callable[[], bool],
     ) -> Iterator[Done | Failed | Status]:
         """Run every job; yields each Done or Failed as it comes, and a Status twice a second.
@@ -343,16 +369,7 @@ class Session:
                     yield Failed(job, str(exc))
                     idle.appendleft(worker)
                     continue
-                grams = [self.targets[k] for k in job.longers] if self.targets else []
-                ref = worker.handle.stylize.remote(
-                    job.name,
-                    content,
-                    options_ref,
-                    styles_ref,
-                    job.longers if self.targets else (),
-                    *grams,
-                )
-                running[ref] = (worker, job)
+                running[submit(worker, job, content)] = (worker, job)
             self._probe_lost(idle)
             if not running:
                 # every worker is being brought back (or gone): wait for one, within a bound
@@ -454,6 +471,30 @@ class Session:
             if isinstance(outcome, Done):
                 yield outcome
 
+    def tile_map(self, cancelled: Callable[[], bool]) -> TileMap:
+        """stylize's tile seam: a scale's TileTasks spread over the workers, the results in task
+        order (the blend and the next scale's start stay in the caller, core/tiled.py)."""
+
+        def submit(worker: _Worker, job: Job, task: TileTask):
+            return worker.handle.tile.remote(task)
+
+        def run_tiles(tasks: Sequence[TileTask]) -> list[np.ndarray]:
+            jobs = [Job(str(t.index), (lambda t=t: t), ()) for t in tasks]
+            results: dict[str, np.ndarray] = {}
+            for event in self.run(jobs, submit, cancelled):
+                if isinstance(event, Done):
+                    results[event.job.name] = event.result
+                    self.tile_nodes[int(event.job.name)] = event.node
+                elif isinstance(event, Failed):
+                    if event.message == "cancelled":
+                        raise Cancelled()
+                    raise StyleError(f"tile {event.job.name}: {event.message}")
+            if cancelled():
+                raise Cancelled()
+            return [results[str(t.index)] for t in tasks]
+
+        return run_tiles
+
 
 def _shown_node(node_id: str, address: str) -> str:
     """A node as the summary names it: its address and the start of its Ray id (two nodes on one
@@ -523,3 +564,14 @@ def connect(address: str | None) -> Iterator[Session]:
         yield Session(ray, address)
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def distributed_tiles(
+    address: str | None, options: StyleOptions, cancelled: Callable[[], bool]
+) -> Iterator[TileMap]:
+    """`stylize --ray-address/--distribute`: a tile map over the workers of a local Ray or of the
+    cluster at `address`. The scales too small to tile run in the calling process, as without Ray."""
+    with connect(address) as session:
+        session.start_workers(options)
+        yield session.tile_map(cancelled)

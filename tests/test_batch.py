@@ -24,8 +24,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.errors import StyleError
+from onnxstyle.core.tiled import tiles_for
 from onnxstyle.plugin import batch
+from onnxstyle.plugin import cluster as cluster_module
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (the [cluster] or dev extra)")
 
@@ -354,6 +357,23 @@ def test_a_bad_file_is_one_line_and_the_rest_finish(cluster, tmp_path):
     assert rows["broken.png"][0] == "failed"
     assert "2 done, 0 skipped, 1 failed" in result.stdout
     assert_results(out, modes)
+
+
+def test_a_tiled_picture_through_ray_equals_the_local_tiled_result(cluster, monkeypatch):
+    """stylize's tile seam on the cluster: a 96 px picture in 2x2 tiles of 64 px, the tiles spread
+    over both nodes' workers, against the same run in this process."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    content = picture(96, 96).astype(np.float32) / 255
+    style = picture(64, 64)[:, ::-1].astype(np.float32) / 255
+    options = StyleOptions.from_preset("draft", steps=8, max_size=96, tile_budget_mpx=0.004)
+    assert len(tiles_for(96, 96, options)) == 4
+    local = stylize(content, [style], options)
+    with cluster_module.connect(cluster.address) as session:
+        session.start_workers(options)
+        assert len(session.workers) == 2
+        distributed = stylize(content, [style], options, tile_map=session.tile_map(lambda: False))
+        assert len(set(session.tile_nodes.values())) == 2  # both nodes made tiles
+    np.testing.assert_allclose(distributed, local, atol=1e-5)
 
 
 def test_a_node_killed_mid_batch_loses_no_picture_and_writes_none_twice(cluster, tmp_path):
