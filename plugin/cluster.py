@@ -554,7 +554,11 @@ def connect(address: str | None) -> Iterator[Session]:
                 logging_level=logging.ERROR,
                 configure_logging=True,
             )
+    except KeyboardInterrupt:  # Ctrl-C while Ray starts: stop what it started
+        ray.shutdown()
+        raise
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError ...: one line
+        ray.shutdown()
         took = time.monotonic() - started
         where = f"at {address}" if address else "on this machine"
         raise StyleError(
