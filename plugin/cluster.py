@@ -274,10 +274,6 @@ class Session:
     lost: int = 0  # calls that failed because their worker's node died (each redone)
     tile_nodes: dict[int, str] = field(default_factory=dict)  # the node that made each tile, last
 
-    @property
-    def nodes(self) -> int:
-        return len({n["NodeID"] for n in self.ray.nodes() if n.get("Alive")})
-
     def start_workers(self, options: StyleOptions, count: int | None = None) -> None:
         """The actors, placed by plan_workers; returns when each has loaded its graphs."""
         ray = self.ray
