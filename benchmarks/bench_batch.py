@@ -19,6 +19,7 @@ threads to that), so N workers need N cores.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from onnxstyle.core.engine import StyleOptions, scale_sizes, style_side, stylize
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.tiled import DEFAULT_TILE_MPX
 from onnxstyle.plugin import cluster
+
+print = functools.partial(print, flush=True)  # rows as they come, also into a file
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "examples" / "chelsea.jpg"
@@ -100,6 +103,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="evaluations a scale (draft: 60)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--per-picture",
+        action="store_true",
+        help="also the loop with the targets computed per picture (as stylize does)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local Ray: no token in ~/.ray
 
@@ -114,7 +122,8 @@ def main() -> None:
     longers = sorted({style_side(a, b, 1.0) for a, b in scale_sizes(args.size, args.size, options)})
     head = f"{'start s':>9}{'run s':>9}{'pictures/min':>14}{'efficiency':>12}{'vs loop':>10}"
     print(f"\n{'':26}{head}")
-    for shared, name in ((False, "loop, targets per picture"), (True, "loop, targets once")):
+    loops = ((False, "loop, targets per picture"), (True, "loop, targets once"))
+    for shared, name in loops if args.per_picture else loops[1:]:
         start, base = loop(contents, style, options, longers, shared)
         print(f"{name:26}{start:9.1f}{base:9.1f}{60 * len(contents) / base:14.2f}")
     rates: dict[int, float] = {}
