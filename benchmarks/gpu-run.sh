@@ -29,6 +29,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${BENCH_DEVICE:-cuda}
 PYTHON=${PYTHON:-python3}
+PATHS=(host device torch)   # tables 1 and 3
+E2E_PATHS=(device torch)    # table 2: the host path at --preset high on 2048 px takes minutes
 OUT=${OUT:-/tmp/bench-out}
 TOTAL=${BENCH_TOTAL:-480}
 mkdir -p "$OUT"
@@ -108,13 +110,20 @@ if [ "$DEVICE" = cuda ]; then
   CHECK=(--size 512)
   TABLE=(--sizes 512 1024 2048 --evals 10 --repeat 1 --tf32)
   E2E=(--e2e-size 2048 --torch-cut 10 --tf32)
-else  # the rehearsal: every step at tiny sizes
+elif [ -z "${BENCH_QUICK:-}" ]; then  # the rehearsal: every step at tiny sizes
   SIZE=(--size 48 --evals 4)
   CHECK=(--size 48)
   TABLE=(--sizes 48 64 --evals 2 --repeat 1 --tf32)
   E2E=(--e2e-size 48 --e2e-steps 4 --torch-cut 2 --tf32)
+else  # BENCH_QUICK=1 (tests/test_benchmarks.py): one size, one evaluation, no TF32 rows, no torch
+  SIZE=(--size 48 --evals 2)
+  CHECK=(--size 48)
+  TABLE=(--sizes 48 --evals 1 --repeat 1)
+  E2E=(--e2e-size 48 --e2e-steps 2)
+  PATHS=(host device)
+  E2E_PATHS=(device)
 fi
-COMMON=(--device "$DEVICE" --paths host device torch)
+COMMON=(--device "$DEVICE" --paths "${PATHS[@]}")
 say "gpu-run.sh on $(hostname), device $DEVICE, $(date -u +%FT%TZ), budget $TOTAL s"
 
 [ "$DEVICE" = cuda ] && step install 45 bash -c "$(declare -f install_ort); PYTHON=$PYTHON install_ort"
@@ -123,7 +132,7 @@ step "1 place" 40 "$PYTHON" benchmarks/gpu_steps.py place --device "$DEVICE" "${
 step "2 check" 35 "$PYTHON" benchmarks/gpu_steps.py check --device "$DEVICE" "${CHECK[@]}"
 step "3 loop" 35 "$PYTHON" benchmarks/gpu_steps.py loop --device "$DEVICE" "${SIZE[@]}"
 step "4 table" 110 "$PYTHON" benchmarks/bench_device.py --tables 1 "${COMMON[@]}" "${TABLE[@]}" --budget 95
-step "5 e2e" 140 "$PYTHON" benchmarks/bench_device.py --tables 2 "${COMMON[@]}" "${E2E[@]}" --e2e-paths device torch --budget 110 --out "$OUT/e2e"
+step "5 e2e" 140 "$PYTHON" benchmarks/bench_device.py --tables 2 "${COMMON[@]}" "${E2E[@]}" --e2e-paths "${E2E_PATHS[@]}" --budget 110 --out "$OUT/e2e"
 step "6 levers" 40 "$PYTHON" benchmarks/bench_device.py --tables 3 "${COMMON[@]}" "${TABLE[@]}" --paths device --e2e-paths device
 say ""
 say "== summary ($SECONDS s in all)"

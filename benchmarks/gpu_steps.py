@@ -12,7 +12,9 @@ torch is not imported here: steps 0-3 show that ONNX Runtime finds its CUDA libr
 
 A rehearsal on the CPU injects failures: BENCH_FAIL=2 makes step 2 raise as a failing CUDA call
 would; BENCH_FAIL=2:exit ends its process as a crash would (no Python error); BENCH_FAIL=2:hang
-makes it hang until the script's timeout ends it. Several: BENCH_FAIL=1,4:hang.
+makes it hang until the script's timeout ends it; BENCH_FAIL=4@device fails only that row of a
+table step (4: table 1's path rows, e.g. device-tf32; 5: table 2's runs; 6: table 3's levers).
+Several: BENCH_FAIL=1,4@torch:exit,5:hang.
 """
 
 from __future__ import annotations
@@ -51,13 +53,14 @@ TARGETS = {
 # ------------------------------------------------------------------------------ shared by the steps
 
 
-def injected(step: int) -> None:
-    """The rehearsal's fake failure for `step` (BENCH_FAIL, module docstring)."""
+def injected(step: int, where: str = "") -> None:
+    """The rehearsal's fake failure for `step`, or for one row of it (BENCH_FAIL, module docstring)."""
     for item in filter(None, os.environ.get("BENCH_FAIL", "").split(",")):
-        number, _, how = item.partition(":")
-        if int(number) != step:
+        spec, _, how = item.partition(":")
+        number, _, row_label = spec.partition("@")
+        if not number.isdigit() or int(number) != step or row_label != where:
             continue
-        print(f"injecting a failure into step {step} ({how or 'raise'})", flush=True)
+        print(f"injecting a failure into step {step}{' row ' + where if where else ''} ({how or 'raise'})", flush=True)  # fmt: skip
         if how == "exit":
             os._exit(139)  # as a segfault in a CUDA library would: no traceback, no finally
         if how == "hang":
@@ -252,19 +255,21 @@ def step_loop(args) -> None:
 
 def step_summary(args) -> None:
     """The targets' table from the run's log: the last word on each key wins; absent: not measured."""
-    found, steps = {}, []
+    found, steps, ended = {}, [], {}
     for line in Path(args.log).read_text(errors="replace").splitlines():
         if line.startswith("target: "):
             key, state, value = (part.strip() for part in line[8:].split("|", 2))
             found[key] = (state, value)
         elif line.startswith("== step ") and " in " in line:
             steps.append(line[3:])
+            number, _, how = line[8:].partition(":")
+            ended[number.split()[0]] = how.split(" in ")[0].strip()
     print("steps:")
     for line in steps:
         print(f"  {line}")
     print(f"\n{'target':<10} {'step':>4}  {'state':<13} {'measured':<40} wanted")
     for key, (step, wanted) in TARGETS.items():
-        state, value = found.get(key, ("not measured", "(no result)"))
+        state, value = found.get(key, ("not measured", f"(step {ended.get(str(step), 'not run')})"))
         print(f"{key:<10} {step:>4}  {state:<13} {value:<40} {wanted}")
 
 
