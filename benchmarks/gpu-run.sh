@@ -3,13 +3,13 @@
 # steps 0-6, each under its own `timeout` (all within 480 s), and ends with a summary of the targets.
 # A step that fails or times out prints its one-line cause; the next step runs all the same.
 #
-#   install  45 s  the wheel from /tmp/w (sha256 checked first), the CPU onnxruntime out, .whl/*.whl in
+#   install  60 s  the wheel from /tmp/w (sha256 checked first), the CPU onnxruntime out, .whl/*.whl in
 #   0 env    25 s  GPU, driver, the CUDA/cuDNN libraries found (which from NVIDIA's wheels), ORT, providers
 #   1 place  40 s  every graph run once on CUDA with ORT's profiler: nodes on the CPU, by op
 #   2 check  35 s  one evaluation at 512 px vs the CPU provider: loss ≤ 1e-3 relative, gradient cosine ≥ 0.999
 #   3 loop   35 s  device loop vs host loop, 20 L-BFGS evaluations at 1024 px: final loss within 1%
-#   4 table 110 s  ms per evaluation at 512/1024/2048 px: host, device, torch; TF32 off and on
-#   5 e2e   140 s  --preset high on 2048x1362: device loop (result to $OUT), torch on 1/10 of the
+#   4 table 100 s  ms per evaluation at 512/1024/2048 px: host, device, torch; TF32 off and on
+#   5 e2e   135 s  --preset high on 2048x1362: device loop (result to $OUT), torch on 1/10 of the
 #                  steps scaled to the full schedule, device loop with TF32
 #   6 levers 40 s  the grad graph alone: TF32, prefer_nhwc, CUDA graphs, fp16; devices incl. WebGPU
 #   summary  10 s  the targets: met / not met / not measured
@@ -124,15 +124,15 @@ else  # BENCH_QUICK=1 (tests/test_benchmarks.py): one size, one evaluation, no T
   E2E_PATHS=(device)
 fi
 COMMON=(--device "$DEVICE" --paths "${PATHS[@]}")
-say "gpu-run.sh on $(hostname), device $DEVICE, $(date -u +%FT%TZ), budget $TOTAL s"
+say "gpu-run.sh on ${HOSTNAME:-?}, device $DEVICE, $(date -u +%FT%TZ), budget $TOTAL s"
 
-[ "$DEVICE" = cuda ] && step install 45 bash -c "$(declare -f install_ort); PYTHON=$PYTHON install_ort"
+[ "$DEVICE" = cuda ] && step install 60 bash -c "$(declare -f install_ort); PYTHON=$PYTHON install_ort"
 step "0 env" 25 bash -c "$(declare -f env_info); PYTHON=$PYTHON DEVICE=$DEVICE env_info"
 step "1 place" 40 "$PYTHON" benchmarks/gpu_steps.py place --device "$DEVICE" "${SIZE[@]}"
 step "2 check" 35 "$PYTHON" benchmarks/gpu_steps.py check --device "$DEVICE" "${CHECK[@]}"
 step "3 loop" 35 "$PYTHON" benchmarks/gpu_steps.py loop --device "$DEVICE" "${SIZE[@]}"
-step "4 table" 110 "$PYTHON" benchmarks/bench_device.py --tables 1 "${COMMON[@]}" "${TABLE[@]}" --budget 95
-step "5 e2e" 140 "$PYTHON" benchmarks/bench_device.py --tables 2 "${COMMON[@]}" "${E2E[@]}" --e2e-paths "${E2E_PATHS[@]}" --budget 110 --out "$OUT/e2e"
+step "4 table" 100 "$PYTHON" benchmarks/bench_device.py --tables 1 "${COMMON[@]}" "${TABLE[@]}" --budget 85
+step "5 e2e" 135 "$PYTHON" benchmarks/bench_device.py --tables 2 "${COMMON[@]}" "${E2E[@]}" --e2e-paths "${E2E_PATHS[@]}" --budget 105 --out "$OUT/e2e"
 step "6 levers" 40 "$PYTHON" benchmarks/bench_device.py --tables 3 "${COMMON[@]}" "${TABLE[@]}" --paths device --e2e-paths device
 say ""
 say "== summary ($SECONDS s in all)"
