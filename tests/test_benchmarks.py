@@ -84,6 +84,7 @@ def test_the_gpu_run_rehearsal_goes_on_past_a_crashed_step(tmp_path):
     summary = out.split("== summary")[1]
     rows = {line.split()[0]: line for line in summary.splitlines()[1:] if line[:1].isalpha()}
     assert "not measured" in rows["vs-cpu"] and "not measured" in rows["outside"], summary
-    assert " met " in rows["loop"] and " met " in rows["e2e"], summary
+    assert " met " in rows["loop"], summary  # device and host loops agree (not a timing)
+    assert "not measured" not in rows["e2e"], summary  # measured; its 20 s target is the GPU's
     assert (tmp_path / "gpu-run.log").read_text().count("== step") >= 14
     assert (tmp_path / "e2e" / "e2e-device.png").exists()
