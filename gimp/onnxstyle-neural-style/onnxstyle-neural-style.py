@@ -67,6 +67,8 @@ DEVICES = (
     ("cpu", "CPU"),
     ("cuda", "CUDA (NVIDIA)"),
     ("directml", "DirectML (Windows)"),
+    ("webgpu", "WebGPU (AMD, Intel, Apple, NVIDIA)"),
+    ("coreml", "Core ML (macOS)"),
 )
 
 # The preview: a small copy, fewer steps; a few CPU seconds, not the draft preset's ~100

@@ -1,0 +1,141 @@
+"""The webgpu device (the onnxruntime-ep-webgpu plug-in) as users meet it: on this GPU-less machine
+auto never picks it and a forced webgpu is one line naming what's missing, through the engine, the CLI
+and the worker; where a WebGPU adapter is listed (a GPU, or Mesa's software Vulkan with
+ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER=1: docs/decisions/webgpu-ep.md), the graphs' loss and gradient
+there match the CPU's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import example_image
+from PIL import Image
+from test_worker import WorkerProcess, images, stylize_request  # noqa: F401 (images: a fixture)
+
+from onnxstyle.core import runtime
+from onnxstyle.core.errors import DeviceUnavailable
+from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
+
+
+def webgpu_problem() -> str | None:
+    runtime._webgpu.cache_clear()
+    return runtime._webgpu().problem
+
+
+@pytest.fixture
+def fresh_webgpu(monkeypatch):
+    """The plug-in's state found again after the test changed what it can see (the environment, an
+    absent package); the library itself stays registered once per process."""
+    runtime._webgpu.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    runtime._webgpu.cache_clear()
+
+
+no_gpu = pytest.mark.skipif(
+    webgpu_problem() is None and runtime._webgpu().gpu, reason="a GPU is listed for WebGPU here"
+)
+no_adapter = pytest.mark.skipif(
+    webgpu_problem() is None, reason="a WebGPU adapter is listed on this machine"
+)
+adapter = pytest.mark.skipif(webgpu_problem() is not None, reason="no WebGPU adapter here")
+
+
+@no_gpu
+def test_auto_never_picks_webgpu_without_a_gpu(fresh_webgpu):
+    assert runtime.resolve_device("auto") == "cpu"
+    # the plug-in's software switch lists a WebGPU device on the CPU: still not auto's choice
+    fresh_webgpu.setenv(runtime.SOFTWARE_ADAPTER, "1")
+    runtime._webgpu.cache_clear()
+    assert not runtime._webgpu().gpu
+    assert runtime.resolve_device("auto") == "cpu"
+
+
+@no_adapter
+def test_forcing_webgpu_here_says_what_is_missing_in_one_line():
+    with pytest.raises(DeviceUnavailable) as err:
+        runtime.resolve_device("webgpu")
+    message = str(err.value)
+    assert "\n" not in message and "--device cpu" in message
+    if sys.platform.startswith("linux") and not runtime._vulkan_loader_present():
+        assert "libvulkan.so.1" in message  # this machine: no Vulkan loader, no GPU
+
+
+def test_without_the_plugin_the_line_names_the_extra(fresh_webgpu):
+    fresh_webgpu.setitem(sys.modules, "onnxruntime_ep_webgpu", None)  # import fails: not installed
+    with pytest.raises(DeviceUnavailable, match=r"pip install 'onnxstyle\[webgpu\]'") as err:
+        runtime.resolve_device("webgpu")
+    assert "\n" not in str(err.value)
+    assert runtime.resolve_device("auto") in ("cpu", "cuda", "directml", "coreml")
+    row = {r["device"]: r for r in runtime.available_devices()}["webgpu"]
+    assert not row["available"] and "onnxstyle[webgpu]" in row["reason"]
+
+
+@no_adapter
+def test_info_lists_webgpu_with_its_reason():
+    done = subprocess.run(
+        [sys.executable, "-m", "onnxstyle.plugin.cli", "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.split()[:1] == ["webgpu"]]
+    assert "WebGpuExecutionProvider" in line and f"unavailable: {webgpu_problem()}" in line
+    assert any(line.split()[:1] == ["coreml"] for line in done.stdout.splitlines())
+
+
+@no_adapter
+def test_cli_forced_webgpu_exits_2_with_one_line(tmp_path):
+    content, style, out = tmp_path / "content.png", tmp_path / "style.png", tmp_path / "out.png"
+    Image.fromarray(np.full((40, 48, 3), 120, np.uint8)).save(content)
+    Image.fromarray(np.full((40, 48, 3), 30, np.uint8)).save(style)
+    done = subprocess.run(
+        [sys.executable, "-m", "onnxstyle.plugin.cli", "stylize", content, style, "-o", out]
+        + ["--device", "webgpu", "--steps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and webgpu_problem() in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+
+
+@no_adapter
+def test_worker_answers_a_forced_webgpu_with_a_device_error(images, tmp_path):  # noqa: F811
+    worker = WorkerProcess()
+    try:
+        out = tmp_path / "result.raw"
+        worker.send(stylize_request(images, "gpu", out, device="webgpu"))
+        final, _ = worker.until_final("gpu")
+        assert final["type"] == "error" and final["kind"] == "device", final
+        assert final["message"] == webgpu_problem()
+        assert not out.exists()
+    finally:
+        worker.close()
+
+
+@adapter
+def test_the_grad_graph_on_webgpu_matches_the_cpu():
+    """One evaluation at 48x40 with real targets: the loss and the gradient agree with the CPU's."""
+    content, style = example_image("chelsea.jpg", 48), example_image("swirls.jpg", 48)
+    results = {}
+    for device in ("cpu", "webgpu"):
+        graph = StyleGraph.load("avg", device)
+        assert graph.concrete_device == device
+        targets = Targets.from_features(
+            content=graph.features(content), style=graph.features(style)
+        )
+        weights = LossWeights(alpha=1e-3, beta=1e3, style_layer_weights=[0.2] * 5, tv_weight=1.0)
+        results[device] = graph.loss_and_grad(np.clip(content + 0.05, 0, 1), targets, weights)
+    (cpu_terms, cpu_grad), (gpu_terms, gpu_grad) = results["cpu"], results["webgpu"]
+    assert gpu_terms.total == pytest.approx(cpu_terms.total, rel=1e-4)
+    cosine = float(
+        np.sum(cpu_grad * gpu_grad) / np.linalg.norm(cpu_grad) / np.linalg.norm(gpu_grad)
+    )
+    assert cosine > 0.9999
