@@ -6,6 +6,7 @@ there match the CPU's."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -18,6 +19,8 @@ from test_worker import WorkerProcess, images, stylize_request  # noqa: F401 (im
 from onnxstyle.core import runtime
 from onnxstyle.core.errors import DeviceUnavailable
 from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
+
+PLUGIN = importlib.util.find_spec("onnxruntime_ep_webgpu")  # in the dev extra (Python 3.11+)
 
 
 def webgpu_problem() -> str | None:
@@ -59,8 +62,10 @@ def test_forcing_webgpu_here_says_what_is_missing_in_one_line():
     with pytest.raises(DeviceUnavailable) as err:
         runtime.resolve_device("webgpu")
     message = str(err.value)
-    assert "\n" not in message and "--device cpu" in message
-    if sys.platform.startswith("linux") and not runtime._vulkan_loader_present():
+    assert "\n" not in message and message == webgpu_problem()
+    if PLUGIN is None:
+        assert "pip install 'onnxstyle[webgpu]'" in message
+    elif sys.platform.startswith("linux") and not runtime._vulkan_loader_present():
         assert "libvulkan.so.1" in message  # this machine: no Vulkan loader, no GPU
 
 
