@@ -256,7 +256,7 @@ def _webgpu() -> WebGpu:
         [d for d in listed if d not in gpus] if os.environ.get(SOFTWARE_ADAPTER) == "1" else []
     )
     adapters = tuple(_adapter_name(d) for d in gpus) + tuple(
-        f"{_adapter_name(d)} (software, {SOFTWARE_ADAPTER}=1)" for d in software
+        f"any adapter Dawn finds, software ones included ({SOFTWARE_ADAPTER}=1)" for _ in software
     )
     loader = _vulkan_loader_present()
     if not gpus and not software:

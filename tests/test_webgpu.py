@@ -7,6 +7,7 @@ there match the CPU's."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -48,13 +49,22 @@ adapter = pytest.mark.skipif(webgpu_problem() is not None, reason="no WebGPU ada
 
 
 @no_gpu
-def test_auto_never_picks_webgpu_without_a_gpu(fresh_webgpu):
+def test_auto_never_picks_webgpu_without_a_gpu():
     assert runtime.resolve_device("auto") == "cpu"
-    # the plug-in's software switch lists a WebGPU device on the CPU: still not auto's choice
-    fresh_webgpu.setenv(runtime.SOFTWARE_ADAPTER, "1")
-    runtime._webgpu.cache_clear()
-    assert not runtime._webgpu().gpu
-    assert runtime.resolve_device("auto") == "cpu"
+    # the plug-in's software switch (read when it registers: a fresh process) lists a WebGPU device
+    # on the CPU; forced webgpu may take it, auto never does
+    code = (
+        "from onnxstyle.core import runtime; "
+        "print(runtime.resolve_device('auto'), runtime._webgpu().gpu, runtime._webgpu().adapters)"
+    )
+    env = {**os.environ, runtime.SOFTWARE_ADAPTER: "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("cpu False"), done.stdout
+    if PLUGIN is not None:
+        assert "software" in done.stdout  # the switch did list one
 
 
 @no_adapter
