@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from helpers import example_image
 from PIL import Image
+from test_device_optim import relative, vgg_problem
 from test_worker import WorkerProcess, images, stylize_request  # noqa: F401 (images: a fixture)
 
-from onnxstyle.core import runtime
+from onnxstyle.core import device_optim, optim, runtime
 from onnxstyle.core.errors import DeviceUnavailable
-from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
+from onnxstyle.core.graph import LossWeights, StyleGraph, Targets, as_nchw
+from onnxstyle.core.runtime import upload
 
 PLUGIN = importlib.util.find_spec("onnxruntime_ep_webgpu")  # in the dev extra (Python 3.11+)
 
@@ -154,3 +156,28 @@ def test_the_grad_graph_on_webgpu_matches_the_cpu():
         np.sum(cpu_grad * gpu_grad) / np.linalg.norm(cpu_grad) / np.linalg.norm(gpu_grad)
     )
     assert cosine > 0.9999
+
+
+@adapter
+def test_the_device_loop_on_webgpu_follows_the_reference():
+    """Where ORT keeps OrtValues on WebGPU, L-BFGS's state lives there: 10 evaluations follow the
+    numpy reference on the CPU (the device-loop test's problem, smaller), and the NaN guard (whose
+    IsNaN/IsInf run on the CPU inside its graph) still sees a bad gradient."""
+    if not runtime.device_loop("webgpu"):
+        pytest.skip("this onnxruntime keeps no OrtValues on WebGPU: the host path runs")
+    updates = device_optim.update_graphs("webgpu")
+    g = updates.vector((1, 3, 4, 5), np.ones((1, 3, 4, 5), np.float32))
+    assert updates.finite(g)
+    bad = np.ones((1, 3, 4, 5), np.float32)
+    bad[0, 1, 2, 3] = np.nan
+    upload(bad, into=g)
+    assert not updates.finite(g)
+
+    weights = dict(style_weight=3e-5, tv_weight=1e5, content_weight=10.0)
+    content, host, _, host_points, _, _ = vgg_problem(StyleGraph.load("avg", "cpu"), 48, **weights)
+    _, _, device, _, device_points, _ = vgg_problem(StyleGraph.load("avg", "webgpu"), 48, **weights)
+    ref = optim.lbfgs(host, content, 10, history=3, first_step=1.0)
+    got = device_optim.lbfgs(device, as_nchw(content), 10, updates, history=3, first_step=1.0)
+    assert len(host_points) == len(device_points) == 10
+    assert max(relative(a, b) for a, b in zip(host_points, device_points)) < 1e-4
+    assert got.loss == pytest.approx(ref.loss, rel=1e-4)
