@@ -291,7 +291,7 @@ def _register_webgpu(library: str) -> str:
 
 
 def _version(text: str) -> tuple[int, ...]:
-    """ "1.24.4" -> (1, 24, 4); a pre-release tail ("1.25.0.dev20250101") is ignored."""
+    """Version text as numbers: "1.24.4" -> (1, 24, 4); a pre-release tail is dropped."""
     parts = []
     for piece in text.split(".")[:3]:
         digits = "".join(c for c in piece if c.isdigit())
@@ -320,9 +320,8 @@ def _vulkan_loader_present() -> bool:
 
 def _webgpu_session_problem(message: str) -> str:
     """A failed WebGPU session's ORT message as one line a user can act on."""
-    if (
-        "adapter" in message.lower()
-    ):  # Dawn: "Failed to get a WebGPU adapter: No supported adapters"
+    # Dawn's "Failed to get a WebGPU adapter: No supported adapters": no driver for this GPU
+    if "adapter" in message.lower():
         return (
             "webgpu found no usable GPU adapter (no Vulkan driver for this GPU? "
             "apt install mesa-vulkan-drivers for AMD and Intel); use --device cpu"
@@ -365,10 +364,9 @@ def make_session(path: Path | str, device: str = "cpu", threads: int | None = No
         _preload_cuda_libraries()
     options = session_options(device, threads)
     providers: list | None = [PROVIDERS["cpu"]]
-    if (
-        device == "webgpu"
-    ):  # a plug-in EP is chosen by device, not by name; the CPU stays the fallback
-        # one device: the plug-in refuses more ("supports one device at a time")
+    if device == "webgpu":
+        # a plug-in EP is chosen by device, not by name (the CPU stays the fallback); one device:
+        # the plug-in refuses more ("supports one device at a time")
         options.add_provider_for_devices(list(_webgpu().devices[:1]), provider_options(device))
         providers = None
     elif device != "cpu":
@@ -486,11 +484,12 @@ def _dml_values_work() -> bool:
 def _webgpu_values_work() -> bool:
     """Whether this onnxruntime allocates OrtValues on WebGPU and reads them back with numpy().
 
-    ORT ≥ 1.32 does, through the shared allocator the plug-in registers with its device (measured:
-    the device loop's iterates followed the CPU's within 7e-5 over 20 L-BFGS evaluations on a
-    Vulkan software adapter; docs/decisions/webgpu-ep.md); an older binding may not, so we try. The update graphs' float64 scalars and the NaN check have no WebGPU kernel and run
-    on the CPU inside their graphs (ORT copies g down for the check): still fewer copies than the
-    host path, which sends the image and every constant up and the gradient down each evaluation."""
+    ORT 1.32 does, through the shared allocator the plug-in registers with its device (measured: the
+    device loop's iterates followed the CPU's within 7e-5 over 20 L-BFGS evaluations on a Vulkan
+    software adapter; docs/decisions/webgpu-ep.md); an older binding may not, so we try. The update
+    graphs' float64 scalars and the NaN check have no WebGPU kernel and run on the CPU inside their
+    graphs (ORT copies g down for the check): still fewer copies than the host path, which sends the
+    image and every constant up and the gradient down on each evaluation."""
     if _webgpu().problem is not None:
         return False
     try:
