@@ -905,11 +905,7 @@ def run_info(args: argparse.Namespace) -> int:
         f"onnxruntime {version or 'not importable'} (package: {', '.join(variants) or 'none installed'})"
     )
     print("devices:")
-    for row in runtime.available_devices():
-        state = "available" if row["available"] else f"unavailable: {row['reason']}"
-        if row["available"]:  # the optimiser's path: DirectML's depends on the installed package
-            state += f"; pixel updates on the {runtime.pixel_updates(row['device'])}"
-        print(f"  {row['device']:<9} {row['provider']:<24} {state}")
+    print("\n".join(f"  {line}" for line in runtime.device_lines()))
     print("models:")
     for line in _model_lines():
         print(f"  {line}")
