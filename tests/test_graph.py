@@ -204,7 +204,7 @@ def test_user_model_dir_is_searched_first(tmp_path, monkeypatch, max_model_dir):
     assert find_manifest("avg").parent.name == "models"  # falls through to the package's
 
 
-@pytest.mark.parametrize("fmt", [2, None, "1"])
+@pytest.mark.parametrize("fmt", [1, 3, None, "2"])  # 1: graphs without the per-size inputs
 def test_manifest_of_another_format_is_refused_in_one_line(tmp_path, fmt):
     info = json.loads((PACKAGE_MODELS / "vgg19-avg.json").read_text())
     if fmt is None:
