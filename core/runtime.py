@@ -543,9 +543,10 @@ def empty(shape: tuple[int, ...], place: tuple[str, int], dtype=np.float32):
 
 
 def to_device(array: np.ndarray, place: tuple[str, int]):
-    """A new OrtValue on `place` holding `array` (counted; on the CPU it wraps the array, no copy:
-    keep the array alive and unchanged while the value is used)."""
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    """A new OrtValue on `place` holding `array`, of its own dtype (the graphs take float32 and
+    int64 inputs; counted; on the CPU it wraps the array, no copy: keep the array alive and
+    unchanged while the value is used)."""
+    array = np.ascontiguousarray(array)
     TRANSFERS.count(array.nbytes, up=True)
     return import_onnxruntime().OrtValue.ortvalue_from_numpy(array, *place)
 
