@@ -28,9 +28,10 @@ SLOTS = 10  # L-BFGS pairs the graphs take (the engine's history); unused ones g
 GRAPHS = ("check", "copy", "trial", "lbfgs-direction", "lbfgs-pair", "adam")
 # Graphs with a float32-scalar variant "<name>-f32", for devices without float64 arithmetic:
 # DirectML registers no float64 Mul or Sub, so the float64 recursion's 30 scalar nodes would run
-# on the CPU, each a copy down and up (docs/decisions/ort-review.md).
+# on the CPU, each a copy down and up (docs/decisions/ort-review.md); WebGPU has no float64 at all
+# (docs/decisions/webgpu-ep.md).
 FLOAT32_VARIANTS = ("lbfgs-direction",)
-FLOAT32_DEVICES = frozenset({"directml"})
+FLOAT32_DEVICES = frozenset({"directml", "webgpu"})
 SHIPPED = GRAPHS + tuple(f"{name}-f32" for name in FLOAT32_VARIANTS)  # optim-<name>.onnx files
 ADAM_COEFFICIENTS = ("beta1", "1-beta1", "beta2", "1-beta2", "1-beta1^k", "1-beta2^k", "lr", "eps")
 

@@ -194,9 +194,12 @@ class StyleGraph:
         self._device_feed: dict = {}  # the constants' OrtValues (bindings don't keep them alive)
         provider = self._grad.get_providers()[0]
         self.concrete_device = next(d for d, p in PROVIDERS.items() if p == provider)
-        self._bind_device = _ORT_DEVICE.get(provider)
         self.place = PLACES[self.concrete_device]  # where loss_on_device's OrtValues live
         self.device_loop = device_loop(self.concrete_device)
+        # WebGPU: bound like CUDA where this onnxruntime allocates values there (the same probe as
+        # the device loop's); else plain runs, which send every constant each evaluation
+        webgpu_values = self.concrete_device == "webgpu" and self.device_loop
+        self._bind_device = _ORT_DEVICE.get(provider) or (self.place if webgpu_values else None)
         """Whether the engine runs the optimiser on the device (core/device_optim.py)."""
 
     @classmethod
