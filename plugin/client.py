@@ -1,4 +1,4 @@
-"""The editor's side of the worker protocol (plugin/protocol.py), written once: the CLI's
+"""The editor's side of the worker protocol (plugin/protocol/), written once: the CLI's
 `stylize --worker CMD` and `onnxstyle gimp doctor` use it. The GIMP plug-in keeps a small copy of
 its own, because GIMP's Python can't import onnxstyle.
 
@@ -55,7 +55,7 @@ class JobError(StyleError):
 
 @dataclass(frozen=True)
 class Pixels:
-    """Raw pixels in a protocol format (plugin/protocol.py, "Pixels")."""
+    """Raw pixels in a protocol format (plugin/protocol/, "Pixels")."""
 
     width: int
     height: int

@@ -1,0 +1,111 @@
+"""How a request's values are checked: one error type, one number rule, one line per refusal.
+
+Every numeric field goes through `Number.check` (type, bool is not a number, finite, range); the
+other shapes (a choice, an object, a path, the known fields) through the helpers below. A refusal
+is a ProtocolError whose str() is the one line the editor shows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+INT_MAX = 2**31 - 1  # sizes and counts: far above any image or run, and every front end's int
+ID_MAX_CHARS = 200  # ids and names are echoed in every answer: keep them short
+
+
+class ProtocolError(ValueError):
+    """A request that can't be understood; str() is one line. `id` is the request's, if known."""
+
+    def __init__(self, message: str, id: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+class FrameError(ProtocolError):
+    """A "frame" that is not a length the worker may read: the next message can't be found."""
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric field's type and range: the one check every number of the protocol goes through."""
+
+    integer: bool
+    minimum: float
+    maximum: float
+    above_minimum: bool = False  # the minimum itself is excluded
+    nullable: bool = False  # JSON null is allowed (the field's default then)
+
+    def describe(self) -> str:
+        kind, shown = ("an integer", int) if self.integer else ("a number", lambda x: f"{x:g}")
+        low = f"> {shown(self.minimum)}" if self.above_minimum else f"≥ {shown(self.minimum)}"
+        high = f"≤ {shown(self.maximum)}"
+        return f"{kind} {low} and {high}" + (" (or null)" if self.nullable else "")
+
+    def accepts(self, value: Any) -> bool:
+        kinds = (int,) if self.integer else (int, float)
+        return (
+            isinstance(value, kinds)
+            and not isinstance(value, bool)  # JSON true/false are not numbers
+            and (isinstance(value, int) or math.isfinite(value))  # an int may exceed a float
+            and (value > self.minimum if self.above_minimum else value >= self.minimum)
+            and value <= self.maximum
+        )
+
+    def check(self, value: Any, name: str) -> int | float | None:
+        if value is None and self.nullable:
+            return None
+        if not self.accepts(value):
+            raise ProtocolError(f'"{name}" must be {self.describe()}, not {shown(value)}')
+        return value
+
+
+def shown(value: Any) -> str:
+    """A bad value as the error shows it: JSON spelling, cut short."""
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):  # e.g. an int of more digits than Python will print
+        text = f"a {type(value).__name__} too large to show"
+    return cut(text)
+
+
+def cut(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def choice(value: Any, choices: Any, name: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ProtocolError(f'"{name}" must be one of {", ".join(choices)}, not {shown(value)}')
+    return value
+
+
+def an_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f'"{name}" must be an object, not {shown(value)}')
+    return value
+
+
+def a_path(value: Any, name: str) -> str:
+    """A path as the request gives it: a non-empty string without NUL (the OS can't take one)."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ProtocolError(
+            f'"{name}" must be a file path (a non-empty string), not {shown(value)}'
+        )
+    return value
+
+
+def a_label(value: Any, name: str) -> str:
+    """An id or a name: a string of 1 to ID_MAX_CHARS characters (it is echoed in messages)."""
+    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_CHARS:
+        raise ProtocolError(
+            f'"{name}" must be a string of 1 to {ID_MAX_CHARS} characters, not {shown(value)}'
+        )
+    return value
+
+
+def only(message: dict[str, Any], fields: tuple[str, ...], kind: str) -> None:
+    unknown = sorted(set(message) - set(fields))
+    if unknown:
+        raise ProtocolError(f'unknown field "{cut(unknown[0])}" in a "{kind}" request')
