@@ -34,7 +34,6 @@ from onnxstyle.core.engine import (
     PRESERVE_COLORS,
     PRESETS,
     TILE_GB_PER_MPX,
-    Progress,
     StyleOptions,
     check_sizes,
     resize,
@@ -605,7 +604,7 @@ def run_remote(
                 pixels,
                 list(zip(args.styles, weights)),
                 _remote_options(args, overrides, max(height, width)),
-                progress=lambda message: show(_progress(message)),
+                progress=show,
                 cancelled=signals.cancelled,
             )
         except (Cancelled, KeyboardInterrupt):
@@ -652,26 +651,6 @@ def _remote_options(
     if "preserve_colors" in overrides:
         options["preserve_colors"] = overrides["preserve_colors"] or "none"
     return options
-
-
-def _progress(message: dict[str, Any]) -> Progress:
-    """A worker's progress line as the engine's Progress (what the bar shows)."""
-
-    def number(
-        name: str, default: float | None
-    ) -> float | None:  # a worker's line is not trusted blindly
-        value = message.get(name)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return value if ok and math.isfinite(value) else default
-
-    return Progress(
-        scale=int(number("scale", 1)),
-        scales=int(number("scales", 1)),
-        step=int(number("step", 0)),
-        steps=max(1, int(number("steps", 1))),
-        loss=number("loss", math.nan),
-        eta_s=number("eta_s", None),
-    )
 
 
 def _check_model_dir(model_dir: str | None, pooling: str) -> None:
