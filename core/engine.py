@@ -20,11 +20,10 @@ explicit style_weight switches back to the seed's raw β (fixed).
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,14 @@ from .graph import LossWeights, StyleGraph, Targets, as_nchw
 from .imageio import MAX_PIXELS, load_image
 from .layers import CONTENT_LAYER, DOWNSAMPLING, MIN_SIDE, STYLE_LAYERS
 from .optim import OPTIMISERS
+from .options import (  # noqa: F401 (StyleOptions, its presets and limits: imported from here too)
+    MAX_SEED,
+    MAX_WEIGHT,
+    PRESERVE_COLORS,
+    PRESETS,
+    StyleOptions,
+    check_options,
+)
 from .runtime import cuda_free_bytes, resolve_device
 from .tiling import Blender, tile_grid, tile_weights
 
@@ -50,86 +57,6 @@ DEFAULT_TILE_MPX = 1.0  # the tile budget on the CPU and DirectML (3 GB there)
 # The largest image the engine makes (the content at its working size, a resized style): the size
 # of image it may read, so no option turns a readable input into an unbounded allocation.
 MAX_WORK_PIXELS = MAX_PIXELS
-# Weights become float32 graph inputs: a larger one would overflow to inf in the cast.
-MAX_WEIGHT = float(np.finfo(np.float32).max)
-MAX_SEED = 2**63 - 1  # numpy takes any integer ≥ 0; an int64 is plenty and fits every front end
-PRESERVE_COLORS = (None, "luminance", "histogram")
-
-
-@dataclass
-class StyleOptions:
-    """Every knob of a run. The CLI maps its flags 1:1 onto these fields; presets set a few of them."""
-
-    steps: int = 150
-    """Loss-and-gradient evaluations per scale (the unit of cost; L-BFGS usually spends one per iteration)."""
-    max_size: int | None = 1024
-    """Longer side of the processed image; larger inputs are downscaled first and the RESULT HAS THIS
-    SIZE (callers upscale it if they need the original size). None: keep the input's size."""
-    min_size: int = 64
-    """Smaller side of the coarsest scale, px (the schedule halves the output size down to it)."""
-    scales: int | None = None
-    """Number of scales; None: as many as min_size allows. 1: single-scale, as in the paper."""
-    strength: float = 1.0
-    """How much style: 0 gives the content, 1 a clearly stylised picture with the content
-    recognisable, more gives more. Scales the style and total-variation terms of the balanced loss
-    (with an explicit style_weight, that β)."""
-    content_weight: float = 1.0
-    """Weight of the content cost: ½·(relative relu4_2 error)², or, with an explicit style_weight,
-    ½·mean squared relu4_2 difference (the seed's raw, per-element weight)."""
-    style_weight: float | None = None
-    """None: the balanced style cost, mean over layers of λ_l·J_style[l] / J_style[l](content image),
-    times STYLE_GAIN·strength. A number: expert override, the seed's raw β on
-    Σ_l λ_l·J_style[l] (normalised Grams; its right value differs by style picture), times strength."""
-    tv_weight: float = 0.1
-    """Weight of total variation (mean squared neighbour difference of the [0,1] image), times
-    strength: smooths the high-frequency noise the style term makes."""
-    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
-    """λ per style layer, in the order relu1_1, relu2_1, relu3_1, relu4_1, relu5_1."""
-    style_blend: tuple[float, ...] | None = None
-    """Weights of the style images (blend of their Gram targets); None: equal. Count must match."""
-    style_scale: float = 1.0
-    """Style image's longer side relative to the processed image's longer side at each scale:
-    < 1 gives finer, smaller patterns, > 1 bigger ones."""
-    init: str | np.ndarray = "content"
-    """Start image: "content", "noise" (uniform, seeded), a file path, or an RGB array [H,W,3]."""
-    preserve_colors: str | None = None
-    """None; "luminance": transfer luminance only, keep the content's chroma (YIQ);
-    "histogram": match the style's colour mean and covariance to the content's before transfer."""
-    optimizer: str = "lbfgs"
-    """"lbfgs" (projected L-BFGS, Armijo line search) or "adam"."""
-    learning_rate: float = 0.02
-    """Adam's step, in [0,1] pixel units (unused by L-BFGS)."""
-    seed: int | None = 0
-    """Seed for noise init; with it a CPU run is reproducible. None: a fresh random seed."""
-    pooling: str = "avg"
-    """"avg" (shipped model, smoother results, as the paper recommends) or "max"."""
-    device: str = "auto"
-    """"auto" (cuda, then directml, then cpu), "cpu", "cuda" or "directml"."""
-    model_dir: str | None = None
-    """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
-    tile_budget_mpx: float | None = None
-    """Largest image, in megapixels, optimised in one piece; bigger scales run in overlapping tiles of
-    about this area (the grad graph's memory per Mpx: TILE_GB_PER_MPX). None: 1 Mpx, or on CUDA what
-    the device's free memory holds (cuda_tile_budget)."""
-    tile_overlap: int = 64
-    """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
-
-    @classmethod
-    def from_preset(cls, name: str = "normal", **overrides) -> StyleOptions:
-        """A preset ("draft", "normal", "high") with any field overridden by keyword."""
-        if name not in PRESETS:
-            raise StyleError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise StyleError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return replace(cls(**PRESETS[name]), **overrides)
-
-
-PRESETS: dict[str, dict] = {
-    "draft": {"steps": 60, "max_size": 512},
-    "normal": {"steps": 150, "max_size": 1024},
-    "high": {"steps": 300, "max_size": 2048},
-}
 
 
 @dataclass
@@ -586,64 +513,6 @@ def _prepare(content: np.ndarray, styles: list[np.ndarray], mode: str | None):
     return content, styles
 
 
-def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
-    """Validate; returns the normalised style blend weights."""
-    if options.preserve_colors not in PRESERVE_COLORS:
-        raise StyleError(
-            f"preserve_colors must be one of luminance, histogram or none, not {options.preserve_colors!r}"
-        )
-    if options.optimizer not in OPTIMISERS:
-        raise StyleError(
-            f"optimizer must be one of {', '.join(OPTIMISERS)}, not {options.optimizer!r}"
-        )
-    if options.steps < 1:
-        raise StyleError("steps must be at least 1")
-    if len(options.style_layer_weights) != len(STYLE_LAYERS):
-        raise StyleError(
-            f"style_layer_weights needs {len(STYLE_LAYERS)} values ({', '.join(STYLE_LAYERS)})"
-        )
-    for name in (
-        "strength",
-        "content_weight",
-        "style_weight",
-        "tv_weight",
-        "style_scale",
-        "tile_budget_mpx",
-    ):
-        value = getattr(options, name)
-        if value is None and name in ("style_weight", "tile_budget_mpx"):
-            continue  # the balanced loss; the device's own tile budget
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise StyleError(f"{name} must be a number, not {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
-    for name in ("strength", "content_weight", "style_weight", "tv_weight", "style_layer_weights"):
-        value = getattr(options, name)
-        if value is not None and max(np.atleast_1d(value)) > MAX_WEIGHT:
-            raise StyleError(f"{name} must be ≤ {MAX_WEIGHT:g} (float32's largest number)")
-    seed = options.seed
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
-    ):
-        raise StyleError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
-    if options.style_scale <= 0:
-        raise StyleError("style_scale must be > 0")
-    if n_styles < 1:
-        raise StyleError("at least one style image is needed")
-    blend = (
-        np.ones(n_styles)
-        if options.style_blend is None
-        else np.asarray(options.style_blend, np.float64)
-    )
-    if blend.shape != (n_styles,):
-        raise StyleError(
-            f"{n_styles} style image(s) but {blend.size} blend weight(s); give one weight per style"
-        )
-    if (blend < 0).any() or not np.isfinite(blend).all() or blend.sum() <= 0:
-        raise StyleError("style blend weights must be ≥ 0 and not all 0")
-    return blend / blend.sum()
-
-
 def style_side(height: int, width: int, style_scale: float) -> int:
     """The longer side a style image is resized to for an image (a scale) of height × width."""
     return max(MIN_SIDE, round(max(height, width) * style_scale))
@@ -734,7 +603,7 @@ def stylize(
     options = options or StyleOptions()
     content = _check_image(content, "content image")
     styles = [_check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
-    blend = _check_options(options, len(styles))
+    blend = check_options(options, len(styles))
     height, width = check_sizes(content.shape[:2], [s.shape[:2] for s in styles], options)
     content = resize(content, height, width)  # a no-op unless max_size shrinks it
     original_content = content
@@ -785,7 +654,7 @@ def _blended_grams(
     """Target Grams for one scale: each style resized relative to the image's current size, then the
     blend-weighted mean of their Grams (Gatys et al. 2017, §4: mixing styles by their Gram targets)."""
     longer = style_side(height, width, style_scale)
-    out = {layer: 0.0 for layer in STYLE_LAYERS}  # at least one weight is > 0 (_check_options)
+    out = {layer: 0.0 for layer in STYLE_LAYERS}  # at least one weight is > 0 (check_options)
     for style, weight in zip(styles, blend):
         if weight == 0:
             continue

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import math
 import os
 import re
 import signal
@@ -29,11 +28,7 @@ import numpy as np
 
 from onnxstyle.core import imageio, runtime
 from onnxstyle.core.engine import (
-    MAX_SEED,
-    MAX_WEIGHT,
-    PRESERVE_COLORS,
     PRESETS,
-    TILE_GB_PER_MPX,
     StyleOptions,
     check_sizes,
     resize,
@@ -52,11 +47,14 @@ from onnxstyle.core.errors import (
 from onnxstyle.core.files import same_file
 from onnxstyle.core.graph import PACKAGE_MODELS, Manifest, StyleGraph, user_model_dir
 from onnxstyle.core.imageio import load_image
-from onnxstyle.core.layers import MIN_SIDE, STYLE_LAYERS
-from onnxstyle.core.optim import OPTIMISERS
-from onnxstyle.core.runtime import DEVICES
+from onnxstyle.core.layers import MIN_SIDE
 from onnxstyle.plugin import protocol as P
 from onnxstyle.plugin.client import Pixels, WorkerClient, worker_command
+from onnxstyle.plugin.commands.options import (
+    add_engine_flags,
+    engine_flags,
+    engine_overrides,
+)
 
 PROG = "onnxstyle"
 EXIT_USER_ERROR = 2  # argparse's code for usage errors; we use it for every user-facing error
@@ -172,172 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Each engine option: (flags, StyleOptions field, argparse keywords). Every field has one, checked by
-# tests; defaults are None so only the flags given override the preset.
-def _engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
-
-    return [
-        (
-            ["--strength"],
-            "strength",
-            dict(
-                type=_non_negative_float,
-                metavar="S",
-                help="how much style: 0 gives the content, 1 a clearly stylised picture, more gives "
-                "more; a strength looks alike on every style picture (default: 1)",
-            ),
-        ),
-        (
-            ["--steps"],
-            "steps",
-            dict(
-                type=_positive_int,
-                metavar="N",
-                help="loss-and-gradient evaluations per scale (the unit of cost)",
-            ),
-        ),
-        (
-            ["--scales"],
-            "scales",
-            dict(
-                type=_positive_int,
-                metavar="N",
-                help="number of scales, coarse to fine (1 = single scale, as in the paper; "
-                "default: as many as --min-size allows)",
-            ),
-        ),
-        (
-            ["--max-size"],
-            "max_size",
-            dict(
-                type=_size_or_none,
-                metavar="PX",
-                help="longer side of the processed image and of the result; "
-                "'none' = the content's size",
-            ),
-        ),
-        (
-            ["--min-size"],
-            "min_size",
-            dict(type=_positive_int, metavar="PX", help="smaller side of the coarsest scale"),
-        ),
-        (
-            ["--content-weight"],
-            "content_weight",
-            dict(
-                type=_non_negative_float,
-                metavar="W",
-                help="weight of the content cost (alpha): more keeps more of the content",
-            ),
-        ),
-        (
-            ["--style-weight"],
-            "style_weight",
-            dict(
-                type=_non_negative_float,
-                metavar="W",
-                help="expert override: the seed's raw style weight (beta) instead of the balanced "
-                "loss, times --strength; its right value differs by style picture "
-                "(default: balanced)",
-            ),
-        ),
-        (
-            ["--tv-weight"],
-            "tv_weight",
-            dict(
-                type=_non_negative_float, metavar="W", help="weight of total variation (smoothness)"
-            ),
-        ),
-        (
-            ["--style-layer-weights"],
-            "style_layer_weights",
-            dict(
-                type=_float_list(len(STYLE_LAYERS)),
-                metavar="W,W,W,W,W",
-                help=f"per-layer style weights for {', '.join(STYLE_LAYERS)}",
-            ),
-        ),
-        (
-            ["--style-blend"],
-            "style_blend",
-            dict(
-                type=_float_list(None),
-                metavar="W,W,...",
-                help="weight of each style image, one per STYLE (default: equal weights)",
-            ),
-        ),
-        (
-            ["--style-scale"],
-            "style_scale",
-            dict(
-                type=_positive_float,
-                metavar="K",
-                help="style image size relative to the result: <1 finer patterns, >1 bigger ones",
-            ),
-        ),
-        (["--init"], "init", dict(metavar="content|noise|PATH", help="start image")),
-        (["--seed"], "seed", dict(type=_seed, metavar="N|random", help="seed for noise init")),
-        (["--optimizer"], "optimizer", dict(choices=sorted(OPTIMISERS), help="optimiser")),
-        (
-            ["--learning-rate", "--lr"],
-            "learning_rate",
-            dict(type=_positive_float, metavar="LR", help="Adam's step in [0,1] pixel units"),
-        ),
-        (
-            ["--preserve-colors", "--preserve-colours"],
-            "preserve_colors",
-            dict(
-                choices=["none"] + [c for c in PRESERVE_COLORS if c],
-                metavar="MODE",
-                help="keep the content's colours: "
-                + ", ".join(["none"] + [c for c in PRESERVE_COLORS if c]),
-            ),
-        ),
-        (["--device"], "device", dict(choices=list(DEVICES), help="where ONNX Runtime computes")),
-        (
-            ["--pooling"],
-            "pooling",
-            dict(
-                choices=["avg", "max"],
-                help="VGG19 pooling (max needs 'onnxstyle export --pooling max')",
-            ),
-        ),
-        (
-            ["--model-dir"],
-            "model_dir",
-            dict(
-                metavar="DIR",
-                help="folder holding vgg19-<pooling>-*.onnx (default: the user "
-                "model dir, then the shipped models)",
-            ),
-        ),
-        (
-            ["--tile-budget"],
-            "tile_budget_mpx",
-            dict(
-                type=_positive_float,
-                metavar="MPX",
-                help="largest image optimised in one piece, megapixels; "
-                "bigger ones run in tiles (about "
-                f"{TILE_GB_PER_MPX['cpu']:g} GB per Mpx on the CPU, {TILE_GB_PER_MPX['cuda']:g} on CUDA; "
-                "default: 1, on CUDA what the free GPU memory holds)",
-            ),
-        ),
-        (
-            ["--tile-overlap"],
-            "tile_overlap",
-            dict(type=_non_negative_int, metavar="PX", help="overlap of neighbouring tiles"),
-        ),
-    ]
-
-
-def _shown(value: Any) -> str:
-    """A StyleOptions default as the command line spells it."""
-    if value is None:
-        return "none"
-    if isinstance(value, tuple):
-        return ",".join(f"{v:g}" for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+_engine_flags = engine_flags  # the table, for tests
 
 
 def _add_stylize(commands) -> None:
@@ -370,14 +203,7 @@ def _add_stylize(commands) -> None:
         default="normal",
         help="starting values (default: normal)",
     )
-    engine = p.add_argument_group("engine options")
-    defaults = StyleOptions()
-    preset_fields = {field for values in PRESETS.values() for field in values}
-    for flags, field, kwargs in _engine_flags():
-        shown = "by preset" if field in preset_fields else _shown(getattr(defaults, field))
-        if "default" not in kwargs["help"]:
-            kwargs = {**kwargs, "help": f"{kwargs['help']} (default: {shown})"}
-        engine.add_argument(*flags, dest=field, default=None, **kwargs)
+    add_engine_flags(p.add_argument_group("engine options"))
     out = p.add_argument_group("output")
     out.add_argument(
         "--upscale",
@@ -412,73 +238,14 @@ def _add_stylize(commands) -> None:
 # argparse `type=` helpers: a ValueError/ArgumentTypeError becomes argparse's one-line usage error.
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, not {text}")
-        return value
-
-    parse.__name__ = "integer"  # argparse names the type in its message
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value < 0 or value > MAX_WEIGHT:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to {MAX_WEIGHT:g}, not {text}")
-    return value
-
-
-_non_negative_float.__name__ = "number"  # argparse names the type in its message
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _size_or_none(text: str) -> int | str:
-    return "none" if text.lower() in ("none", "0") else _int_at_least(MIN_SIDE)(text)
-
-
-def _seed(text: str) -> int | str:
-    if text.lower() == "random":
-        return "random"
+def _positive_int(text: str) -> int:
     value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED} or 'random', not {text}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, not {text}")
     return value
 
 
-def _float_list(count: int | None) -> Callable[[str], tuple[float, ...]]:
-    def parse(text: str) -> tuple[float, ...]:
-        values = tuple(_non_negative_float(part) for part in text.split(",") if part.strip())
-        if count is not None and len(values) != count:
-            raise argparse.ArgumentTypeError(
-                f"needs {count} comma-separated numbers, got {len(values)}"
-            )
-        if not values or sum(values) <= 0:
-            raise argparse.ArgumentTypeError("needs numbers ≥ 0, not all 0")
-        return values
-
-    parse.__name__ = "list of numbers"  # argparse names the type in its message
-    return parse
-
-
-for _helper, _name in (
-    (_non_negative_float, "number"),
-    (_positive_float, "number"),
-    (_size_or_none, "size"),
-    (_seed, "seed"),
-):
-    _helper.__name__ = _name
+_positive_int.__name__ = "integer"  # argparse names the type in its message
 
 
 # ------------------------------------------------------------------------------------------ stylize
@@ -686,20 +453,6 @@ def _check_not_an_input(output: Path, inputs: list[str | None], save_every: int 
                 f"--save-every would overwrite the input {name} (its snapshot names are "
                 f"{snapshot_path(output, 1, save_every).name} and the like); choose another -o"
             )
-
-
-def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """StyleOptions fields given on the command line (the rest come from the preset)."""
-    overrides = {
-        field: getattr(args, field)
-        for _, field, _ in _engine_flags()
-        if getattr(args, field) is not None
-    }
-    # "none"/"random" spelled out on the command line mean the field's None
-    for field, word in (("preserve_colors", "none"), ("max_size", "none"), ("seed", "random")):
-        if overrides.get(field) == word:
-            overrides[field] = None
-    return overrides
 
 
 def _size_checked(path: str) -> tuple[int, int]:

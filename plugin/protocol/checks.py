@@ -1,6 +1,7 @@
 """How a request's values are checked: one error type, one number rule, one line per refusal.
 
-Every numeric field goes through `Number.check` (type, bool is not a number, finite, range); the
+Every numeric field goes through `Number.check` (type, bool is not a number, finite, range: the
+rule of core/options.py, which declares the engine options' ranges); the
 other shapes (a choice, an object, a path, the known fields) through the helpers below. A refusal
 is a ProtocolError whose str() is the one line the editor shows.
 """
@@ -8,11 +9,14 @@ is a ProtocolError whose str() is the one line the editor shows.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Any
 
-INT_MAX = 2**31 - 1  # sizes and counts: far above any image or run, and every front end's int
+from onnxstyle.core import options
+
+INT_MAX = (
+    options.MAX_COUNT
+)  # sizes and counts: far above any image or run, and every front end's int
 ID_MAX_CHARS = 200  # ids and names are echoed in every answer: keep them short
 
 
@@ -28,31 +32,9 @@ class FrameError(ProtocolError):
     """A "frame" that is not a length the worker may read: the next message can't be found."""
 
 
-@dataclass(frozen=True)
-class Number:
-    """A numeric field's type and range: the one check every number of the protocol goes through."""
-
-    integer: bool
-    minimum: float
-    maximum: float
-    above_minimum: bool = False  # the minimum itself is excluded
-    nullable: bool = False  # JSON null is allowed (the field's default then)
-
-    def describe(self) -> str:
-        kind, shown = ("an integer", int) if self.integer else ("a number", lambda x: f"{x:g}")
-        low = f"> {shown(self.minimum)}" if self.above_minimum else f"≥ {shown(self.minimum)}"
-        high = f"≤ {shown(self.maximum)}"
-        return f"{kind} {low} and {high}" + (" (or null)" if self.nullable else "")
-
-    def accepts(self, value: Any) -> bool:
-        kinds = (int,) if self.integer else (int, float)
-        return (
-            isinstance(value, kinds)
-            and not isinstance(value, bool)  # JSON true/false are not numbers
-            and (isinstance(value, int) or math.isfinite(value))  # an int may exceed a float
-            and (value > self.minimum if self.above_minimum else value >= self.minimum)
-            and value <= self.maximum
-        )
+class Number(options.Number):
+    """A numeric field's type and range (core/options.py's rule): the one check every number of
+    the protocol goes through, refusing with a ProtocolError that names the field."""
 
     def check(self, value: Any, name: str) -> int | float | None:
         if value is None and self.nullable:
@@ -60,6 +42,11 @@ class Number:
         if not self.accepts(value):
             raise ProtocolError(f'"{name}" must be {self.describe()}, not {shown(value)}')
         return value
+
+    @classmethod
+    def of(cls, number: options.Number, nullable: bool) -> Number:
+        """An option's range as a request field (null: the preset's value, when nullable)."""
+        return cls(**{**asdict(number), "nullable": nullable})
 
 
 def shown(value: Any) -> str:

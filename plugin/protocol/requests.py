@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from onnxstyle.core.engine import MAX_SEED, MAX_WEIGHT, PRESERVE_COLORS, PRESETS
-from onnxstyle.core.layers import MIN_SIDE, STYLE_LAYERS
-from onnxstyle.core.optim import OPTIMISERS
-from onnxstyle.core.runtime import DEVICES
+from onnxstyle.core.layers import STYLE_LAYERS
+from onnxstyle.core.options import MAX_WEIGHT, OPTIONS, PRESERVE_COLORS, PRESETS
 
 from .checks import (
     ID_MAX_CHARS,
@@ -43,24 +41,30 @@ from .messages import (
     Stylize,
 )
 
-SEED_MAX = MAX_SEED
-WEIGHT_MAX = MAX_WEIGHT  # the engine's: weights and strengths are float32 graph inputs
-STEPS_MAX = 100_000  # steps a scale: far beyond any preset (300), yet a bounded run
-PRESERVE = ("none",) + tuple(mode for mode in PRESERVE_COLORS if mode)
 MAX_PING_REPLY = 64 << 20  # a ping's download: enough to time a link, too small to hurt
 NONCE_CHARS = (16, 128)  # a hello's files probe: a nonce of this many characters
 NONCE_FILE_BYTES = 256  # the probe file is read with this bound
 
-
-def _count(minimum: int) -> Number:
-    return Number(integer=True, minimum=minimum, maximum=INT_MAX, nullable=True)
-
-
-def _weight(above_zero: bool = False) -> Number:
-    return Number(
-        integer=False, minimum=0.0, maximum=WEIGHT_MAX, above_minimum=above_zero, nullable=True
-    )
-
+# The options a request may set, as core/options.py declares them (absent or null: the preset's).
+# JobOptions' own are the editor's everyday ones; the rest (ENGINE_OPTIONS) are StyleOptions
+# overrides of the same name.
+WIRE_OPTIONS = {name: option for name, option in OPTIONS.items() if option.wire}
+JOB_OPTIONS = ("strength", "max_size", "preserve_colors", "device", "seed")
+ENGINE_OPTIONS = tuple(name for name in WIRE_OPTIONS if name not in JOB_OPTIONS)
+ENGINE_CHOICES = {
+    name: OPTIONS[name].choices for name in ENGINE_OPTIONS if not OPTIONS[name].number
+}
+ENGINE_NUMBERS = tuple(n for n in ENGINE_OPTIONS if OPTIONS[n].number and not OPTIONS[n].count)
+SEED_MAX = OPTIONS["seed"].number.maximum
+WEIGHT_MAX = MAX_WEIGHT  # the engine's: weights and strengths are float32 graph inputs
+STEPS_MAX = OPTIONS["steps"].number.maximum
+PRESERVE = tuple(OPTIONS["preserve_colors"].none_word if c is None else c for c in PRESERVE_COLORS)
+OPTION_NAMES = (
+    "preset",
+    *JOB_OPTIONS,
+    "style_strength",  # the older name of "strength", still read
+    *ENGINE_OPTIONS,
+)
 
 # Every numeric field of a request, by its dotted name: checked by `number`, nowhere else.
 NUMBERS: dict[str, Number] = {
@@ -72,58 +76,18 @@ NUMBERS: dict[str, Number] = {
     "content.bytes": Number(integer=True, minimum=1, maximum=MAX_FRAME_BYTES),
     "styles.weight": Number(integer=False, minimum=0.0, maximum=WEIGHT_MAX),
     "styles.bytes": Number(integer=True, minimum=1, maximum=MAX_STYLE_BYTES),
-    "options.strength": _weight(),
-    "options.max_size": _count(MIN_SIDE),
-    "options.seed": Number(integer=True, minimum=0, maximum=SEED_MAX, nullable=True),
-    # engine options (ENGINE_OPTIONS): the same ranges as the CLI's flags
-    "options.steps": Number(integer=True, minimum=1, maximum=STEPS_MAX, nullable=True),
-    "options.scales": _count(1),
-    "options.min_size": _count(1),
-    "options.tile_overlap": _count(0),
-    "options.content_weight": _weight(),
-    "options.style_weight": _weight(),
-    "options.tv_weight": _weight(),
-    "options.style_layer_weights": Number(integer=False, minimum=0.0, maximum=WEIGHT_MAX),
-    "options.style_scale": _weight(above_zero=True),
-    "options.learning_rate": _weight(above_zero=True),
-    "options.tile_budget_mpx": _weight(above_zero=True),
+    # the options: core/options.py's ranges; a list's items are numbers, never null
+    **{
+        f"options.{name}": Number.of(option.number, nullable=option.count == 0)
+        for name, option in WIRE_OPTIONS.items()
+        if option.number is not None
+    },
 }
 
 
 def number(value: Any, name: str) -> Any:
     """`value` checked against NUMBERS[name]; ProtocolError (one line) otherwise."""
     return NUMBERS[name].check(value, name)
-
-
-# Engine options a request may set beyond JobOptions' own: StyleOptions fields of the same name,
-# each a number (NUMBERS["options.<name>"]) or a choice; absent or null: the preset's.
-ENGINE_CHOICES: dict[str, tuple[str, ...]] = {
-    "init": ("content", "noise"),  # a start image from a file would need the worker's disk
-    "optimizer": tuple(OPTIMISERS),
-    "pooling": ("avg", "max"),
-}
-ENGINE_NUMBERS = (
-    "steps",
-    "scales",
-    "min_size",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "style_scale",
-    "learning_rate",
-    "tile_budget_mpx",
-    "tile_overlap",
-)
-ENGINE_OPTIONS = ENGINE_NUMBERS + ("style_layer_weights",) + tuple(ENGINE_CHOICES)
-OPTION_NAMES = (
-    "preset",
-    "strength",
-    "style_strength",  # the older name of "strength", still read
-    "max_size",
-    "preserve_colors",
-    "device",
-    "seed",
-) + ENGINE_OPTIONS
 
 
 # ---------------------------------------------------------------------------------- building
@@ -349,7 +313,7 @@ def _options(options: dict[str, Any]) -> JobOptions:
         preserve_colors=choice(
             options.get("preserve_colors", "none"), PRESERVE, "options.preserve_colors"
         ),
-        device=choice(options.get("device", "auto"), DEVICES, "options.device"),
+        device=choice(options.get("device", "auto"), OPTIONS["device"].choices, "options.device"),
         seed=number(options.get("seed", 0), "options.seed"),
         engine=_engine_options(options),
     )
