@@ -50,6 +50,17 @@ def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts outside the engine's options (--save-every)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, not {text}")
+    return value
+
+
+positive_int.__name__ = "integer"  # argparse names the type in its message
+
+
 def _keywords(option: Option) -> dict[str, Any]:
     help = option.help
     if option.name in EXTRA_HELP:
