@@ -261,7 +261,7 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     return StyleOptions.from_preset(options.preset, **overrides)
 
 
-def _styles(job: Job, longer_at_least: int) -> list:
+def _load_styles(job: Job, longer_at_least: int) -> list:
     """The style images, decoded no larger than the run needs; a cancel is honoured between them."""
     images = []
     for spec in job.request.styles:
@@ -318,14 +318,14 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
     request = job.request
     try:
         _check_output(request)
-        engine_options = _engine_options(request.options, [s.weight for s in request.styles])
+        style_options = _engine_options(request.options, [s.weight for s in request.styles])
         size = (request.content.height, request.content.width)
         style_sizes = [image_size(_style_source(spec))[::-1] for spec in request.styles]
-        height, width = check_sizes(size, style_sizes, engine_options)  # before any decode
+        height, width = check_sizes(size, style_sizes, style_options)  # before any decode
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
-        styles = _styles(job, style_side(height, width, engine_options.style_scale))
-        graph = graphs.get(engine_options)
+        styles = _load_styles(job, style_side(height, width, style_options.style_scale))
+        graph = graphs.get(style_options)
         _stop_if_cancelled(job)
 
         last = [0.0]
@@ -341,7 +341,7 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
             result = stylize(
                 content,
                 styles,
-                engine_options,
+                style_options,
                 progress=on_progress,
                 cancel=job.cancel.is_set,
                 graph=graph,
@@ -451,7 +451,7 @@ class Worker:
         try:
             request = P.parse_request(message)
         except P.ProtocolError as exc:
-            return self._refuse(frame, P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
+            return self._answer_after_frame(frame, P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
         if isinstance(request, P.Hello):
             self.out.send(hello(request))
         elif isinstance(request, P.Ping):
@@ -462,7 +462,7 @@ class Worker:
             self._cancel(request.id)
         return None
 
-    def _refuse(self, frame: int, answer: dict[str, Any], *reply: bytes) -> int | None:
+    def _answer_after_frame(self, frame: int, answer: dict[str, Any], *reply: bytes) -> int | None:
         """Skip a refused (or pinged) request's frame (never held), then answer with the reply's
         bytes: the stream stays in step."""
         try:
@@ -488,13 +488,13 @@ class Worker:
 
     def _pong(self, request: P.Ping) -> int | None:
         answer = P.pong(request.id, request.frame, request.reply_bytes)
-        return self._refuse(request.frame, answer, *_zeros(request.reply_bytes))
+        return self._answer_after_frame(request.frame, answer, *_zeros(request.reply_bytes))
 
     def _receive(self, request: P.Stylize) -> int | None:
         """A stylize: its frame read (after the checks that need no bytes of it), then submitted."""
         refusal = self._refusal(request)
         if refusal is not None:
-            return self._refuse(request.frame, refusal)
+            return self._answer_after_frame(request.frame, refusal)
         if request.frame:
             try:
                 request = request.with_frame(read_exactly(self.stdin, request.frame))
