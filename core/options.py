@@ -120,7 +120,7 @@ class StyleOptions:
     pooling: str = "avg"
     """"avg" (shipped model, smoother results, as the paper recommends) or "max"."""
     device: str = "auto"
-    """"auto" (cuda, then directml, then cpu), "cpu", "cuda" or "directml"."""
+    """"auto" (the first of runtime.AUTO_ORDER that works here, else cpu) or one of runtime.DEVICES."""
     model_dir: str | None = None
     """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
     tile_budget_mpx: float | None = None
