@@ -52,10 +52,13 @@ import torch
 from bench_stylize import TorchGraph, load
 from gpu_steps import cause, injected, problem, row, target
 
-from onnxstyle.core import device_optim, engine, graph, optim, runtime
+from onnxstyle.core import device_optim, graph, optim, runtime, tiled
 from onnxstyle.core.engine import StyleOptions, stylize
-from onnxstyle.core.graph import LossWeights, StyleGraph, Targets, as_nchw
+from onnxstyle.core.graph import HOST_INPUTS, LossWeights, StyleGraph, Targets, as_nchw, size_feed
 from onnxstyle.core.imageio import save_image
+from onnxstyle.core.optimise import OptimiserFn
+from onnxstyle.core.schedule import scale_sizes
+from onnxstyle.core.steering import SteeringSettings
 
 COLUMNS = ("grad", "updates", "copies")
 
@@ -203,41 +206,30 @@ def torch_adam(fun, x0: torch.Tensor, max_evals: int, lower=0.0, upper=1.0, lr=0
 TORCH_OPTIMISERS = {"lbfgs": torch_lbfgs, "adam": torch_adam}
 
 
-@contextmanager
-def torch_optimiser(torch_graph: TorchDeviceGraph):
+def torch_optimiser(torch_graph: TorchDeviceGraph) -> OptimiserFn:
     """The engine's schedule, balance and steering, each optimiser run (a scale's segment, a tile)
-    made by the torch optimiser on the device."""
+    made by the torch optimiser on the device: stylize(..., optimiser=torch_optimiser(graph))."""
 
-    def run_optimiser(run, _graph, start, targets, weights, steps):
+    def run_optimiser(_graph, start, targets, weights, steps, options, meter):
         loss, pixels = torch_graph.tensor_loss(targets, weights), start.shape[0] * start.shape[1]
 
         def evaluate(x):
-            run.begin()
+            meter.begin()
             f, g = loss(x)
-            run.end(f, bool(torch.isfinite(g).all()), pixels)
+            meter.end(f, bool(torch.isfinite(g).all()), pixels)
             return f, g
 
-        kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
+        kwargs = {"lr": options.learning_rate} if options.optimizer == "adam" else {}
         x0 = torch.from_numpy(as_nchw(start)).to(torch_graph.device)
-        x = TORCH_OPTIMISERS[run.options.optimizer](evaluate, x0, steps, **kwargs)
+        x = TORCH_OPTIMISERS[options.optimizer](evaluate, x0, steps, **kwargs)
         return x[0].permute(1, 2, 0).cpu().numpy()
 
-    saved, engine._run_optimiser = engine._run_optimiser, run_optimiser
-    try:
-        yield
-    finally:
-        engine._run_optimiser = saved
+    return run_optimiser
 
 
-@contextmanager
-def fixed_gain():
-    """No steering: every path optimises the same loss, so their final losses compare (a steered
-    run's gain follows its own iterates)."""
-    saved, engine._controlled = engine._controlled, lambda options: False
-    try:
-        yield
-    finally:
-        engine._controlled = saved
+# No steering: every path optimises the same loss, so their final losses compare (a steered run's
+# gain follows its own iterates): stylize(..., steering=FIXED_GAIN)
+FIXED_GAIN = SteeringSettings(steer=False)
 
 
 # ------------------------------------------------------------------------------ 1. per evaluation
@@ -402,7 +394,7 @@ def table_e2e(args, graphs, torch_graph, style, sync) -> None:
     injected(5)
     style_graph = graphs[""]
     content = load("chelsea.jpg", args.e2e_size)
-    budget = args.tile_budget or engine._default_tile_budget(style_graph)
+    budget = args.tile_budget or tiled.default_tile_budget(style_graph)
     overrides = {"max_size": args.e2e_size, "device": style_graph.concrete_device}
     overrides.update(tile_budget_mpx=budget, optimizer=args.optimizer)
     if args.e2e_steps:
@@ -410,7 +402,7 @@ def table_e2e(args, graphs, torch_graph, style, sync) -> None:
     options = StyleOptions.from_preset(args.e2e_preset, **overrides)
     cut = replace(options, steps=max(2, options.steps // args.torch_cut))
     factor = options.steps / cut.steps
-    sizes = engine.scale_sizes(*content.shape[:2], options)
+    sizes = scale_sizes(*content.shape[:2], options)
     dims = f"{content.shape[1]}x{content.shape[0]}"
     print(f"\n2. end to end: --preset {args.e2e_preset} on {dims}, {options.steps} steps x {len(sizes)} scales, tile budget {budget:.2f} Mpx, one fixed gain (no steering)")  # fmt: skip
     if "torch" in args.e2e_paths and factor > 1:
@@ -420,27 +412,26 @@ def table_e2e(args, graphs, torch_graph, style, sync) -> None:
     if "-tf32" in graphs:
         runners["device-tf32"] = (graphs["-tf32"], True)
     said = set()
-    with fixed_gain():
-        for path in args.e2e_paths + (["device-tf32"] if "-tf32" in graphs else []):
-            # TF32's run takes about the float32 one's time: don't start what the timeout would cut
-            need = rows["device"]["wall"] if path == "device-tf32" and "device" in rows else 0
-            if out_of_time(f"  {path}", need):
+    for path in args.e2e_paths + (["device-tf32"] if "-tf32" in graphs else []):
+        # TF32's run takes about the float32 one's time: don't start what the timeout would cut
+        need = rows["device"]["wall"] if path == "device-tf32" and "device" in rows else 0
+        if out_of_time(f"  {path}", need):
+            continue
+        with row(path):
+            injected(5, path)
+            if path == "torch":
+                optimiser = torch_optimiser(torch_graph)
+                run = run_e2e(path, partial(stylize, graph=torch_graph, steering=FIXED_GAIN, optimiser=optimiser), content, style, cut, sync, args.out)  # fmt: skip
+                run["full"] = scaled_to(run, factor)
+                rows[path] = run
                 continue
-            with row(path):
-                injected(5, path)
-                if path == "torch":
-                    with torch_optimiser(torch_graph):
-                        run = run_e2e(path, partial(stylize, graph=torch_graph), content, style, cut, sync, args.out)  # fmt: skip
-                    run["full"] = scaled_to(run, factor)
-                    rows[path] = run
-                    continue
-                use, loop = runners[path]
-                saved, use.device_loop = use.device_loop, loop
-                try:
-                    rows[path] = run_e2e(path, partial(stylize, graph=use), content, style, options, sync, args.out)  # fmt: skip
-                finally:
-                    use.device_loop = saved
-            said |= e2e_targets(rows, factor, f"{dims}, --preset {args.e2e_preset}", said)
+            use, loop = runners[path]
+            saved, use.device_loop = use.device_loop, loop
+            try:
+                rows[path] = run_e2e(path, partial(stylize, graph=use, steering=FIXED_GAIN), content, style, options, sync, args.out)  # fmt: skip
+            finally:
+                use.device_loop = saved
+        said |= e2e_targets(rows, factor, f"{dims}, --preset {args.e2e_preset}", said)
     if not rows:
         return
     base = rows.get("device")  # None: no ratios to the device loop
@@ -520,7 +511,7 @@ def table_levers(args, style_graph, style) -> None:
             }  # fmt: skip
         )
     x = as_nchw(start)
-    feed = {**style_graph._constant_feed(targets, weights), "image": x}
+    feed = {**style_graph._constant_feed(targets, weights), **size_feed(*x.shape[2:]), "image": x}
     shapes, reference = None, None
     folder = Path(tempfile.mkdtemp(prefix="onnxstyle-levers-"))
     for label, extra in variants.items():
@@ -532,7 +523,11 @@ def table_levers(args, style_graph, style) -> None:
             model = fp16_model(style_graph, folder) if extra.pop("model", None) else None
             session = lever_session(style_graph, extra, model)
             binding = session.io_binding()
-            keep = {k: ort.OrtValue.ortvalue_from_numpy(v, *place) for k, v in feed.items()}
+            # the per-size shape inputs in CPU memory, where CUDA's Pad reads them (HOST_INPUTS)
+            keep = {
+                k: ort.OrtValue.ortvalue_from_numpy(v, *(("cpu", 0) if k in HOST_INPUTS else place))
+                for k, v in feed.items()
+            }
             for k, v in keep.items():
                 binding.bind_ortvalue_input(k, v)
             names = [o.name for o in session.get_outputs()]
@@ -559,7 +554,7 @@ def table_levers(args, style_graph, style) -> None:
         webgpu(args, start, targets, weights)
     free = runtime.cuda_free_bytes() if device == "cuda" else None
     if free is not None:
-        print(f"  CUDA free memory {free / 1e9:.1f} GB -> tile budget {engine.cuda_tile_budget(free):.1f} Mpx")  # fmt: skip
+        print(f"  CUDA free memory {free / 1e9:.1f} GB -> tile budget {tiled.cuda_tile_budget(free):.1f} Mpx")  # fmt: skip
 
 
 def webgpu(args, start, targets, weights) -> None:

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 from judge import BALANCES, EVAL, MODEL_DIR, Judge, load, max_graph
 
-from onnxstyle.core import engine
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.images import resize
+from onnxstyle.core.schedule import scale_sizes
+from onnxstyle.core.steering import SteeringSettings
 
 DEFAULT_PAIRS = [
     "hopper:bricks",
@@ -34,16 +36,15 @@ DEFAULT_PAIRS = [
 ]
 
 
-def run_schedule(content, style, schedule, options, graph) -> np.ndarray:
+def run_schedule(content, style, schedule, options, graph, **engine) -> np.ndarray:
     """The engine's coarse-to-fine schedule with `schedule[i]` evaluations at scale i."""
-    sizes = engine.scale_sizes(*content.shape[:2], StyleOptions(scales=len(schedule), min_size=16))
+    sizes = scale_sizes(*content.shape[:2], StyleOptions(scales=len(schedule), min_size=16))
     image = None
     for (h, w), steps in zip(sizes, schedule):
-        scaled = engine.resize(content, h, w)
+        scaled = resize(content, h, w)
         init = "content" if image is None else image
-        image = stylize(
-            scaled, [style], StyleOptions(**{**options, "steps": steps, "init": init}), graph=graph
-        )
+        options_here = StyleOptions(**{**options, "steps": steps, "init": init})
+        image = stylize(scaled, [style], options_here, graph=graph, **engine)
     return image
 
 
@@ -56,10 +57,9 @@ def main() -> None:
     parser.add_argument("--balance", choices=sorted(BALANCES), default="initial")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     args = parser.parse_args()
-    engine._balance = BALANCES[args.balance]
-    # one stylize call per scale: the engine's gain control would restart at each, so it is off here
-    # and every schedule runs at the gain STYLE_GAIN·strength
-    engine.GAIN_STEP = 1.0
+    # one stylize call per scale: the engine's gain corrections would restart at each, so they are
+    # off here (the segments still run) and every schedule runs at the starting gain·strength
+    engine = dict(steering=SteeringSettings(step=1.0), balance_fn=BALANCES[args.balance])
     judge = Judge(max_graph(args.model_dir))
     graph = StyleGraph.load("avg", "cpu")
     options = dict(scales=1, max_size=None, device="cpu", strength=args.strength)
@@ -73,7 +73,7 @@ def main() -> None:
             content = load(EVAL / "content" / f"{content_name}.jpg", args.size)
             style = load(EVAL / "styles" / f"{style_name}.jpg")
             started = time.perf_counter()
-            result = run_schedule(content, style, schedule, options, graph)
+            result = run_schedule(content, style, schedule, options, graph, **engine)
             seconds += time.perf_counter() - started
             before = judge.style_error(content, style)
             reductions.append(1 - judge.style_error(result, style) / before)

@@ -36,7 +36,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 class TorchGraph:
-    """The StyleGraph interface (features, loss_and_grad) computed by the PyTorch reference."""
+    """A GraphLike (core/scale.py: features, loss_and_grad) computed by the PyTorch reference."""
 
     def __init__(self, pooling: str, device: str) -> None:
         self.device = torch.device(device)

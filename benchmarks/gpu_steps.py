@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from onnxstyle.core import device_optim, engine, optim, runtime
+from onnxstyle.core import device_optim, optim, runtime, scale, tiled
 from onnxstyle.core.engine import StyleOptions
 from onnxstyle.core.graph import StyleGraph, Targets, as_nchw
+from onnxstyle.core.images import fit_size, resize
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -100,11 +101,11 @@ def problem(style_graph: StyleGraph, size: int, style: np.ndarray):
     """Start image (the content), targets and weights at one size, as the engine makes them."""
     content = load("chelsea.jpg", size)
     h, w = content.shape[:2]
-    side = engine.fit_size(*style.shape[:2], size)
-    grams = engine._style_grams(style_graph, engine.resize(style, *side), 1 << 40)
+    side = fit_size(*style.shape[:2], size)
+    grams = scale.style_grams(style_graph, resize(style, *side), 1 << 40)
     target_content = style_graph.features(content)["content_relu4_2"]
-    balance = engine._balance(style_graph, content, grams, 1 << 40)
-    weights = engine._graph_weights(StyleOptions(), balance, target_content, h, w)
+    balance = scale.balance(style_graph, content, grams, 1 << 40)
+    weights = scale.graph_weights(StyleOptions(), balance, target_content, h, w)
     return content, Targets(grams=grams, content=target_content), weights
 
 
@@ -127,7 +128,7 @@ def step_env(args) -> None:
     print(f"pixel updates on {args.device}: {runtime.pixel_updates(args.device)}")
     free = runtime.cuda_free_bytes() if args.device == "cuda" else None
     if free is not None:
-        print(f"CUDA free memory {free / 1e9:.1f} GB -> tile budget {engine.cuda_tile_budget(free):.1f} Mpx")  # fmt: skip
+        print(f"CUDA free memory {free / 1e9:.1f} GB -> tile budget {tiled.cuda_tile_budget(free):.1f} Mpx")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ 1. node placement

@@ -33,10 +33,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from onnxstyle.core import engine
 from onnxstyle.core.engine import StyleOptions, stylize
+from onnxstyle.core.errors import ModelError
 from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
+from onnxstyle.core.images import resize
 from onnxstyle.core.layers import CONTENT_LAYER, STYLE_LAYERS
+from onnxstyle.core.loss import layer_grams, style_distance, style_layer_cost
+from onnxstyle.core.scale import Balance, WholeFeatures, balance
+from onnxstyle.core.steering import SteeringSettings
 
 EVAL = Path(__file__).resolve().parent / "eval"
 TARGET_REDUCTION, TARGET_CONTENT, TARGET_SPREAD = 0.60, 0.80, 0.20
@@ -55,12 +59,17 @@ def names(folder: str) -> list[str]:
 
 
 def max_graph(model_dir: Path) -> StyleGraph:
-    """The judge's network: VGG19 with max pooling (exported once if missing)."""
-    if not (model_dir / "vgg19-max.json").is_file():
-        from onnxstyle.exporter.export import write_models
+    """The judge's network: VGG19 with max pooling (exported once if missing, and again if an
+    older onnxstyle exported it: another manifest format)."""
+    if (model_dir / "vgg19-max.json").is_file():
+        try:
+            return StyleGraph.load("max", "cpu", model_dir)
+        except ModelError:
+            pass
+    from onnxstyle.exporter.export import write_models
 
-        print(f"exporting the max-pooling VGG19 to {model_dir} (once)")
-        write_models(model_dir, "max")
+    print(f"exporting the max-pooling VGG19 to {model_dir} (once)")
+    write_models(model_dir, "max")
     return StyleGraph.load("max", "cpu", model_dir)
 
 
@@ -73,18 +82,12 @@ class Judge:
     def style_error(self, image: np.ndarray, style: np.ndarray) -> float:
         h, w = image.shape[:2]
         k = np.sqrt(h * w / (style.shape[0] * style.shape[1]))  # same pixel area as the image
-        target = engine.resize(
+        target = resize(
             style, max(16, round(style.shape[0] * k)), max(16, round(style.shape[1] * k))
         )
-        g_img, g_sty = self.graph.features(image), self.graph.features(target)
-        errors = []
-        for layer in STYLE_LAYERS:
-            s, g = (
-                g_sty[f"gram_{layer}"].astype(np.float64),
-                g_img[f"gram_{layer}"].astype(np.float64),
-            )
-            errors.append(np.linalg.norm(g - s) / np.linalg.norm(s))
-        return float(np.mean(errors))
+        return style_distance(
+            layer_grams(self.graph.features(target)), layer_grams(self.graph.features(image))
+        )
 
     def content_error(self, image: np.ndarray, content: np.ndarray) -> float:
         key = f"content_{CONTENT_LAYER}"
@@ -93,24 +96,26 @@ class Judge:
         return float(np.linalg.norm(a - c) / np.linalg.norm(c))
 
 
-_engine_balance = engine._balance  # main() may put a variant in its place
+# The engine's balance and its variants, given to stylize(..., balance_fn=...): the signature of
+# core/scale.py's balance (features: the content's, measured once by the engine)
 
 
-def _target_balance(graph, content, grams, budget_px) -> engine.Balance:
-    """Variant: each layer divided by its target's energy ‖Ĝ(S)‖²: the relative squared Gram
-    error, the judge's own measure."""
-    base = _engine_balance(graph, content, grams, budget_px)
-    style = []
-    for layer in STYLE_LAYERS:
-        g = grams[layer].astype(np.float64)
-        style.append(float(np.sum(g * g)) / (2 * g.shape[0]) ** 2)
+def _target_balance(
+    graph, content, grams, budget_px, features: WholeFeatures | None = None
+) -> Balance:
+    """Variant: each layer divided by its target's energy ‖Ĝ(S)‖² (its style cost against 0): the
+    relative squared Gram error, the judge's own measure."""
+    base = balance(graph, content, grams, budget_px, features)
+    style = [style_layer_cost(grams[layer], np.zeros_like(grams[layer])) for layer in STYLE_LAYERS]
     return replace(base, style=tuple(style))  # content and distance as the engine's
 
 
-def _gradient_balance(graph, content, grams, budget_px) -> engine.Balance:
+def _gradient_balance(
+    graph, content, grams, budget_px, features: WholeFeatures | None = None
+) -> Balance:
     """Variant: the seed's layer mix (λ on raw J_style), the whole style term scaled so that its
     gradient at the first step (the content image) has unit RMS per pixel."""
-    base = _engine_balance(graph, content, grams, budget_px)
+    base = balance(graph, content, grams, budget_px, features)
     targets = Targets(grams=grams, content=graph.features(content)[f"content_{CONTENT_LAYER}"])
     ones = (1.0,) * len(STYLE_LAYERS)
     _, grad = graph.loss_and_grad(content, targets, LossWeights(0.0, 1.0, ones, 0.0))
@@ -120,7 +125,7 @@ def _gradient_balance(graph, content, grams, budget_px) -> engine.Balance:
 
 
 BALANCES = {
-    "initial": _engine_balance,  # the engine's: each layer's term starts at 1
+    "initial": balance,  # the engine's: each layer's term starts at 1
     "target": _target_balance,
     "gradient": _gradient_balance,
 }
@@ -197,19 +202,20 @@ def main() -> None:
         help="how the engine normalises the style layers (the comparison in DEVELOPERS.md)",
     )
     parser.add_argument(
-        "--gain", type=float, default=None, help="override engine.STYLE_GAIN (the starting gain)"
+        "--gain", type=float, default=None, help="the starting gain (SteeringSettings.start_gain)"
     )
     parser.add_argument(
         "--fixed-gain",
         action="store_true",
-        help="keep the gain at STYLE_GAIN·strength (no steering towards strength's target)",
+        help="keep the gain at its start·strength (no corrections towards strength's target)",
     )
     args = parser.parse_args()
-    engine._balance = BALANCES[args.balance]
+    steering = SteeringSettings()
     if args.gain is not None:
-        engine.STYLE_GAIN = args.gain
-    if args.fixed_gain:
-        engine.GAIN_STEP = 1.0
+        steering = replace(steering, start_gain=args.gain)
+    if args.fixed_gain:  # the segments still run (each restarts L-BFGS), the gain stays
+        steering = replace(steering, step=1.0)
+    engine = dict(steering=steering, balance_fn=BALANCES[args.balance])
 
     overrides = {"max_size": args.size, "device": "cpu", **parse_overrides(args.set)}
     if args.strength is not None:
@@ -233,7 +239,7 @@ def main() -> None:
             style_path = EVAL / "styles" / f"{style_name}.jpg"
             style = load(style_path)
             started = time.perf_counter()
-            result = stylize(content, [style], options, graph=graph)
+            result = stylize(content, [style], options, graph=graph, **engine)
             seconds = time.perf_counter() - started
             before = judge.style_error(content, style)
             after = judge.style_error(result, style)

@@ -1,139 +1,84 @@
 """Style transfer (Gatys, Ecker & Bethge 2015): optimise the pixels of a generated image G so that its
 VGG19 features match the content image C at relu4_2 and the Gram matrices of the style image(s) S.
 
-Schedule: coarse to fine. The coarsest scale has its smaller side ≥ `min_size` px; each next scale
-doubles the size and starts from the previous result, upsampled; the last scale is the output size
-(the input's, or smaller so the longer side ≤ `max_size`). Coarse scales settle the large structures
-cheaply; the fine ones add detail. Scales bigger than the memory budget run in overlapping tiles.
+`stylize` is the entry point. How a run goes, module by module, top to bottom:
+- core/images.py: the inputs checked, resized to the work size, colour preservation, the start image;
+- core/schedule.py: the scales, coarse to fine, and the run's count (progress, ETA, cancel, NaN guard);
+- core/scale.py: at each scale the style targets (blended Grams), the content image's features
+  (measured once), the balance and the graph's weights (DEVELOPERS.md, "The maths", "The balance");
+- core/steering.py: strength as a target: the style gain corrected between segments of a scale;
+- core/optimise.py: one image at one scale, host or device optimiser loop;
+- core/tiled.py: a scale bigger than the memory budget in tiles, each an independent TileTask.
 
-The loss is DEVELOPERS.md's ("The maths"). The balance ("The balance" there): at each scale the
-engine measures the content image against the targets (`_balance`) and `_graph_weights` turns strength
-and the weights into the graph's α, β, λ, tv_weight so that every term is relative — the content term
-is ½·(relative relu4_2 error)², each style layer's its style cost over the content image's own — so
-one strength looks alike on every style picture and at every resolution. Strength is a target: the
-style distance (the judge's measure on the engine's network) should fall to TARGET_REMAINING**strength
-of the content image's; each scale runs in segments and the style term's gain is corrected after each
-(_next_gain), so a style far from the content gets more gain and one that moves easily less. An
-explicit style_weight switches back to the seed's raw β (fixed).
+The options and their checks: core/options.py (re-exported here); the size limits stay here.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
-from PIL import Image
 
 from . import color
-from .device_optim import OPTIMISERS as DEVICE_OPTIMISERS
-from .device_optim import update_graphs
-from .errors import Cancelled, ImageError, StyleError
-from .graph import LossWeights, StyleGraph, Targets, as_nchw
-from .imageio import MAX_PIXELS, load_image
-from .layers import CONTENT_LAYER, DOWNSAMPLING, MIN_SIDE, STYLE_LAYERS
-from .optim import OPTIMISERS
-from .runtime import cuda_free_bytes, resolve_device
-from .tiling import Blender, tile_grid, tile_weights
+from .errors import StyleError
+from .graph import StyleGraph, Targets
+from .imageio import MAX_PIXELS
+from .images import check_image, fit_size, load_init, prepare, resize
+from .layers import MIN_SIDE
+from .optimise import OptimiserFn, optimise, run_optimiser
+from .options import (  # StyleOptions, its presets and limits: imported from here too
+    MAX_SEED,
+    MAX_WEIGHT,
+    PRESERVE_COLORS,
+    PRESETS,
+    StyleOptions,
+    check_options,
+)
+from .runtime import resolve_device
+from .scale import BalanceFn, GraphLike, balance, blended_grams, whole_features
+from .schedule import Run, scale_sizes
+from .steering import Steering, SteeringSettings
+from .tiled import (
+    DEFAULT_TILE_MPX,
+    TILE_GB_PER_MPX,
+    TileMap,
+    TileTask,
+    default_tile_budget,
+    optimise_tile,
+    optimise_tiled,
+    tile_tasks,
+    tiles_for,
+)
 
-# Peak memory of the grad graph per megapixel of image, measured (DEVELOPERS.md): what a tile costs.
-TILE_GB_PER_MPX = {"cpu": 3.0, "cuda": 6.0}
-# The device loop's vectors per Mpx: L-BFGS keeps 28 images (x, g, trials, d, best, 11 s/y pairs) of
-# 12 bytes a pixel, and the update graphs a few temporaries.
-LOOP_GB_PER_MPX = 0.4
-# What ORT's CUDA arenas keep between runs (they never shrink): the features session's activations
-# (a quarter of the grad graph's on the CPU: 0.58 vs 2.27 GB/Mpx retained) and the previous scale's
-# grad-graph buffers (a quarter of the area), each ~1.5 GB per Mpx of tile.
-ARENA_GB_PER_MPX = 3.0
-DEFAULT_TILE_MPX = 1.0  # the tile budget on the CPU and DirectML (3 GB there)
+__all__ = [
+    "MAX_SEED",
+    "MAX_WEIGHT",
+    "MAX_WORK_PIXELS",
+    "PRESERVE_COLORS",
+    "PRESETS",
+    "TILE_GB_PER_MPX",
+    "CancelFn",
+    "GraphLike",
+    "Progress",
+    "ProgressFn",
+    "SteeringSettings",
+    "StyleOptions",
+    "TileTask",
+    "check_sizes",
+    "fit_size",
+    "optimise_tile",
+    "resize",
+    "style_side",
+    "stylize",
+    "work_size",
+]
+
 # The largest image the engine makes (the content at its working size, a resized style): the size
 # of image it may read, so no option turns a readable input into an unbounded allocation.
 MAX_WORK_PIXELS = MAX_PIXELS
-# Weights become float32 graph inputs: a larger one would overflow to inf in the cast.
-MAX_WEIGHT = float(np.finfo(np.float32).max)
-MAX_SEED = 2**63 - 1  # numpy takes any integer ≥ 0; an int64 is plenty and fits every front end
-PRESERVE_COLORS = (None, "luminance", "histogram")
-
-
-@dataclass
-class StyleOptions:
-    """Every knob of a run. The CLI maps its flags 1:1 onto these fields; presets set a few of them."""
-
-    steps: int = 150
-    """Loss-and-gradient evaluations per scale (the unit of cost; L-BFGS usually spends one per iteration)."""
-    max_size: int | None = 1024
-    """Longer side of the processed image; larger inputs are downscaled first and the RESULT HAS THIS
-    SIZE (callers upscale it if they need the original size). None: keep the input's size."""
-    min_size: int = 64
-    """Smaller side of the coarsest scale, px (the schedule halves the output size down to it)."""
-    scales: int | None = None
-    """Number of scales; None: as many as min_size allows. 1: single-scale, as in the paper."""
-    strength: float = 1.0
-    """How much style: 0 gives the content, 1 a clearly stylised picture with the content
-    recognisable, more gives more. Scales the style and total-variation terms of the balanced loss
-    (with an explicit style_weight, that β)."""
-    content_weight: float = 1.0
-    """Weight of the content cost: ½·(relative relu4_2 error)², or, with an explicit style_weight,
-    ½·mean squared relu4_2 difference (the seed's raw, per-element weight)."""
-    style_weight: float | None = None
-    """None: the balanced style cost, mean over layers of λ_l·J_style[l] / J_style[l](content image),
-    times STYLE_GAIN·strength. A number: expert override, the seed's raw β on
-    Σ_l λ_l·J_style[l] (normalised Grams; its right value differs by style picture), times strength."""
-    tv_weight: float = 0.1
-    """Weight of total variation (mean squared neighbour difference of the [0,1] image), times
-    strength: smooths the high-frequency noise the style term makes."""
-    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
-    """λ per style layer, in the order relu1_1, relu2_1, relu3_1, relu4_1, relu5_1."""
-    style_blend: tuple[float, ...] | None = None
-    """Weights of the style images (blend of their Gram targets); None: equal. Count must match."""
-    style_scale: float = 1.0
-    """Style image's longer side relative to the processed image's longer side at each scale:
-    < 1 gives finer, smaller patterns, > 1 bigger ones."""
-    init: str | np.ndarray = "content"
-    """Start image: "content", "noise" (uniform, seeded), a file path, or an RGB array [H,W,3]."""
-    preserve_colors: str | None = None
-    """None; "luminance": transfer luminance only, keep the content's chroma (YIQ);
-    "histogram": match the style's colour mean and covariance to the content's before transfer."""
-    optimizer: str = "lbfgs"
-    """"lbfgs" (projected L-BFGS, Armijo line search) or "adam"."""
-    learning_rate: float = 0.02
-    """Adam's step, in [0,1] pixel units (unused by L-BFGS)."""
-    seed: int | None = 0
-    """Seed for noise init; with it a CPU run is reproducible. None: a fresh random seed."""
-    pooling: str = "avg"
-    """"avg" (shipped model, smoother results, as the paper recommends) or "max"."""
-    device: str = "auto"
-    """"auto" (cuda, then directml, then cpu), "cpu", "cuda" or "directml"."""
-    model_dir: str | None = None
-    """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
-    tile_budget_mpx: float | None = None
-    """Largest image, in megapixels, optimised in one piece; bigger scales run in overlapping tiles of
-    about this area (the grad graph's memory per Mpx: TILE_GB_PER_MPX). None: 1 Mpx, or on CUDA what
-    the device's free memory holds (cuda_tile_budget)."""
-    tile_overlap: int = 64
-    """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
-
-    @classmethod
-    def from_preset(cls, name: str = "normal", **overrides) -> StyleOptions:
-        """A preset ("draft", "normal", "high") with any field overridden by keyword."""
-        if name not in PRESETS:
-            raise StyleError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise StyleError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return replace(cls(**PRESETS[name]), **overrides)
-
-
-PRESETS: dict[str, dict] = {
-    "draft": {"steps": 60, "max_size": 512},
-    "normal": {"steps": 150, "max_size": 1024},
-    "high": {"steps": 300, "max_size": 2048},
-}
 
 
 @dataclass
@@ -152,499 +97,6 @@ class Progress:
 
 ProgressFn = Callable[[Progress], None]
 CancelFn = Callable[[], bool]
-
-
-# ---------------------------------------------------------------------------------------------- images
-
-
-def _check_image(image: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ImageError(f"{what} must be an RGB array [H,W,3], got shape {a.shape}")
-    if min(a.shape[:2]) < MIN_SIDE:
-        raise ImageError(
-            f"{what} is too small ({a.shape[1]}x{a.shape[0]}); at least {MIN_SIDE} px a side"
-        )
-    a = a.astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise ImageError(f"{what} contains NaN or infinite values")
-    return np.clip(a, 0, 1)
-
-
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resample an [H,W,C] float image (Lanczos when shrinking: antialiased; bicubic when enlarging)."""
-    if image.shape[:2] == (height, width):
-        return image
-    shrink = height * width < image.shape[0] * image.shape[1]
-    method = Image.Resampling.LANCZOS if shrink else Image.Resampling.BICUBIC
-    planes = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize(
-                (width, height), method
-            )
-        )
-        for c in range(image.shape[2])
-    ]
-    return np.clip(np.stack(planes, axis=2), 0, 1).astype(np.float32)
-
-
-def fit_size(height: int, width: int, longer: int) -> tuple[int, int]:
-    """(h, w) with the longer side = `longer`, aspect kept, each side ≥ MIN_SIDE."""
-    k = longer / max(height, width)
-    return max(MIN_SIDE, round(height * k)), max(MIN_SIDE, round(width * k))
-
-
-def scale_sizes(height: int, width: int, options: StyleOptions) -> list[tuple[int, int]]:
-    """Sizes of the schedule, coarse to fine: halving from the output size while the smaller side
-    stays ≥ min_size (or exactly `scales` of them)."""
-    sizes = [(height, width)]
-    while True:
-        h, w = sizes[-1]
-        if options.scales is not None and len(sizes) >= options.scales:
-            break
-        if options.scales is None and min(h, w) // 2 < options.min_size:
-            break
-        if min(h, w) // 2 < MIN_SIDE:
-            break
-        sizes.append((max(MIN_SIDE, round(h / 2)), max(MIN_SIDE, round(w / 2))))
-    return sizes[::-1]
-
-
-def _load_init(init, height: int, width: int, rng: np.random.Generator) -> np.ndarray | None:
-    """The start image at the coarsest size; None means "the content"."""
-    if isinstance(init, str) and init == "content":
-        return None
-    if isinstance(init, str) and init == "noise":
-        return rng.uniform(0, 1, (height, width, 3)).astype(np.float32)
-    if isinstance(init, (str, Path)):
-        init = load_image(init).rgb
-    return resize(_check_image(init, "init image"), height, width)
-
-
-# ------------------------------------------------------------------------------------------ the graph
-
-
-def _pieces(image: np.ndarray, budget_px: int):
-    """The image whole if within the budget, else non-overlapping pieces of it (sides multiples of
-    16: pooling drops nothing inside)."""
-    h, w = image.shape[:2]
-    if h * w <= budget_px:
-        yield image
-        return
-    side = max(256, int(math.sqrt(budget_px)) // 16 * 16)
-    for y in range(0, h, side):
-        for x in range(0, w, side):
-            piece = image[y : y + side, x : x + side]
-            if min(piece.shape[:2]) >= MIN_SIDE:
-                yield piece
-
-
-def _whole_features(
-    graph: StyleGraph, image: np.ndarray, budget_px: int
-) -> tuple[dict[str, np.ndarray], float]:
-    """Normalised Grams of the whole image and the mean squared relu4_2 activation. Above the budget
-    the image is cut into pieces whose Grams (and sums) are added weighted by n_H·n_W per layer — the
-    whole image's up to the convolutions' padding at the cuts."""
-    acc: dict[str, np.ndarray | float] = {layer: 0.0 for layer in STYLE_LAYERS}
-    count = {layer: 0 for layer in STYLE_LAYERS}
-    energy, elements = 0.0, 0
-    for piece in _pieces(image, budget_px):
-        feats = graph.features(piece)
-        for layer in STYLE_LAYERS:
-            n = (piece.shape[0] // DOWNSAMPLING[layer]) * (piece.shape[1] // DOWNSAMPLING[layer])
-            acc[layer] = acc[layer] + feats[f"gram_{layer}"].astype(np.float64) * n
-            count[layer] += n
-        a = feats[f"content_{CONTENT_LAYER}"].astype(np.float64)
-        energy, elements = energy + float(np.sum(a * a)), elements + a.size
-    grams = {layer: (acc[layer] / count[layer]).astype(np.float32) for layer in STYLE_LAYERS}
-    return grams, energy / elements
-
-
-def _style_grams(graph: StyleGraph, style: np.ndarray, budget_px: int) -> dict[str, np.ndarray]:
-    """Normalised Grams of the whole style image (in pieces above the budget: _whole_features)."""
-    return _whole_features(graph, style, budget_px)[0]
-
-
-@dataclass(frozen=True)
-class Balance:
-    """What one scale's loss terms are divided by (DEVELOPERS.md, "The balance"): measured on the
-    whole content image at that scale, so that every tile of it is weighted alike."""
-
-    content: float  # mean a(C)² over relu4_2: α·J_content = ½·(relative relu4_2 error)²
-    style: tuple[
-        float, ...
-    ]  # per layer J_style[l] of the content image itself: each term starts at 1
-    # the content image's style distance (_style_distance): strength's target is a fraction of it
-    distance: float = 1.0
-
-
-# The balanced style term's starting gain at strength 1 (DEVELOPERS.md, "The balance"); the run then
-# steers it towards strength's target (_next_gain).
-STYLE_GAIN = 3.0
-# Strength s asks that the style distance fall to TARGET_REMAINING**s of the content image's.
-TARGET_REMAINING = 0.26
-# Control: each scale's evaluations in CONTROL_SEGMENTS parts (≥ CONTROL_MIN_STEPS each); after each the
-# gain is corrected assuming remaining ∝ gain**-GAIN_EXPONENT, by at most GAIN_STEP×, and kept within
-# GAIN_RANGE× of STYLE_GAIN·strength.
-CONTROL_SEGMENTS = 3
-CONTROL_MIN_STEPS = 15
-GAIN_EXPONENT = 0.3
-GAIN_STEP = 3.0
-GAIN_RANGE = 10.0
-
-
-def _balance(
-    graph: StyleGraph, content: np.ndarray, grams: dict[str, np.ndarray], budget_px: int
-) -> Balance:
-    """One scale's normalisers: the content image's relu4_2 energy, and per style layer the content
-    image's own style cost against the targets, so every layer's term starts at 1 and strength sets
-    how far, relatively, the picture moves from the content's statistics towards the style's.
-
-    Why this and not the targets' norms ‖Ĝ(S)‖² (the relative squared Gram error) or the gradient
-    norm at the first step, judged on the evaluation set (DEVELOPERS.md, "The balance"): with the
-    targets' norms one layer of some styles dominates (bricks: relu5_1 starts at 7x its target's norm)
-    and the first-step pull varied 500x between style pictures, leaving stained glass and hatching
-    unpainted; gradient calibration reached the same reductions at higher content errors, or less
-    reduction at the same, and costs an evaluation per scale."""
-    own, energy = _whole_features(graph, content, budget_px)
-    style = []
-    for layer in STYLE_LAYERS:
-        target = grams[layer].astype(np.float64)
-        d = own[layer].astype(np.float64) - target
-        n_c = target.shape[0]
-        # a content already at the target: fall back to a millionth of the target's own energy
-        floor = max(1e-6 * float(np.sum(target * target)), 1e-30)
-        style.append(max(float(np.sum(d * d)), floor) / (2 * n_c) ** 2)
-    distance = _style_distance({f"gram_{k}": v for k, v in own.items()}, grams)
-    return Balance(content=max(energy, 1e-30), style=tuple(style), distance=max(distance, 1e-30))
-
-
-def _style_distance(own: dict[str, np.ndarray], grams: dict[str, np.ndarray]) -> float:
-    """Σ_l ‖Ĝ_l − T_l‖/‖T_l‖ (the judge's measure, on the engine's network): how far an image's
-    style statistics are from the targets."""
-    total = 0.0
-    for layer in STYLE_LAYERS:
-        target = grams[layer].astype(np.float64)
-        d = own[f"gram_{layer}"].astype(np.float64) - target
-        total += float(np.linalg.norm(d)) / max(float(np.linalg.norm(target)), 1e-30)
-    return total
-
-
-def _controlled(options: StyleOptions) -> bool:
-    """Whether the run steers its gain towards strength's target (the balanced loss, strength > 0)."""
-    return options.style_weight is None and options.strength > 0
-
-
-def _next_gain(options: StyleOptions, gain: float, remaining: float) -> float:
-    """The gain that should bring the style distance's remaining fraction to the target."""
-    target = TARGET_REMAINING**options.strength
-    factor = (max(remaining, 1e-6) / target) ** (1 / GAIN_EXPONENT)
-    factor = min(max(factor, 1 / GAIN_STEP), GAIN_STEP)
-    start = STYLE_GAIN * options.strength
-    return min(max(gain * factor, start / GAIN_RANGE), start * GAIN_RANGE)
-
-
-def _segments(steps: int) -> list[int]:
-    """A scale's evaluations split for the control (the remainder to the last part)."""
-    parts = max(1, min(CONTROL_SEGMENTS, steps // CONTROL_MIN_STEPS))
-    return [steps // parts] * (parts - 1) + [steps - steps // parts * (parts - 1)]
-
-
-def _graph_weights(
-    options: StyleOptions,
-    balance: Balance,
-    content_target: np.ndarray,
-    height: int,
-    width: int,
-    gain: float | None = None,
-) -> LossWeights:
-    """The graph's α, β, λ, tv_weight for one image (or tile): sums become means per element, the
-    balanced terms relative to the scale's targets (module doc). A tile's α and TV share the factor
-    n/n_tile with its Gram-normalised style term, as untiled (see _optimise_tiled)."""
-    tv = options.strength * options.tv_weight / (3 * height * width)
-    if options.style_weight is not None:  # expert override: the seed's raw weights
-        return LossWeights(
-            alpha=options.content_weight / content_target.size,
-            beta=options.style_weight * options.strength,
-            style_layer_weights=tuple(options.style_layer_weights),
-            tv_weight=tv,
-        )
-    n = len(STYLE_LAYERS)
-    return LossWeights(
-        alpha=options.content_weight / (content_target.size * balance.content),
-        beta=STYLE_GAIN * options.strength if gain is None else gain,
-        style_layer_weights=tuple(
-            w / (n * norm) for w, norm in zip(options.style_layer_weights, balance.style)
-        ),
-        tv_weight=tv,
-    )
-
-
-# ------------------------------------------------------------------------------------------ the run
-
-
-class _Run:
-    """State of one stylize call: progress, ETA, cancel, NaN guard."""
-
-    def __init__(
-        self,
-        options: StyleOptions,
-        sizes: list[tuple[int, int]],
-        tiles_per_scale: list[int],
-        progress: ProgressFn | None,
-        cancel: CancelFn | None,
-    ):
-        self.options, self.sizes, self.tiles = options, sizes, tiles_per_scale
-        self.progress, self.cancel = progress, cancel
-        self.scale = self.step = 0
-        self.tile = 1
-        # the balanced style term's β: starts at STYLE_GAIN·strength, steered after each segment
-        self.gain = STYLE_GAIN * options.strength
-        self.sec_per_px = None  # wall seconds per evaluated pixel (graph + optimiser), running mean
-        self.last = time.perf_counter()
-        self.done_px = 0.0
-        self.total_px = float(sum(options.steps * h * w for h, w in sizes))
-
-    def eta(self) -> float | None:
-        if self.sec_per_px is None:
-            return None
-        return max(0.0, (self.total_px - self.done_px) * self.sec_per_px)
-
-    def evaluate(
-        self, graph: StyleGraph, image: np.ndarray, targets: Targets, weights: LossWeights
-    ) -> tuple[float, np.ndarray]:
-        """One evaluation for the host optimisers (core/optim.py)."""
-        self.begin()
-        terms, grad = graph.loss_and_grad(image, targets, weights)
-        self.end(terms.total, bool(np.isfinite(grad).all()), image.shape[0] * image.shape[1])
-        return terms.total, grad
-
-    def begin(self) -> None:
-        """Before each evaluation: honour a cancel."""
-        if self.cancel is not None and self.cancel():
-            raise Cancelled()
-
-    def end(self, loss: float, grad_finite: bool, pixels: int) -> None:
-        """After each evaluation: the NaN guard, the ETA and the progress report."""
-        if not math.isfinite(loss) or not grad_finite:
-            raise StyleError(
-                f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at scale "
-                f"{self.scale}/{len(self.sizes)}, step {self.step + 1}; lower the strength or the "
-                f"style, content or TV weight"
-            )
-        now = time.perf_counter()
-        dt, self.last = (now - self.last) / pixels, now
-        self.sec_per_px = dt if self.sec_per_px is None else 0.8 * self.sec_per_px + 0.2 * dt
-        scale_px = self.sizes[self.scale - 1][0] * self.sizes[self.scale - 1][1]
-        self.done_px += scale_px / self.tiles[self.scale - 1]
-        self.step += 1
-        if self.progress is not None:
-            self.progress(
-                Progress(
-                    self.scale,
-                    len(self.sizes),
-                    self.step,
-                    self.options.steps * self.tiles[self.scale - 1],
-                    loss,
-                    self.eta(),
-                    self.tile,
-                    self.tiles[self.scale - 1],
-                )
-            )
-
-
-def _optimise(
-    run: _Run,
-    graph: StyleGraph,
-    start: np.ndarray,
-    content: np.ndarray,
-    grams: dict[str, np.ndarray],
-    balance: Balance,
-    control: bool = True,
-) -> np.ndarray:
-    """One image (or tile) at one scale: content target from `content`, style targets `grams`.
-    With the balanced loss the evaluations run in segments; after each the style distance is measured
-    and the gain corrected towards strength's target (_next_gain; tiles keep the run's gain).
-    The optimiser runs where the graph's device keeps its vectors (core/device_optim.py), or on the
-    host for graphs without one (the benchmark's PyTorch graph, the CLI's recording one)."""
-    content_target = graph.features(content)[f"content_{CONTENT_LAYER}"]
-    targets = Targets(grams=grams, content=content_target)
-    steering = control and _controlled(run.options)
-    image = start
-    for steps in _segments(run.options.steps) if steering else [run.options.steps]:
-        weights = _graph_weights(
-            run.options, balance, content_target, *start.shape[:2], gain=run.gain
-        )
-        image = _run_optimiser(run, graph, image, targets, weights, steps)
-        if steering:
-            own = graph.features(image)
-            remaining = _style_distance(own, grams) / balance.distance
-            run.gain = _next_gain(run.options, run.gain, remaining)
-    return image
-
-
-def _run_optimiser(
-    run: _Run,
-    graph: StyleGraph,
-    start: np.ndarray,
-    targets: Targets,
-    weights: LossWeights,
-    steps: int,
-) -> np.ndarray:
-    """`steps` evaluations of the options' optimiser from `start` (host or device loop)."""
-    kwargs = {"lr": run.options.learning_rate} if run.options.optimizer == "adam" else {}
-    if not getattr(graph, "device_loop", False):
-        optimiser = OPTIMISERS[run.options.optimizer]
-        result = optimiser(
-            lambda x: run.evaluate(graph, x, targets, weights), start, steps, **kwargs
-        )
-        return result.x
-    updates = update_graphs(graph.concrete_device)
-    pixels = start.shape[0] * start.shape[1]
-
-    def evaluate(x, g) -> float:
-        run.begin()
-        loss = graph.loss_on_device(x, g, targets, weights)
-        run.end(loss, updates.finite(g), pixels)
-        return loss
-
-    optimiser = DEVICE_OPTIMISERS[run.options.optimizer]
-    result = optimiser(evaluate, as_nchw(start), steps, updates, **kwargs)
-    return result.x[0].transpose(1, 2, 0)
-
-
-def cuda_tile_budget(free_bytes: int) -> float:
-    """Megapixels one CUDA tile may have: 80% of the free device memory (the rest: cuDNN workspaces,
-    fragmentation) over what a megapixel costs the grad graph, the device loop and the arenas that
-    stay allocated; at least the default."""
-    per_mpx = TILE_GB_PER_MPX["cuda"] + LOOP_GB_PER_MPX + ARENA_GB_PER_MPX
-    return max(DEFAULT_TILE_MPX, 0.8 * free_bytes / (per_mpx * 1e9))
-
-
-def _default_tile_budget(graph: StyleGraph) -> float:
-    """DEFAULT_TILE_MPX, or on CUDA what its free memory holds (when the CUDA runtime answers)."""
-    free = cuda_free_bytes() if getattr(graph, "concrete_device", None) == "cuda" else None
-    return DEFAULT_TILE_MPX if free is None else cuda_tile_budget(free)
-
-
-def _tile_side(options: StyleOptions) -> int:
-    return max(MIN_SIDE * 4, int(math.sqrt(options.tile_budget_mpx * 1e6)))
-
-
-def _tiles_for(height: int, width: int, options: StyleOptions):
-    side = _tile_side(options)
-    if height * width <= options.tile_budget_mpx * 1e6 or max(height, width) <= side:
-        return None
-    overlap = min(options.tile_overlap, side // 2)
-    return tile_grid(height, width, side, overlap)
-
-
-def _optimise_tiled(
-    run: _Run,
-    graph: StyleGraph,
-    start: np.ndarray,
-    content: np.ndarray,
-    grams: dict[str, np.ndarray],
-    tiles,
-    budget_px: int,
-    balance: Balance,
-) -> np.ndarray:
-    """Each tile optimised on its own from the same start (the previous scale, upsampled), content
-    target from its own crop; results blended with raised-cosine weights in the overlaps.
-
-    Style targets are the whole style image's Grams T, shifted per tile by how the tile's statistics
-    differ from the whole image's at the start: T_t = T + Ĝ_t(start) − Ĝ(start). Then the tile's style
-    gradient F_t(Ĝ_t − T_t) = F_t(Ĝ − T) is, at the start, the untiled run's gradient (the content and
-    TV terms share the same n/n_t factor), so a tile of sky isn't forced to hold the whole style's
-    palette, neighbours evolve alike in their overlap, and tiled and untiled runs agree away from the
-    seams (tests/test_engine_tiling.py). Starting later tiles from their neighbours' results instead
-    was measured worse: they then changed far less in the same steps."""
-    whole = _style_grams(graph, start, budget_px)
-    blender = Blender(*start.shape[:2])
-    for i, tile in enumerate(tiles, 1):
-        run.tile = i
-        ys, xs = tile.slices
-        own = graph.features(start[ys, xs])
-        shifted = {
-            layer: grams[layer] + own[f"gram_{layer}"] - whole[layer] for layer in STYLE_LAYERS
-        }
-        blender.add(
-            tile,
-            _optimise(run, graph, start[ys, xs], content[ys, xs], shifted, balance, control=False),
-            tile_weights(tile, tiles),
-        )
-    run.tile = 1
-    return np.clip(blender.result(), 0, 1)
-
-
-def _prepare(content: np.ndarray, styles: list[np.ndarray], mode: str | None):
-    """Colour preservation applied to the inputs: what the network sees."""
-    if mode == "luminance":
-        cy = color.luminance(content)
-        return color.gray3(cy), [
-            color.gray3(color.match_luminance(color.luminance(s), cy)) for s in styles
-        ]
-    if mode == "histogram":
-        return content, [color.match_color_histogram(s, content) for s in styles]
-    return content, styles
-
-
-def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
-    """Validate; returns the normalised style blend weights."""
-    if options.preserve_colors not in PRESERVE_COLORS:
-        raise StyleError(
-            f"preserve_colors must be one of luminance, histogram or none, not {options.preserve_colors!r}"
-        )
-    if options.optimizer not in OPTIMISERS:
-        raise StyleError(
-            f"optimizer must be one of {', '.join(OPTIMISERS)}, not {options.optimizer!r}"
-        )
-    if options.steps < 1:
-        raise StyleError("steps must be at least 1")
-    if len(options.style_layer_weights) != len(STYLE_LAYERS):
-        raise StyleError(
-            f"style_layer_weights needs {len(STYLE_LAYERS)} values ({', '.join(STYLE_LAYERS)})"
-        )
-    for name in (
-        "strength",
-        "content_weight",
-        "style_weight",
-        "tv_weight",
-        "style_scale",
-        "tile_budget_mpx",
-    ):
-        value = getattr(options, name)
-        if value is None and name in ("style_weight", "tile_budget_mpx"):
-            continue  # the balanced loss; the device's own tile budget
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise StyleError(f"{name} must be a number, not {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
-    for name in ("strength", "content_weight", "style_weight", "tv_weight", "style_layer_weights"):
-        value = getattr(options, name)
-        if value is not None and max(np.atleast_1d(value)) > MAX_WEIGHT:
-            raise StyleError(f"{name} must be ≤ {MAX_WEIGHT:g} (float32's largest number)")
-    seed = options.seed
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
-    ):
-        raise StyleError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
-    if options.style_scale <= 0:
-        raise StyleError("style_scale must be > 0")
-    if n_styles < 1:
-        raise StyleError("at least one style image is needed")
-    blend = (
-        np.ones(n_styles)
-        if options.style_blend is None
-        else np.asarray(options.style_blend, np.float64)
-    )
-    if blend.shape != (n_styles,):
-        raise StyleError(
-            f"{n_styles} style image(s) but {blend.size} blend weight(s); give one weight per style"
-        )
-    if (blend < 0).any() or not np.isfinite(blend).all() or blend.sum() <= 0:
-        raise StyleError("style blend weights must be ≥ 0 and not all 0")
-    return blend / blend.sum()
 
 
 def style_side(height: int, width: int, style_scale: float) -> int:
@@ -724,34 +176,49 @@ def stylize(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     *,
-    graph: StyleGraph | None = None,
+    graph: GraphLike | None = None,
+    steering: SteeringSettings | None = None,
+    balance_fn: BalanceFn = balance,
+    optimiser: OptimiserFn = run_optimiser,
+    tile_map: TileMap | None = None,
 ) -> np.ndarray:
     """Stylise `content` (float32 [H,W,3] RGB in [0,1]) with `styles`; returns float32 [h,w,3] in [0,1],
     where (h,w) is the content's size, shrunk so the longer side ≤ options.max_size.
 
     progress(Progress) is called after every evaluation; cancel() is polled before every evaluation
     and a True makes stylize raise Cancelled. User errors raise StyleError subclasses (one line).
-    graph: an already loaded StyleGraph to reuse (sessions take a second or two to create); None loads
-    the one for options.pooling and options.device (anything with its features/loss_and_grad will do:
-    the benchmark passes the PyTorch reference)."""
+
+    The seams (defaults: the engine's own):
+    - graph: an already loaded StyleGraph to reuse (sessions take a second or two to create), or
+      anything with its features/loss_and_grad (GraphLike: the benchmark's PyTorch reference); None
+      loads the one for options.pooling and options.device;
+    - steering: the strength steering's numbers (core/steering.py; steer=False: a fixed gain);
+    - balance_fn: what each scale's terms are divided by (core/scale.py `balance`; the judge's variants);
+    - optimiser: runs one image's evaluations (core/optimise.py `run_optimiser`; a benchmark's own);
+    - tile_map: runs a tiled scale's TileTasks, results in task order (core/tiled.py; None: here, one
+      after another, with per-evaluation progress and cancel)."""
     options = options or StyleOptions()
-    content = _check_image(content, "content image")
-    styles = [_check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
-    blend = _check_options(options, len(styles))
+    content = check_image(content, "content image")
+    styles = [check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
+    blend = check_options(options, len(styles))
     height, width = check_sizes(content.shape[:2], [s.shape[:2] for s in styles], options)
     content = resize(content, height, width)  # a no-op unless max_size shrinks it
     original_content = content
-    content, styles = _prepare(content, styles, options.preserve_colors)
+    content, styles = prepare(content, styles, options.preserve_colors)
 
     if graph is None:
         graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
     if options.tile_budget_mpx is None:
-        options = replace(options, tile_budget_mpx=_default_tile_budget(graph))
+        options = replace(options, tile_budget_mpx=default_tile_budget(graph))
     sizes = scale_sizes(height, width, options)
-    tilings = [_tiles_for(h, w, options) for h, w in sizes]
-    run = _Run(options, sizes, [len(t) if t else 1 for t in tilings], progress, cancel)
+    tilings = [tiles_for(h, w, options) for h, w in sizes]
+    report = None if progress is None else (lambda **fields: progress(Progress(**fields)))
+    run = Run(options.steps, sizes, [len(t) if t else 1 for t in tilings], report, cancel)
+    steerer = Steering(
+        steering or SteeringSettings(), options.strength, options.style_weight is None
+    )
     rng = np.random.default_rng(options.seed)
-    image = _load_init(options.init, *sizes[0], rng)
+    image = load_init(options.init, *sizes[0], rng)
     if image is not None and options.preserve_colors == "luminance":
         image = color.gray3(color.luminance(image))
     budget_px = int(options.tile_budget_mpx * 1e6)
@@ -762,37 +229,28 @@ def stylize(
         # strength 0: the loss is the content term alone, whose minimum is the content itself
         fresh = image is None or options.strength == 0
         start = scaled_content if fresh else resize(image, h, w)
-        grams = _blended_grams(graph, styles, blend, h, w, options.style_scale, budget_px)
-        balance = _balance(graph, scaled_content, grams, budget_px)
+        longer = style_side(h, w, options.style_scale)
+        grams = blended_grams(graph, styles, blend, longer, budget_px)
+        measured = whole_features(graph, scaled_content, budget_px)  # the content's, once a scale
+        normalisers = balance_fn(graph, scaled_content, grams, budget_px, measured)
         if tiles is None:
-            image = _optimise(run, graph, start, scaled_content, grams, balance)
+            # an untiled scale is within the budget: its content was measured whole
+            targets = Targets(grams=grams, content=measured.content)
+            image = optimise(graph, start, targets, normalisers, options, run, steerer, optimiser)
         else:
-            image = _optimise_tiled(
-                run, graph, start, scaled_content, grams, tiles, budget_px, balance
+            tasks = tile_tasks(
+                graph,
+                start,
+                scaled_content,
+                grams,
+                tiles,
+                budget_px,
+                normalisers,
+                steerer.gain,
+                options,
             )
+            image = optimise_tiled(graph, tasks, tiles, run, optimiser, tile_map)
 
     if options.preserve_colors == "luminance":
         image = color.recombine(color.luminance(image), original_content)
     return np.clip(image, 0, 1).astype(np.float32)
-
-
-def _blended_grams(
-    graph: StyleGraph,
-    styles: list[np.ndarray],
-    blend: np.ndarray,
-    height: int,
-    width: int,
-    style_scale: float,
-    budget_px: int,
-) -> dict[str, np.ndarray]:
-    """Target Grams for one scale: each style resized relative to the image's current size, then the
-    blend-weighted mean of their Grams (Gatys et al. 2017, §4: mixing styles by their Gram targets)."""
-    longer = style_side(height, width, style_scale)
-    out = {layer: 0.0 for layer in STYLE_LAYERS}  # at least one weight is > 0 (_check_options)
-    for style, weight in zip(styles, blend):
-        if weight == 0:
-            continue
-        grams = _style_grams(graph, resize(style, *fit_size(*style.shape[:2], longer)), budget_px)
-        for layer in STYLE_LAYERS:
-            out[layer] = out[layer] + weight * grams[layer]
-    return {layer: out[layer].astype(np.float32) for layer in STYLE_LAYERS}

@@ -6,7 +6,7 @@ Activations use the graphs' layout, [1, n_C, n_H, n_W] (or [n_C, n_H, n_W]). Sum
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -47,6 +47,24 @@ def style_cost(a_S: np.ndarray, a_G: np.ndarray) -> float:
     f_S = _channels_first(a_S)
     n_C, n_HW = f_S.shape
     return float(np.sum((gram(a_S) - gram(a_G)) ** 2)) / (2 * n_HW * n_C) ** 2
+
+
+def relative_gram_error(gram_T: np.ndarray, gram_G: np.ndarray) -> float:
+    """‖Ĝ(G) − Ĝ(T)‖_F / ‖Ĝ(T)‖_F for one layer: how far a Gram is from its target, relatively."""
+    gram_T, gram_G = np.asarray(gram_T, np.float64), np.asarray(gram_G, np.float64)
+    return float(np.linalg.norm(gram_G - gram_T)) / max(float(np.linalg.norm(gram_T)), 1e-30)
+
+
+def style_distance(targets: Mapping[str, np.ndarray], grams: Mapping[str, np.ndarray]) -> float:
+    """The judge's measure: the mean over the targets' layers of relative_gram_error (both keyed by
+    layer name). The engine steers strength by it, the judge scores results by it; how the style
+    image is resized before its Grams are taken is each caller's (and said there)."""
+    return float(np.mean([relative_gram_error(targets[k], grams[k]) for k in targets]))
+
+
+def layer_grams(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A features graph's outputs {"gram_<layer>": Ĝ, ...} as {layer: Ĝ}."""
+    return {k.removeprefix("gram_"): v for k, v in features.items() if k.startswith("gram_")}
 
 
 def total_variation(image: np.ndarray) -> float:

@@ -1,11 +1,14 @@
 """`onnxstyle gimp install|uninstall|doctor`: put the GIMP 3 plug-in where GIMP finds it.
 
-The plug-in file goes to `<GIMP profile>/plug-ins/onnxstyle-neural-style/onnxstyle-neural-style.py`
-(executable) with `onnxstyle-worker.json` beside it, which records the command that starts the
-worker: this Python (`sys.executable`) running `python -m onnxstyle.plugin.worker` (GIMP's own
+The plug-in folder (the entry file `onnxstyle-neural-style.py`, executable, and the modules beside
+it) goes to `<GIMP profile>/plug-ins/onnxstyle-neural-style/`, with `onnxstyle-worker.json` in it,
+which records the command that starts the worker: this Python (`sys.executable`) running `python -m onnxstyle.plugin.worker` (GIMP's own
 Python has neither numpy nor onnxruntime), or any command given with --worker, e.g. `ssh gpu-box
 /venv/bin/python -m onnxstyle.plugin.worker` for a worker on another machine. `doctor` runs hello
 through the recorded command and times the link.
+
+The folder is put together whole under a hidden temporary name beside it and then renamed into
+place, so GIMP never finds a half-copied plug-in (nor a mix of two versions' modules).
 
 Also runnable as `python -m onnxstyle.plugin.gimp_install install`, which is the command the
 plug-in's error messages quote (it names the exact Python).
@@ -19,6 +22,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,10 +41,10 @@ class InstallError(Exception):
 
 
 def plugin_source() -> Path:
-    """The plug-in file shipped with this onnxstyle.
+    """The plug-in's entry file shipped with this onnxstyle (its modules lie beside it).
 
-    A wheel carries it as package data at onnxstyle/plugin/gimp/<name>/<name>.py; an editable
-    install or a source checkout has it at <repo>/gimp/<name>/<name>.py next to plugin/.
+    A wheel carries the folder as package data at onnxstyle/plugin/gimp/<name>/; an editable
+    install or a source checkout has it at <repo>/gimp/<name>/ next to plugin/.
     """
     here = Path(__file__).resolve().parent
     for base in (here / "gimp", here.parent / "gimp"):
@@ -90,23 +94,60 @@ def is_flatpak(gimp_dir: Path) -> bool:
     return "org.gimp.GIMP" in gimp_dir.parts
 
 
+def plugin_files() -> list[Path]:
+    """Every module of the plug-in: the entry file and its siblings."""
+    return sorted(plugin_source().parent.glob("*.py"))
+
+
 def install_into(gimp_dir: Path, python: str, command: list[str] | None = None) -> Path:
-    """Copy the plug-in and its worker record into one profile; returns the plug-in path.
-    `command`: the worker command (default: `python` running the worker here)."""
-    source = plugin_source()
+    """Copy the plug-in folder and its worker record into one profile; returns the entry file's
+    path. `command`: the worker command (default: `python` running the worker here)."""
+    files = plugin_files()
     folder = plugin_folder(gimp_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{PLUGIN_NAME}.py"
-    write_atomic(target, source.read_bytes())
-    target.chmod(0o755)  # GIMP runs only executable plug-ins on Unix
-    record = {
-        "command": command or [python, *WORKER_ARGS],
-        "installed": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    if command is None:  # a local worker: its Python, for the plug-in's advice when it fails
-        record.update(python=python, args=WORKER_ARGS)
-    write_atomic(folder / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
-    return target
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(folder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{PLUGIN_NAME}-new-", dir=folder.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it 0700; GIMP's other users may read it as before
+        for source in files:
+            write_atomic(staging / source.name, source.read_bytes())
+        (staging / f"{PLUGIN_NAME}.py").chmod(0o755)  # GIMP runs only executable plug-ins on Unix
+        record = {
+            "command": command or [python, *WORKER_ARGS],
+            "installed": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        if command is None:  # a local worker: its Python, for the plug-in's advice when it fails
+            record.update(python=python, args=WORKER_ARGS)
+        write_atomic(staging / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+        _replace_folder(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder / f"{PLUGIN_NAME}.py"
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Rename `new` to `folder`; an old `folder` is moved aside first (and back if that fails),
+    then removed: at every moment the folder is whole, old or new, or briefly absent."""
+    if not folder.exists():
+        new.rename(folder)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{PLUGIN_NAME}-old-", dir=folder.parent))
+    old.rmdir()  # a free name beside the folder, for the rename
+    folder.rename(old)
+    try:
+        new.rename(folder)
+    except BaseException:
+        old.rename(folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Temporary folders an interrupted install left beside the plug-in's (GIMP ignores them:
+    hidden, and no entry file of their name)."""
+    for path in folder.parent.glob(f".{PLUGIN_NAME}-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def plugin_folder(gimp_dir: Path) -> Path:
@@ -154,6 +195,8 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     removed = 0
     for gimp_dir in _chosen_dirs(args):
         folder = plugin_folder(gimp_dir)
+        if folder.parent.is_dir():
+            _remove_leftovers(folder)
         if folder.is_dir():
             shutil.rmtree(folder)
             print(f"removed {folder}")
@@ -232,7 +275,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print("  plug-in: not installed")
             problems.append(f"plug-in missing in {gimp_dir}: run `onnxstyle gimp install`")
             continue
-        current = _same_as_source(plugin)
+        current = _same_as_source(folder)
         print(
             f"  plug-in: {plugin}{'' if current else ' (differs from this onnxstyle: reinstall)'}"
         )
@@ -282,9 +325,14 @@ def _advice(command: list[str], problem: str) -> str:
     )
 
 
-def _same_as_source(installed: Path) -> bool:
+def _same_as_source(folder: Path) -> bool:
+    """The installed folder holds exactly this onnxstyle's modules."""
     try:
-        return installed.read_bytes() == plugin_source().read_bytes()
+        files = plugin_files()
+        installed = sorted(p.name for p in folder.glob("*.py"))
+        return installed == [p.name for p in files] and all(
+            (folder / p.name).read_bytes() == p.read_bytes() for p in files
+        )
     except (OSError, InstallError):
         return False
 

@@ -36,7 +36,7 @@ def max_model_dir(tmp_path_factory, vgg_weights):
 
 @pytest.fixture(scope="session")
 def style_graph_max(max_model_dir):
-
+    """Used by name (request.getfixturevalue(f"style_graph_{pooling}")), not as a parameter."""
     return StyleGraph.load("max", "cpu", model_dir=max_model_dir)
 
 

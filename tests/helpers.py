@@ -1,22 +1,26 @@
 """Helpers the tests share (fixtures live in conftest.py)."""
 
 import ast
+import importlib
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from onnxstyle.core import engine
+from onnxstyle.core.images import fit_size, resize
+from onnxstyle.core.loss import layer_grams, style_distance
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-# The GIMP plug-in file: it imports GIMP's own modules, so tests read it with ast
-PLUGIN = (
-    Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style/onnxstyle-neural-style.py"
-)
+# The GIMP plug-in: a folder of modules GIMP's Python runs (the entry file, named as the folder,
+# and its siblings). Most import GIMP's own modules, so tests read them with ast.
+PLUGIN_DIR = Path(__file__).resolve().parent.parent / "gimp/onnxstyle-neural-style"
+PLUGIN = PLUGIN_DIR / "onnxstyle-neural-style.py"
+PLUGIN_MODULES = sorted(PLUGIN_DIR.glob("*.py"))
 
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -47,44 +51,72 @@ def example_image(name: str, longer: int) -> np.ndarray:
 
 
 def relative_style_error(graph, image: np.ndarray, style: np.ndarray) -> float:
-    """Mean over layers of ‖Ĝ(image) − Ĝ(style)‖/‖Ĝ(style)‖ — the judge's measure, on `graph` (the
-    engine's network), the style resized as the engine does."""
+    """The judge's measure (core/loss.py style_distance) on `graph` (the engine's network), the style
+    resized as the engine does: its longer side the image's."""
     h, w = image.shape[:2]
-    target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
-    g_img, g_sty = graph.features(image), graph.features(target)
-    return float(
-        np.mean(
-            [
-                np.linalg.norm(g_img[f"gram_{layer}"] - g_sty[f"gram_{layer}"])
-                / np.linalg.norm(g_sty[f"gram_{layer}"])
-                for layer in engine.STYLE_LAYERS
-            ]
-        )
-    )
+    target = resize(style, *fit_size(*style.shape[:2], max(h, w)))
+    return style_distance(layer_grams(graph.features(target)), layer_grams(graph.features(image)))
+
+
+def _plugin_trees() -> list[tuple[Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in PLUGIN_MODULES]
 
 
 def plugin_constants() -> dict:
-    """The plug-in file's module-level constants, read with ast."""
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    found = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id.isupper():
-                try:
-                    found[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    pass  # not a literal (built from other names)
+    """The module-level constants of every module of the plug-in, read with ast (a name defined
+    in two modules must have one value)."""
+    found: dict = {}
+    for path, tree in _plugin_trees():
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id.isupper():
+                    try:
+                        value = ast.literal_eval(node.value)
+                    except ValueError:
+                        continue  # not a literal (built from other names)
+                    assert found.get(target.id, value) == value, (
+                        f"{target.id} differs in {path.name}"
+                    )
+                    found[target.id] = value
     return found
 
 
+def plugin_definition(name: str, kind: type = ast.FunctionDef) -> tuple[Path, ast.AST]:
+    """The one module-level function (or class) of that name in the plug-in, and its file."""
+    found = [
+        (path, node)
+        for path, tree in _plugin_trees()
+        for node in tree.body
+        if isinstance(node, kind) and node.name == name
+    ]
+    assert len(found) == 1, f"{name}: {len(found)} definitions in the plug-in"
+    return found[0]
+
+
 def plugin_function(name: str):
-    """A function of the plug-in file, compiled on its own."""
-    tree = ast.parse(PLUGIN.read_text(encoding="utf-8"))
-    (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    """A function of the plug-in, compiled on its own."""
+    path, node = plugin_definition(name)
     namespace: dict = {}
-    exec(compile(ast.Module(body=[node], type_ignores=[]), str(PLUGIN), "exec"), namespace)
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
     return namespace[name]
+
+
+def plugin_module(name: str):
+    """One of the plug-in's modules that need nothing of GIMP (protocol, errors), imported as GIMP
+    imports it: its folder first on sys.path. sys.path and sys.modules are left as they were."""
+    names = {path.stem for path in PLUGIN_MODULES}
+    saved_path, saved_bytecode = list(sys.path), sys.dont_write_bytecode
+    saved = {key: sys.modules.pop(key) for key in names & set(sys.modules)}
+    sys.path.insert(0, str(PLUGIN_DIR))
+    sys.dont_write_bytecode = True  # no __pycache__ in the folder that ships
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path[:], sys.dont_write_bytecode = saved_path, saved_bytecode
+        for key in names:
+            sys.modules.pop(key, None)
+        sys.modules.update(saved)
 
 
 def run_until_progress(

@@ -5,10 +5,11 @@ import pytest
 from helpers import example_image, relative_style_error
 from PIL import Image
 
-from onnxstyle.core import color, engine
+from onnxstyle.core import color, engine, schedule
 from onnxstyle.core.engine import Progress, StyleOptions, stylize
 from onnxstyle.core.errors import Cancelled, DeviceUnavailable, StyleError
 from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.layers import STYLE_LAYERS
 from onnxstyle.core.loss import content_cost, style_layer_cost
 
 
@@ -48,8 +49,7 @@ def style_error(graph: StyleGraph, image: np.ndarray, style: np.ndarray) -> floa
     target = engine.resize(style, *engine.fit_size(*style.shape[:2], max(h, w)))
     g_img, g_sty = graph.features(image), graph.features(target)
     return sum(
-        style_layer_cost(g_sty[f"gram_{layer}"], g_img[f"gram_{layer}"])
-        for layer in engine.STYLE_LAYERS
+        style_layer_cost(g_sty[f"gram_{layer}"], g_img[f"gram_{layer}"]) for layer in STYLE_LAYERS
     )
 
 
@@ -230,6 +230,6 @@ def test_bad_options_are_one_line_errors(content, swirls, bad):
 
 
 def test_schedule_is_coarse_to_fine():
-    sizes = engine.scale_sizes(600, 800, StyleOptions(min_size=64))
+    sizes = schedule.scale_sizes(600, 800, StyleOptions(min_size=64))
     assert sizes == [(75, 100), (150, 200), (300, 400), (600, 800)]
-    assert engine.scale_sizes(600, 800, StyleOptions(scales=2)) == [(300, 400), (600, 800)]
+    assert schedule.scale_sizes(600, 800, StyleOptions(scales=2)) == [(300, 400), (600, 800)]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, install, ssh_missing, unavailable
+from helpers import plugin_constants
 from PIL import Image
 from sshd import free_port, worker_args
 
@@ -310,3 +311,58 @@ def test_install_without_a_gimp_profile_says_what_to_do(tmp_path, monkeypatch, c
     monkeypatch.delenv("APPDATA", raising=False)
     assert gimp_install.main(["install"]) == 2
     assert "start GIMP 3 once" in capsys.readouterr().err
+
+
+def test_install_copies_every_module_and_replaces_an_older_folder_whole(tmp_path, capsys):
+    gimp_dir = tmp_path / "gimp"
+    folder = gimp_install.plugin_folder(gimp_dir)
+    folder.mkdir(parents=True)
+    (folder / "gone.py").write_text("# a module an older version had\n")
+    (folder / f"{gimp_install.PLUGIN_NAME}.py").write_text("# an older entry file\n")
+    assert gimp_install.main(["install", "--gimp-dir", str(gimp_dir)]) == 0
+    sources = gimp_install.plugin_files()
+    assert len(sources) > 1 and {p.name for p in sources} >= {
+        f"{gimp_install.PLUGIN_NAME}.py",
+        "protocol.py",
+    }
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [p.name for p in sources] + [gimp_install.CONFIG_NAME]
+    )
+    assert all((folder / p.name).read_bytes() == p.read_bytes() for p in sources)
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name], "a temporary folder was left"
+    # doctor compares every module, not only the entry file
+    (folder / "protocol.py").write_text("# changed by hand\n")
+    capsys.readouterr()
+    gimp_install.main(["doctor", "--gimp-dir", str(gimp_dir)])
+    assert "differs from this onnxstyle" in capsys.readouterr().out
+
+
+def test_an_install_that_fails_midway_leaves_the_installed_plugin_as_it_was(
+    tmp_path, monkeypatch, capsys
+):
+    gimp_dir = tmp_path / "gimp"
+    assert gimp_install.main(["install", "--gimp-dir", str(gimp_dir)]) == 0
+    folder = gimp_install.plugin_folder(gimp_dir)
+    for module in folder.glob("*.py"):  # an older version's modules
+        module.write_text(f"# {module.name} of an older version\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    written = []
+
+    def disk_full_at_the_third_file(path, content):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        written.append(path)
+        Path(path).write_bytes(content)
+
+    monkeypatch.setattr(gimp_install, "write_atomic", disk_full_at_the_third_file)
+    assert gimp_install.main(["install", "--gimp-dir", str(gimp_dir)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name], "a temporary folder was left"
+
+
+def test_the_plugin_reads_the_record_the_installer_writes():
+    constants = plugin_constants()
+    assert constants["CONFIG_NAME"] == gimp_install.CONFIG_NAME
+    assert constants["WORKER_ARGS"] == gimp_install.WORKER_ARGS
+    assert f"-m {gimp_install.__name__} install" in constants["FIX_REGISTER"]

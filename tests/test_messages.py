@@ -46,7 +46,7 @@ def test_out_of_memory_is_said_once_in_gimp(monkeypatch, tmp_path, failure):
     )  # an allocation failure without exhausting the machine
     answer = _one_job(tmp_path)
     assert answer["kind"] == "memory"
-    shown = plugin_function("error_text")(answer, "/venv/bin/python")
+    shown = plugin_function("error_text")(answer["kind"], answer["message"])
     assert shown == answer["message"], "the editor must show the worker's line as it is"
     assert shown.lower().count("out of memory") == 1 and shown.count("maximum size") == 1
 

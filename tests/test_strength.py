@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from helpers import example_image, relative_style_error
 
-from onnxstyle.core import engine
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.errors import StyleError
 from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.steering import Steering, SteeringSettings
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def fast(**overrides) -> StyleOptions:
     return StyleOptions(**base)
 
 
-def reduction(graph, content, style, options) -> float:
-    result = stylize(content, [style], options, graph=graph)
+def reduction(graph, content, style, options, steering=None) -> float:
+    result = stylize(content, [style], options, graph=graph, steering=steering)
     before = relative_style_error(graph, content, style)
     return 1 - relative_style_error(graph, result, style) / before
 
@@ -71,25 +71,35 @@ def test_the_balance_treats_low_and_high_contrast_styles_alike(graph, content, s
     assert abs(raw[0] - raw[1]) > abs(balanced[0] - balanced[1]), (raw, balanced)
 
 
-def test_the_run_steers_its_gain_towards_strengths_target(graph, content, swirls, monkeypatch):
+def test_the_run_steers_its_gain_towards_strengths_target(graph, content, swirls):
     # 45 evaluations: three segments, two gain corrections; strength 0.5 asks for 1 − 0.26**0.5 ≈ 49%
-    target = 1 - engine.TARGET_REMAINING**0.5
+    target = 1 - SteeringSettings().target_remaining ** 0.5
     steered = reduction(graph, content, swirls, fast(steps=45, strength=0.5))
-    monkeypatch.setattr(engine, "GAIN_STEP", 1.0)  # the gain stays STYLE_GAIN·strength
-    fixed = reduction(graph, content, swirls, fast(steps=45, strength=0.5))
+    # the gain stays STYLE_GAIN·strength
+    fixed = reduction(
+        graph, content, swirls, fast(steps=45, strength=0.5), SteeringSettings(step=1.0)
+    )
     assert abs(steered - target) < 0.5 * abs(fixed - target), (steered, fixed, target)
 
 
 def test_short_runs_and_raw_weights_keep_one_gain():
-    assert engine._segments(20) == [20] and engine._segments(60) == [20, 20, 20]
-    assert engine._segments(50) == [16, 16, 18]
-    assert not engine._controlled(StyleOptions(style_weight=3e-5))
-    assert not engine._controlled(StyleOptions(strength=0))
+    settings = SteeringSettings()
+
+    def steering(**options) -> Steering:
+        o = StyleOptions(**options)
+        return Steering(settings, o.strength, o.style_weight is None)
+
+    assert steering().segments(20) == [20] and steering().segments(60) == [20, 20, 20]
+    assert steering().segments(50) == [16, 16, 18]
+    assert not steering(style_weight=3e-5).active
+    assert not steering(strength=0).active
     # a correction moves the gain by at most GAIN_STEP, and never beyond GAIN_RANGE of its start
-    options = StyleOptions(strength=1)
-    assert engine._next_gain(options, 3.0, 0.9) == 3.0 * engine.GAIN_STEP
-    assert engine._next_gain(options, 29.0, 0.9) == engine.STYLE_GAIN * engine.GAIN_RANGE
-    assert engine._next_gain(options, 3.0, engine.TARGET_REMAINING) == pytest.approx(3.0)
+    s = steering(strength=1)
+    assert s.correct(0.9) == 3.0 * settings.step
+    s.gain = 29.0
+    assert s.correct(0.9) == settings.start_gain * settings.range
+    s.gain = 3.0
+    assert s.correct(settings.target_remaining) == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "strong", True])
