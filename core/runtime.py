@@ -329,15 +329,74 @@ def _webgpu_session_problem(message: str) -> str:
     return f"webgpu session failed: {message.split(' : ')[-1]}"
 
 
-@lru_cache(maxsize=1)
-def _preload_cuda_libraries() -> None:
-    """Load CUDA/cuDNN from the nvidia-* pip wheels if present (onnxruntime-gpu ≥ 1.21 offers it)."""
-    ort = import_onnxruntime()
-    if hasattr(ort, "preload_dlls"):
+# What onnxruntime-gpu's CUDA provider loads (readelf -d of 1.31.1's libonnxruntime_providers_cuda.so:
+# NEEDED libcublasLt, libcublas, libcurand, libcudart; cuDNN by dlopen of libcudnn.so.9, nvrtc and cufft
+# when an op wants them), in load order: cublasLt before cublas, which needs it.
+CUDA_LIBRARIES = (
+    "libcudart.so.13",
+    "libcublasLt.so.13",
+    "libcublas.so.13",
+    "libcurand.so.10",
+    "libnvrtc.so.13",
+    "libcufft.so.12",
+    "libcudnn.so.9",
+)
+
+
+def cuda_library_dirs(roots: list[Path] | None = None) -> list[Path]:
+    """NVIDIA's pip wheels' library folders under each root (default: sys.path). The [cuda] extras
+    and a CUDA build of torch install the same wheels: CUDA 13's in nvidia/cu13/lib and
+    nvidia/cudnn/lib, CUDA 12's one folder per library (nvidia/cublas/lib, ...)."""
+    folders: list[Path] = []
+    for root in roots if roots is not None else [Path(p) for p in sys.path if p]:
         try:
-            ort.preload_dlls()  # default search order: torch's CUDA libraries, nvidia-* wheels, system paths
-        except Exception:  # missing wheels: the session check below names the problem
-            pass
+            found = sorted(root.glob("nvidia/*/lib"))
+        except OSError:  # an unreadable or odd sys.path entry
+            continue
+        folders += [f for f in found if f.is_dir() and f not in folders]
+    return folders
+
+
+def find_cuda_libraries(folders: list[Path]) -> dict[str, Path]:
+    """Each of CUDA_LIBRARIES found in `folders` (the first folder that has it), in load order."""
+    found = {}
+    for name in CUDA_LIBRARIES:
+        path = next((f / name for f in folders if (f / name).is_file()), None)
+        if path is not None:
+            found[name] = path
+    return found
+
+
+def load_libraries(paths: dict[str, Path]) -> dict[str, str]:
+    """Load each library by its path; name -> the path, or why it failed (the provider's own load
+    then names what is missing)."""
+    loaded = {}
+    for name, path in paths.items():
+        try:
+            # global, so the provider's own dlopen of the same name finds this copy
+            ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+            loaded[name] = str(path)
+        except OSError as exc:
+            loaded[name] = f"failed: {first_line(exc)}"
+    return loaded
+
+
+@lru_cache(maxsize=1)
+def _preload_cuda_libraries() -> dict[str, str]:
+    """Load CUDA/cuDNN from NVIDIA's pip wheels wherever they are on sys.path: the [cuda] extras'
+    or, without those, a CUDA build of torch's (same wheels, same folders); the libraries not found
+    there are left to the system loader (LD_LIBRARY_PATH, ldconfig). Quiet: onnxruntime's own
+    preload_dlls looks only beside onnxruntime and prints its failures on stdout. Returns what was
+    loaded from where (gpu-run.sh prints it)."""
+    if sys.platform != "linux":  # Windows: onnxruntime's preload_dlls knows the DLL folders
+        ort = import_onnxruntime()
+        if hasattr(ort, "preload_dlls"):
+            try:
+                ort.preload_dlls()
+            except Exception:  # missing wheels: the session check names the problem
+                pass
+        return {}
+    return load_libraries(find_cuda_libraries(cuda_library_dirs()))
 
 
 def make_session(path: Path | str, device: str = "cpu", threads: int | None = None):
