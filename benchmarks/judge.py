@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from onnxstyle.core.engine import StyleOptions, stylize
+from onnxstyle.core.errors import ModelError
 from onnxstyle.core.graph import LossWeights, StyleGraph, Targets
 from onnxstyle.core.images import resize
 from onnxstyle.core.layers import CONTENT_LAYER, STYLE_LAYERS
@@ -58,12 +59,17 @@ def names(folder: str) -> list[str]:
 
 
 def max_graph(model_dir: Path) -> StyleGraph:
-    """The judge's network: VGG19 with max pooling (exported once if missing)."""
-    if not (model_dir / "vgg19-max.json").is_file():
-        from onnxstyle.exporter.export import write_models
+    """The judge's network: VGG19 with max pooling (exported once if missing, and again if an
+    older onnxstyle exported it: another manifest format)."""
+    if (model_dir / "vgg19-max.json").is_file():
+        try:
+            return StyleGraph.load("max", "cpu", model_dir)
+        except ModelError:
+            pass
+    from onnxstyle.exporter.export import write_models
 
-        print(f"exporting the max-pooling VGG19 to {model_dir} (once)")
-        write_models(model_dir, "max")
+    print(f"exporting the max-pooling VGG19 to {model_dir} (once)")
+    write_models(model_dir, "max")
     return StyleGraph.load("max", "cpu", model_dir)
 
 

@@ -26,6 +26,13 @@ from .runtime import PLACES, download, empty, make_session, upload
 
 SLOTS = 10  # L-BFGS pairs the graphs take (the engine's history); unused ones get coefficient 0
 GRAPHS = ("check", "copy", "trial", "lbfgs-direction", "lbfgs-pair", "adam")
+# Graphs with a float32-scalar variant "<name>-f32", for devices without float64 arithmetic:
+# DirectML registers no float64 Mul or Sub, so the float64 recursion's 30 scalar nodes would run
+# on the CPU, each a copy down and up (docs/decisions/ort-review.md); WebGPU has no float64 at all
+# (docs/decisions/webgpu-ep.md).
+FLOAT32_VARIANTS = ("lbfgs-direction",)
+FLOAT32_DEVICES = frozenset({"directml", "webgpu"})
+SHIPPED = GRAPHS + tuple(f"{name}-f32" for name in FLOAT32_VARIANTS)  # optim-<name>.onnx files
 ADAM_COEFFICIENTS = ("beta1", "1-beta1", "beta2", "1-beta2", "1-beta1^k", "1-beta2^k", "lr", "eps")
 
 DeviceLoss = Callable[..., float]
@@ -35,13 +42,21 @@ DeviceLoss = Callable[..., float]
 class UpdateGraphs:
     """The update graphs' sessions on one device, the vectors they work on, and their runs."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, float32_scalars: bool | None = None) -> None:
         self.place = PLACES[device]
+        if float32_scalars is None:
+            float32_scalars = device in FLOAT32_DEVICES
+        self.rho_dtype = np.float32 if float32_scalars else np.float64
         # CPU: one thread each; these runs are short and memory-bound, and a second thread only
         # adds hand-offs (DEVELOPERS.md, facts: 21 dot products ran 2.4x faster on one thread)
         threads = 1 if device == "cpu" else None
+        variant = "-f32" if float32_scalars else ""
         self._sessions = {
-            name: make_session(PACKAGE_MODELS / f"optim-{name}.onnx", device, threads)
+            name: make_session(
+                PACKAGE_MODELS / f"optim-{name}{variant if name in FLOAT32_VARIANTS else ''}.onnx",
+                device,
+                threads,
+            )
             for name in GRAPHS
         }
         self._bindings = {name: session.io_binding() for name, session in self._sessions.items()}
@@ -92,7 +107,8 @@ class UpdateGraphs:
 
 @cache
 def update_graphs(device: str) -> UpdateGraphs:
-    """The update graphs for a concrete device (cpu/cuda/directml), loaded once per process."""
+    """The update graphs for a concrete device (cpu/cuda/directml), loaded once per process
+    (DirectML gets the float32-scalar variants)."""
     return UpdateGraphs(device)
 
 
@@ -146,11 +162,14 @@ class _Pairs:
                 self.held.popleft()
             self.held.append((b, 1.0 / sy, sy / yy))
 
-    def inputs(self, s: list, y: list, filler, restart_gamma: float | None = None) -> dict:
+    def inputs(
+        self, s: list, y: list, filler, restart_gamma: float | None = None, rho_dtype=np.float64
+    ) -> dict:
         """The direction graph's history: held pairs oldest first, then `filler` with ρ = 0 (no
-        effect). With restart_gamma, no pair at all: d = −restart_gamma·gf, steepest descent."""
+        effect). With restart_gamma, no pair at all: d = −restart_gamma·gf, steepest descent.
+        ρ is float64 like the reference's Python floats (float32 for the "-f32" graph)."""
         held = [] if restart_gamma is not None else list(self.held)
-        rho = np.zeros(SLOTS)  # float64, like the reference's Python floats
+        rho = np.zeros(SLOTS, rho_dtype)
         inputs = {}
         for i in range(SLOTS):
             b = held[i][0] if i < len(held) else None
@@ -187,14 +206,14 @@ def lbfgs(
         f = budget(x, g)
         while True:
             here = {"x": x, "g": g, **bounds}
-            gf_max, slope = graphs.run(
-                "lbfgs-direction", {**here, **pairs.inputs(s, y, x)}, {"d": d}
-            )
+            history = pairs.inputs(s, y, x, rho_dtype=graphs.rho_dtype)
+            gf_max, slope = graphs.run("lbfgs-direction", {**here, **history}, {"d": d})
             if gf_max <= tol:  # no free pixel left to move
                 break
             if not pairs or slope >= 0:  # first iteration, or curvature memory gone stale: restart
                 pairs.clear()
-                steepest = pairs.inputs(s, y, x, restart_gamma=first_step / gf_max)
+                gamma = first_step / gf_max
+                steepest = pairs.inputs(s, y, x, restart_gamma=gamma, rho_dtype=graphs.rho_dtype)
                 graphs.run("lbfgs-direction", {**here, **steepest}, {"d": d})
             t, accepted = 1.0, False
             for _ in range(max_backtracks):

@@ -10,16 +10,15 @@ VGG19 features match the content image C at relu4_2 and the Gram matrices of the
 - core/optimise.py: one image at one scale, host or device optimiser loop;
 - core/tiled.py: a scale bigger than the memory budget in tiles, each an independent TileTask.
 
-The options, their checks and the size limits stay here (front ends read them from here).
+The options and their checks: core/options.py (re-exported here); the size limits stay here.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,9 +27,16 @@ from .errors import StyleError
 from .graph import StyleGraph, Targets
 from .imageio import MAX_PIXELS
 from .images import check_image, fit_size, load_init, prepare, resize
-from .layers import MIN_SIDE, STYLE_LAYERS
-from .optim import OPTIMISERS
+from .layers import MIN_SIDE
 from .optimise import OptimiserFn, optimise, run_optimiser
+from .options import (  # StyleOptions, its presets and limits: imported from here too
+    MAX_SEED,
+    MAX_WEIGHT,
+    PRESERVE_COLORS,
+    PRESETS,
+    StyleOptions,
+    check_options,
+)
 from .runtime import resolve_device
 from .scale import BalanceFn, Grams, GraphLike, balance, blended_grams, whole_features
 from .schedule import Run, scale_sizes
@@ -73,86 +79,6 @@ __all__ = [
 # The largest image the engine makes (the content at its working size, a resized style): the size
 # of image it may read, so no option turns a readable input into an unbounded allocation.
 MAX_WORK_PIXELS = MAX_PIXELS
-# Weights become float32 graph inputs: a larger one would overflow to inf in the cast.
-MAX_WEIGHT = float(np.finfo(np.float32).max)
-MAX_SEED = 2**63 - 1  # numpy takes any integer ≥ 0; an int64 is plenty and fits every front end
-PRESERVE_COLORS = (None, "luminance", "histogram")
-
-
-@dataclass
-class StyleOptions:
-    """Every knob of a run. The CLI maps its flags 1:1 onto these fields; presets set a few of them."""
-
-    steps: int = 150
-    """Loss-and-gradient evaluations per scale (the unit of cost; L-BFGS usually spends one per iteration)."""
-    max_size: int | None = 1024
-    """Longer side of the processed image; larger inputs are downscaled first and the RESULT HAS THIS
-    SIZE (callers upscale it if they need the original size). None: keep the input's size."""
-    min_size: int = 64
-    """Smaller side of the coarsest scale, px (the schedule halves the output size down to it)."""
-    scales: int | None = None
-    """Number of scales; None: as many as min_size allows. 1: single-scale, as in the paper."""
-    strength: float = 1.0
-    """How much style: 0 gives the content, 1 a clearly stylised picture with the content
-    recognisable, more gives more. Scales the style and total-variation terms of the balanced loss
-    (with an explicit style_weight, that β)."""
-    content_weight: float = 1.0
-    """Weight of the content cost: ½·(relative relu4_2 error)², or, with an explicit style_weight,
-    ½·mean squared relu4_2 difference (the seed's raw, per-element weight)."""
-    style_weight: float | None = None
-    """None: the balanced style cost, mean over layers of λ_l·J_style[l] / J_style[l](content image),
-    times STYLE_GAIN·strength. A number: expert override, the seed's raw β on
-    Σ_l λ_l·J_style[l] (normalised Grams; its right value differs by style picture), times strength."""
-    tv_weight: float = 0.1
-    """Weight of total variation (mean squared neighbour difference of the [0,1] image), times
-    strength: smooths the high-frequency noise the style term makes."""
-    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
-    """λ per style layer, in the order relu1_1, relu2_1, relu3_1, relu4_1, relu5_1."""
-    style_blend: tuple[float, ...] | None = None
-    """Weights of the style images (blend of their Gram targets); None: equal. Count must match."""
-    style_scale: float = 1.0
-    """Style image's longer side relative to the processed image's longer side at each scale:
-    < 1 gives finer, smaller patterns, > 1 bigger ones."""
-    init: str | np.ndarray = "content"
-    """Start image: "content", "noise" (uniform, seeded), a file path, or an RGB array [H,W,3]."""
-    preserve_colors: str | None = None
-    """None; "luminance": transfer luminance only, keep the content's chroma (YIQ);
-    "histogram": match the style's colour mean and covariance to the content's before transfer."""
-    optimizer: str = "lbfgs"
-    """"lbfgs" (projected L-BFGS, Armijo line search) or "adam"."""
-    learning_rate: float = 0.02
-    """Adam's step, in [0,1] pixel units (unused by L-BFGS)."""
-    seed: int | None = 0
-    """Seed for noise init; with it a CPU run is reproducible. None: a fresh random seed."""
-    pooling: str = "avg"
-    """"avg" (shipped model, smoother results, as the paper recommends) or "max"."""
-    device: str = "auto"
-    """"auto" (cuda, then directml, then cpu), "cpu", "cuda" or "directml"."""
-    model_dir: str | None = None
-    """Folder holding vgg19-<pooling>-*.onnx; None: the shipped models (and the user model dir)."""
-    tile_budget_mpx: float | None = None
-    """Largest image, in megapixels, optimised in one piece; bigger scales run in overlapping tiles of
-    about this area (the grad graph's memory per Mpx: TILE_GB_PER_MPX). None: 1 Mpx, or on CUDA what
-    the device's free memory holds (cuda_tile_budget)."""
-    tile_overlap: int = 64
-    """Overlap of neighbouring tiles, px (feathered with a raised cosine)."""
-
-    @classmethod
-    def from_preset(cls, name: str = "normal", **overrides) -> StyleOptions:
-        """A preset ("draft", "normal", "high") with any field overridden by keyword."""
-        if name not in PRESETS:
-            raise StyleError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise StyleError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return replace(cls(**PRESETS[name]), **overrides)
-
-
-PRESETS: dict[str, dict] = {
-    "draft": {"steps": 60, "max_size": 512},
-    "normal": {"steps": 150, "max_size": 1024},
-    "high": {"steps": 300, "max_size": 2048},
-}
 
 
 @dataclass
@@ -171,64 +97,6 @@ class Progress:
 
 ProgressFn = Callable[[Progress], None]
 CancelFn = Callable[[], bool]
-
-
-def _check_options(options: StyleOptions, n_styles: int) -> np.ndarray:
-    """Validate; returns the normalised style blend weights."""
-    if options.preserve_colors not in PRESERVE_COLORS:
-        raise StyleError(
-            f"preserve_colors must be one of luminance, histogram or none, not {options.preserve_colors!r}"
-        )
-    if options.optimizer not in OPTIMISERS:
-        raise StyleError(
-            f"optimizer must be one of {', '.join(OPTIMISERS)}, not {options.optimizer!r}"
-        )
-    if options.steps < 1:
-        raise StyleError("steps must be at least 1")
-    if len(options.style_layer_weights) != len(STYLE_LAYERS):
-        raise StyleError(
-            f"style_layer_weights needs {len(STYLE_LAYERS)} values ({', '.join(STYLE_LAYERS)})"
-        )
-    for name in (
-        "strength",
-        "content_weight",
-        "style_weight",
-        "tv_weight",
-        "style_scale",
-        "tile_budget_mpx",
-    ):
-        value = getattr(options, name)
-        if value is None and name in ("style_weight", "tile_budget_mpx"):
-            continue  # the balanced loss; the device's own tile budget
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise StyleError(f"{name} must be a number, not {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise StyleError(f"{name} must be a finite number ≥ 0, not {value}")
-    for name in ("strength", "content_weight", "style_weight", "tv_weight", "style_layer_weights"):
-        value = getattr(options, name)
-        if value is not None and max(np.atleast_1d(value)) > MAX_WEIGHT:
-            raise StyleError(f"{name} must be ≤ {MAX_WEIGHT:g} (float32's largest number)")
-    seed = options.seed
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
-    ):
-        raise StyleError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
-    if options.style_scale <= 0:
-        raise StyleError("style_scale must be > 0")
-    if n_styles < 1:
-        raise StyleError("at least one style image is needed")
-    blend = (
-        np.ones(n_styles)
-        if options.style_blend is None
-        else np.asarray(options.style_blend, np.float64)
-    )
-    if blend.shape != (n_styles,):
-        raise StyleError(
-            f"{n_styles} style image(s) but {blend.size} blend weight(s); give one weight per style"
-        )
-    if (blend < 0).any() or not np.isfinite(blend).all() or blend.sum() <= 0:
-        raise StyleError("style blend weights must be ≥ 0 and not all 0")
-    return blend / blend.sum()
 
 
 def style_side(height: int, width: int, style_scale: float) -> int:
@@ -336,7 +204,7 @@ def stylize(
     options = options or StyleOptions()
     content = check_image(content, "content image")
     styles = [check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
-    blend = _check_options(options, len(styles))
+    blend = check_options(options, len(styles))
     height, width = check_sizes(content.shape[:2], [s.shape[:2] for s in styles], options)
     content = resize(content, height, width)  # a no-op unless max_size shrinks it
     original_content = content

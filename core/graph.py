@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError, ModelError
-from .layers import CONTENT_LAYER, DOWNSAMPLING, MANIFEST_FORMAT, STYLE_LAYERS
+from .layers import (
+    CONTENT_LAYER,
+    DOWNSAMPLING,
+    MANIFEST_FORMAT,
+    POOLS,
+    STYLE_LAYERS,
+    layer_pixels,
+    pool_pads,
+)
 from .runtime import PLACES, PROVIDERS, device_loop, download, make_session, to_device
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
@@ -179,18 +187,19 @@ class StyleGraph:
         self._feature_names = [o.name for o in self._features.get_outputs()]
         self._loss_names = ["loss", "content_loss", "style_losses", "tv_loss", "grad"]
         self._feed: dict[str, np.ndarray] = {}
-        self._feed_for: tuple = (
-            None,
-            None,
-        )  # the (targets, weights) objects self._feed was built from
+        self._feed_for: tuple = (None, None)  # the (targets, weights) self._feed was built from
+        self._feed_size: tuple[int, int] | None = None  # and the image size (height, width)
         self._binding = None  # GPU, host optimiser: an IOBinding with the constants on the device
         self._loop_binding = None  # the device loop's IOBinding (image and gradient on the device)
         self._device_feed: dict = {}  # the constants' OrtValues (bindings don't keep them alive)
         provider = self._grad.get_providers()[0]
         self.concrete_device = next(d for d, p in PROVIDERS.items() if p == provider)
-        self._bind_device = _ORT_DEVICE.get(provider)
         self.place = PLACES[self.concrete_device]  # where loss_on_device's OrtValues live
         self.device_loop = device_loop(self.concrete_device)
+        # WebGPU: bound like CUDA where this onnxruntime allocates values there (the same probe as
+        # the device loop's); else plain runs, which send every constant each evaluation
+        webgpu_values = self.concrete_device == "webgpu" and self.device_loop
+        self._bind_device = _ORT_DEVICE.get(provider) or (self.place if webgpu_values else None)
         """Whether the engine runs the optimiser on the device (core/device_optim.py)."""
 
     @classmethod
@@ -210,9 +219,8 @@ class StyleGraph:
         """{"gram_<style layer>": [C,C] normalised by n_H·n_W, "content_relu4_2": [1,C,h,w]}."""
         image = as_nchw(image)
         self._check_size(*image.shape[2:])
-        return dict(
-            zip(self._feature_names, self._features.run(self._feature_names, {"image": image}))
-        )
+        feed = {"image": image, "layer_pixels": size_feed(*image.shape[2:])["layer_pixels"]}
+        return dict(zip(self._feature_names, self._features.run(self._feature_names, feed)))
 
     def loss_and_grad(
         self, image: np.ndarray, targets: Targets, weights: LossWeights
@@ -248,11 +256,13 @@ class StyleGraph:
         return float(download(binding.get_outputs()[0]).reshape(()))  # [] or [1] (see _run_bound)
 
     def _use(self, targets: Targets, weights: LossWeights, height: int, width: int) -> None:
-        """Build the constant inputs once per (targets, weights), not per step; check the size."""
+        """Build the constant inputs once per (targets, weights, image size), not per step; check
+        the size."""
         self._check_size(height, width)
-        if self._feed_for[0] is not targets or self._feed_for[1] is not weights:
-            self._feed = self._constant_feed(targets, weights)
-            self._feed_for = (targets, weights)
+        key = (targets, weights, (height, width))
+        if any(a is not b for a, b in zip(self._feed_for, key[:2])) or self._feed_size != key[2]:
+            self._feed = {**self._constant_feed(targets, weights), **size_feed(height, width)}
+            self._feed_for, self._feed_size = key[:2], key[2]
             self._binding = self._loop_binding = None  # bind the new constants on first use
             self._device_feed = {}
         layer = self.manifest.content_layer
@@ -265,10 +275,12 @@ class StyleGraph:
             )
 
     def _constants_on(self, place: tuple[str, int]) -> dict:
-        """The constant inputs as OrtValues on `place`: one upload per (targets, weights)."""
+        """The constant inputs as OrtValues: one upload per (targets, weights, size). Those a GPU
+        kernel reads on the host (HOST_INPUTS: Pad's pads) stay in CPU memory, where ORT reads
+        them without a copy (docs/decisions/ort-review.md)."""
         if not self._device_feed:
             self._device_feed = {
-                name: to_device(value, place)
+                name: to_device(value, PLACES["cpu"] if name in HOST_INPUTS else place)
                 for name, value in self._feed.items()
                 if name != "image"
             }
@@ -338,6 +350,21 @@ class StyleGraph:
             current, targets, LossWeights(alpha, beta, layer_weights, tv_weight)
         )
 
+
+def size_feed(height: int, width: int) -> dict[str, np.ndarray]:
+    """The graphs' per-size inputs for an image of height x width (core/layers.py's arithmetic):
+    `layer_pixels` float32 [L] (n_H·n_W per style layer; features and grad graphs) and
+    `pads_<pool>` int64 [8] (grad graph). Computed once per size and bound once: the graphs do no
+    shape arithmetic of their own (docs/decisions/ort-review.md)."""
+    feed = {"layer_pixels": np.array(layer_pixels(height, width), np.float32)}
+    for pool, pads in pool_pads(height, width).items():
+        feed[f"pads_{pool}"] = np.array(pads, np.int64)
+    return feed
+
+
+# Inputs that kernels read on the host (CUDA's Pad: InputMemoryType(OrtMemTypeCPUInput, 1)): bound
+# in CPU memory; bound on the GPU, ORT would copy them down before every run.
+HOST_INPUTS = frozenset(f"pads_{pool}" for pool in POOLS)
 
 # Providers whose sessions get IOBinding (device name, id for OrtValue). DirectML is left on plain runs:
 # ORT's Python OrtValue allocation on "dml" devices is not available in every release we support.

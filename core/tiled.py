@@ -44,16 +44,20 @@ TILE_GB_PER_MPX = {"cpu": 3.0, "cuda": 6.0}
 # The device loop's vectors per Mpx: L-BFGS keeps 28 images (x, g, trials, d, best, 11 s/y pairs) of
 # 12 bytes a pixel, and the update graphs a few temporaries.
 LOOP_GB_PER_MPX = 0.4
+# What ORT's CUDA arenas keep between runs (they never shrink): the features session's activations
+# (a quarter of the grad graph's on the CPU: 0.58 vs 2.27 GB/Mpx retained) and the previous scale's
+# grad-graph buffers (a quarter of the area), each ~1.5 GB per Mpx of tile
+# (docs/decisions/cuda-tile-budget.md).
+ARENA_GB_PER_MPX = 3.0
 DEFAULT_TILE_MPX = 1.0  # the tile budget on the CPU and DirectML (3 GB there)
 
 
 def cuda_tile_budget(free_bytes: int) -> float:
     """Megapixels one CUDA tile may have: 80% of the free device memory (the rest: cuDNN workspaces,
-    fragmentation) over what a megapixel costs the grad graph and the device loop; at least the
-    default."""
-    return max(
-        DEFAULT_TILE_MPX, 0.8 * free_bytes / ((TILE_GB_PER_MPX["cuda"] + LOOP_GB_PER_MPX) * 1e9)
-    )
+    fragmentation) over what a megapixel costs the grad graph, the device loop and the arenas that
+    stay allocated; at least the default."""
+    per_mpx = TILE_GB_PER_MPX["cuda"] + LOOP_GB_PER_MPX + ARENA_GB_PER_MPX
+    return max(DEFAULT_TILE_MPX, 0.8 * free_bytes / (per_mpx * 1e9))
 
 
 def default_tile_budget(graph: GraphLike) -> float:

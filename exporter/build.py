@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxstyle.core.layers import CONTENT_LAYER, STYLE_LAYERS
+from onnxstyle.core.layers import CONTENT_LAYER, POOLS, STYLE_LAYERS
 
 from .weights import CONVS, VGGWeights
 
@@ -158,11 +158,13 @@ def _forward(g: _Graph, image: str, weights: VGGWeights, kernels, pooling: str) 
 
 
 def _gram(g: _Graph, a: str, layer: str) -> tuple[str, str, str]:
-    """(Ĝ [C,C], F [C,n], n as float scalar) for activations a [1,C,h,w]."""
+    """(Ĝ [C,C], F [C,n], n as float scalar) for activations a [1,C,h,w].
+
+    n = n_H·n_W comes from the `layer_pixels` input (the host knows the image size): computed
+    from Shape it would run on the CPU beside a GPU graph and be copied up every run."""
     f = g.op("Reshape", [a, g.const([CHANNELS[layer], -1])], name=f"F_{layer}")
-    hw = g.op("Slice", [g.op("Shape", [a]), g.const([2]), g.const([4])])
     n = g.op(
-        "Cast", [g.op("ReduceProd", [hw], keepdims=0)], name=f"n_{layer}", to=TensorProto.FLOAT
+        "Gather", ["layer_pixels", g.const(STYLE_LAYERS.index(layer))], name=f"n_{layer}", axis=0
     )
     gram = g.op("Div", [g.op("Gemm", [f, f], transB=1), n], name=f"gram_{layer}")
     return gram, f, n
@@ -199,7 +201,7 @@ def build_features(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto
     return _model(
         g,
         f"vgg19_{pooling}_features",
-        [_graph_io("image", [1, 3, "H", "W"])],
+        [_graph_io("image", [1, 3, "H", "W"]), _graph_io("layer_pixels", [len(STYLE_LAYERS)])],
         outs,
         f"VGG19 ({pooling} pooling) style/content features; weights: {weights.source}",
     )
@@ -215,8 +217,13 @@ def _relu_backward(g: _Graph, d: str, a: str) -> str:
     return g.op("Mul", [d, mask])
 
 
-def _pool_backward(g: _Graph, d: str, x: str, pooled: str, pooling: str) -> str:
-    """Gradient w.r.t. the pool input x [1,C,H,W] from d w.r.t. its floor-mode output [1,C,H//2,W//2]."""
+def _pool_backward(g: _Graph, d: str, x: str, pooled: str, pooling: str, pads: str) -> str:
+    """Gradient w.r.t. the pool input x [1,C,H,W] from d w.r.t. its floor-mode output [1,C,H//2,W//2].
+
+    `pads` (int64 [8], a graph input: core.layers.pool_pads) pads the upsampled gradient with
+    zeros to x's size: floor-mode pooling ignores an odd last row/column. Given by the host rather
+    than computed from Shape, so no shape arithmetic runs beside a GPU graph (Pad reads its pads
+    on the host)."""
 
     def upsample(t: str) -> str:
         return g.op(
@@ -227,12 +234,6 @@ def _pool_backward(g: _Graph, d: str, x: str, pooled: str, pooling: str) -> str:
             nearest_mode="floor",
         )
 
-    # Floor-mode pooling ignores an odd last row/column: their gradient is zero.
-    size_in = g.op("Slice", [g.op("Shape", [x]), g.const([2]), g.const([4])])
-    # d has the pooled shape; taking it from d (NCHW) spares ORT a layout copy of the NCHWc pool output.
-    size_out = g.op("Slice", [g.op("Shape", [d]), g.const([2]), g.const([4])])
-    extra = g.op("Sub", [size_in, g.op("Mul", [size_out, g.const([2])])])
-    pads = g.op("Concat", [g.const([0, 0, 0, 0, 0, 0]), extra], axis=0)
     up = g.op("Pad", [upsample(d), pads])
     if pooling == "avg":
         return up  # the 1/4 is folded into the backward kernel of the conv above
@@ -255,7 +256,7 @@ def build_grad(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto:
     seeds, style_losses = {}, []
     for index, layer in enumerate(STYLE_LAYERS):
         c = CHANNELS[layer]
-        gram, f, n = _gram(g, acts[layer], layer)
+        gram, _, n = _gram(g, acts[layer], layer)
         diff = g.op("Sub", [gram, f"target_gram_{layer}"])
         j = g.op(
             "Mul",
@@ -268,8 +269,10 @@ def build_grad(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto:
             "Div",
             [g.op("Mul", [g.op("Mul", ["beta", lam]), g.const(1.0 / (c * c), np.float32)]), n],
         )
-        d_f = g.op("MatMul", [g.op("Mul", [diff, coef]), f])
-        seeds[layer] = g.op("Reshape", [d_f, g.op("Shape", [acts[layer]])])
+        # (Ĝ - Ĝ(S))·coef applied to F is a 1x1 conv of the activations: it keeps a's [1,C,h,w]
+        # shape without a Reshape to Shape(a) (shape arithmetic beside a GPU graph).
+        m = g.op("Reshape", [g.op("Mul", [diff, coef]), g.const([c, c, 1, 1])])
+        seeds[layer] = g.op("Conv", [acts[layer], m], kernel_shape=[1, 1])
     style = g.op("Concat", style_losses, name="style_losses", axis=0)
     diff = g.op("Sub", [acts[CONTENT_LAYER], "target_content"])
     content = g.op(
@@ -289,7 +292,8 @@ def build_grad(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto:
             dz = _relu_backward(g, d, acts[relu])
             d = g.op("Conv", [dz, kernels[layer][2]], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
         else:
-            d = _pool_backward(g, d, acts[_previous_relu(layer)], acts[layer], pooling)
+            pads = f"pads_{layer}"
+            d = _pool_backward(g, d, acts[_previous_relu(layer)], acts[layer], pooling, pads)
 
     tv, d_tv = _total_variation(g, "image")
     d_tv = g.op("Mul", [d_tv, g.op("Mul", ["tv_weight", g.const(2.0, np.float32)])])
@@ -312,6 +316,10 @@ def build_grad(weights: VGGWeights, pooling: str = "avg") -> onnx.ModelProto:
     inputs.append(_graph_io("target_content", [1, CHANNELS[CONTENT_LAYER], "h", "w"]))
     inputs += [_graph_io(name, []) for name in ("alpha", "beta", "tv_weight")]
     inputs.append(_graph_io("style_layer_weights", [len(STYLE_LAYERS)]))
+    inputs.append(_graph_io("layer_pixels", [len(STYLE_LAYERS)]))
+    inputs += [
+        helper.make_tensor_value_info(f"pads_{pool}", TensorProto.INT64, [8]) for pool in POOLS
+    ]
     outputs = [
         _graph_io("loss", []),
         _graph_io("content_loss", []),

@@ -9,6 +9,7 @@ every scalar result comes back in one float vector `dots` per graph, so one down
     trial            x, d, g, t, lower, upper        -> x_try = clip(x + t·d), dots = [g·(x_try − x)]
     lbfgs-direction  x, g, s_i, y_i, ρ_i, γ, lo, up  -> d = −H·gf (two-loop recursion)·free,
                                                         dots = [max|gf|, gf·d]
+    lbfgs-direction-f32  the same with ρ and the recursion's scalars in float32 (DirectML: no float64)
     lbfgs-pair       x, x_try, g, g_try              -> s = x_try − x, y = g_try − g, dots = [s·y, y·y]
     adam             x, g, m, v, coef, lower, upper  -> x_new, m_new, v_new (one Adam step, projected)
 
@@ -28,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnxstyle.core.device_optim import ADAM_COEFFICIENTS, GRAPHS, SLOTS
+from onnxstyle.core.device_optim import ADAM_COEFFICIENTS, SHIPPED, SLOTS
 from onnxstyle.core.files import write_atomic
 from onnxstyle.core.graph import PACKAGE_MODELS
 
@@ -93,14 +94,16 @@ def _trial() -> onnx.ModelProto:
     )
 
 
-def _lbfgs_direction() -> onnx.ModelProto:
+def _lbfgs_direction(scalar: int = TensorProto.DOUBLE) -> onnx.ModelProto:
     """The two-loop recursion on gf, unrolled over the SLOTS pairs (oldest first); a pair with ρ = 0
     changes nothing, so unused slots are masked by their ρ. The scalars a, b are float64 and the
-    vectors float32, as in core/optim.py's _two_loop."""
+    vectors float32, as in core/optim.py's _two_loop; with scalar=FLOAT (the "-f32" variant, for
+    DirectML, which has no float64 Mul or Sub) every scalar is float32 too."""
     g = _Graph()
     zero = g.const(0.0, np.float32)
     blocked = _blocked(g, "x", "g")
     q = gf = g.op("Where", [blocked, zero, "g"])
+    wide = scalar == TensorProto.DOUBLE
 
     def rho(i: int) -> str:
         return g.op("Gather", ["rho", g.const(i)], axis=0)
@@ -111,10 +114,12 @@ def _lbfgs_direction() -> onnx.ModelProto:
     def times(
         scalar: str, v: str
     ) -> str:  # float64 scalar · float32 vector, as numpy's float32(a)·v
-        return g.op("Mul", [g.op("Cast", [scalar], to=TensorProto.FLOAT), v])
+        return g.op("Mul", [g.op("Cast", [scalar], to=TensorProto.FLOAT) if wide else scalar, v])
 
     def rho_dot(i: int, a: str, b: str) -> str:  # ρ·(a·b) in float64, like the reference's floats
-        return g.op("Mul", [rho(i), g.op("Cast", [dot(a, b)], to=TensorProto.DOUBLE)])
+        r = rho(i)  # first: the node order (and so the shipped bytes) as before the variant
+        product = g.op("Cast", [dot(a, b)], to=TensorProto.DOUBLE) if wide else dot(a, b)
+        return g.op("Mul", [r, product])
 
     alphas = {}
     for i in reversed(range(SLOTS)):  # newest first
@@ -127,7 +132,7 @@ def _lbfgs_direction() -> onnx.ModelProto:
     gf_max = g.op("ReduceMax", [g.op("Abs", [gf])], keepdims=0)
     scalars = [g.op("Reshape", [v, g.const([1])]) for v in (gf_max, dot(gf, d))]
     g.op("Concat", scalars, name="dots", axis=0)
-    rho_input = helper.make_tensor_value_info("rho", TensorProto.DOUBLE, [SLOTS])
+    rho_input = helper.make_tensor_value_info("rho", scalar, [SLOTS])
     inputs = [_vector("x"), _vector("g"), *_history(), rho_input]
     inputs += [_floats(name, []) for name in ("gamma", "lower", "upper")]
     return _model(
@@ -135,7 +140,8 @@ def _lbfgs_direction() -> onnx.ModelProto:
         "lbfgs-direction",
         inputs,
         [_vector("d"), _floats("dots", [2])],
-        "d = −H·gf by the two-loop recursion (ρ = 0 masks a slot), max|gf| and the slope gf·d",
+        "d = −H·gf by the two-loop recursion (ρ = 0 masks a slot), max|gf| and the slope gf·d"
+        + ("" if wide else "; float32 scalars"),
     )
 
 
@@ -189,14 +195,16 @@ BUILDERS = {
     "copy": _copy,
     "trial": _trial,
     "lbfgs-direction": _lbfgs_direction,
+    "lbfgs-direction-f32": lambda: _lbfgs_direction(TensorProto.FLOAT),
     "lbfgs-pair": _lbfgs_pair,
     "adam": _adam,
 }
 
 
 def build_all() -> dict[str, onnx.ModelProto]:
-    """Every update graph, by name (core.device_optim.GRAPHS)."""
-    return {name: BUILDERS[name]() for name in GRAPHS}
+    """Every shipped update graph, by name (core.device_optim.SHIPPED: GRAPHS and the float32
+    variants)."""
+    return {name: BUILDERS[name]() for name in SHIPPED}
 
 
 def write_all(out_dir: Path | str = PACKAGE_MODELS) -> list[Path]:

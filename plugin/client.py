@@ -1,4 +1,4 @@
-"""The editor's side of the worker protocol (plugin/protocol.py), written once: the CLI's
+"""The editor's side of the worker protocol (plugin/protocol/), written once: the CLI's
 `stylize --worker CMD` and `onnxstyle gimp doctor` use it. The GIMP plug-in keeps a small copy of
 its own, because GIMP's Python can't import onnxstyle.
 
@@ -9,11 +9,18 @@ reads); if they do, pixels travel as temporary files (the fast local path), else
 frames. Every failure is one line: the worker refused the job (JobError, with its kind), or the
 worker or the link to it ended (WorkerError, with the last line the command wrote to stderr,
 e.g. ssh's "Connection refused").
+
+Typed at one boundary: requests are built by the protocol's `*_message` functions, and each line
+the worker writes is parsed into its reply dataclass (P.parse_reply) where it is read
+(`_read_stdout`); everything after that handles HelloReply, Pong, Progress, Result, Cancelled and
+Error, never a dict. A job's progress reaches the caller as the engine's own Progress, so a
+front end shows a local run and a remote one alike.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import queue
 import secrets
@@ -25,11 +32,12 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onnxstyle.core.engine import Progress
 from onnxstyle.core.errors import Cancelled, StyleError
 from onnxstyle.core.files import NotRegularFile, open_regular, read_exactly, write_all
 from onnxstyle.plugin import protocol as P
@@ -55,7 +63,7 @@ class JobError(StyleError):
 
 @dataclass(frozen=True)
 class Pixels:
-    """Raw pixels in a protocol format (plugin/protocol.py, "Pixels")."""
+    """Raw pixels in a protocol format (plugin/protocol/, "Pixels")."""
 
     width: int
     height: int
@@ -74,6 +82,18 @@ class WorkerInfo:
     devices: list[dict[str, Any]]
     files: bool  # both sides see the same files: pixels may travel as temporary files
     seconds: float
+
+    @classmethod
+    def of(cls, reply: P.HelloReply, seconds: float) -> WorkerInfo:
+        return cls(
+            protocol=reply.protocol,
+            onnxstyle=reply.onnxstyle,
+            python=reply.python,
+            providers=list(reply.providers),
+            devices=list(reply.devices),
+            files=reply.files,
+            seconds=seconds,
+        )
 
 
 def worker_command(command: str | Sequence[str]) -> list[str]:
@@ -147,26 +167,37 @@ class WorkerClient:
             self._threads.append(thread)
 
     def _read_stdout(self) -> None:
-        """Messages and their frames into the queue; None at the end."""
+        """Replies (parsed: the one place a worker's line is read) and their frames into the
+        queue; None at the end."""
         stream = self.process.stdout
         try:
             while line := stream.readline(P.MAX_LINE_BYTES + 1):
                 try:
                     message = P.decode(line)
                 except P.ProtocolError:  # not ours (a login banner?): skipped, kept for errors
-                    self._stderr.append(f"(stdout) {line[:200].decode('utf-8', 'replace').strip()}")
+                    self._note(line)
                     continue
                 size = P.frame_length(message)
                 if size > self._frame_limit:
                     raise P.FrameError(f"a frame of {size} bytes, {self._frame_limit} expected")
                 self.bytes_received += len(line) + size
-                self._messages.put((message, read_exactly(stream, size) if size else None))
+                frame = read_exactly(stream, size) if size else None
+                try:
+                    reply = P.parse_reply(message)
+                except P.ProtocolError:  # a reply this side can't use: skipped (its frame read)
+                    self._note(line)
+                    continue
+                self._messages.put((reply, frame))
         except P.FrameError as exc:
             self._broken = f"the worker's answer can't be read ({exc})"
         except (OSError, ValueError, EOFError):
             pass  # the end of the stream: the waiting side says why
         finally:
             self._messages.put(None)
+
+    def _note(self, line: bytes) -> None:
+        """A stdout line that is no reply of ours: kept with stderr's, for the error message."""
+        self._stderr.append(f"(stdout) {line[:200].decode('utf-8', 'replace').strip()}")
 
     def _read_stderr(self) -> None:
         for raw in iter(self.process.stderr.readline, b""):
@@ -237,8 +268,8 @@ class WorkerClient:
         except (BrokenPipeError, OSError, ValueError):
             raise self._ended() from None
 
-    def receive(self, timeout: float | None) -> tuple[dict[str, Any], Any] | None:
-        """The next message and its frame (None without one); None when `timeout` passes first.
+    def receive(self, timeout: float | None) -> tuple[P.Reply, Any] | None:
+        """The next reply and its frame (None without one); None when `timeout` passes first.
         WorkerError when the worker's output ends."""
         try:
             item = self._messages.get(timeout=timeout)
@@ -249,12 +280,12 @@ class WorkerClient:
             raise self._ended()
         return item
 
-    def _answer(self, kind: str, timeout: float) -> tuple[dict[str, Any], Any]:
-        """The next message of `kind` (or an error in its place), skipping others."""
+    def _answer(self, kind: type, timeout: float) -> tuple[P.Reply, Any]:
+        """The next reply of `kind` (or an Error in its place), skipping others."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             item = self.receive(left)
-            if item is not None and item[0]["type"] in (kind, "error"):
+            if item is not None and isinstance(item[0], (kind, P.Error)):
                 return item
         raise WorkerError(f"the worker ({self.shown}) did not answer within {timeout:.0f} s")
 
@@ -267,28 +298,18 @@ class WorkerClient:
         probe = self._temp_folder() / "files-probe"
         probe.write_text(nonce, encoding="utf-8")
         started = time.monotonic()
-        hello: dict[str, Any] = {"type": "hello", "protocol": P.PROTOCOL_VERSION}
-        if self.use_files:
-            hello["files"] = {"path": str(probe), "nonce": nonce}
+        files = P.FilesProbe(str(probe), nonce) if self.use_files else None
         try:
-            self.send(hello)
-            reply, _ = self._answer("hello", timeout)
+            self.send(P.hello_message(files))
+            reply, _ = self._answer(P.HelloReply, timeout)
         finally:
             probe.unlink(missing_ok=True)
-        if reply["type"] == "error" or reply.get("protocol", 1) < 2:
+        if isinstance(reply, P.Error) or reply.protocol < 2:  # a version-1 worker
             raise WorkerError(
                 f"the worker ({self.shown}) speaks protocol 1; this onnxstyle needs "
                 f"{P.PROTOCOL_VERSION}: update onnxstyle where the worker runs"
             )
-        self.info = WorkerInfo(
-            protocol=reply["protocol"],
-            onnxstyle=str(reply.get("onnxstyle")),
-            python=str(reply.get("python")),
-            providers=list(reply.get("providers") or []),
-            devices=list(reply.get("devices") or []),
-            files=reply.get("files") is True,
-            seconds=time.monotonic() - started,
-        )
+        self.info = WorkerInfo.of(reply, time.monotonic() - started)
         return self.info
 
     def ping(self, upload: int = 0, download: int = 0, timeout: float = REPLY_TIMEOUT_S) -> float:
@@ -296,18 +317,14 @@ class WorkerClient:
         the worker answers with `download` bytes."""
         data = os.urandom(upload) if upload else b""
         self._frame_limit = download
-        job_id = f"ping-{next(self._ids)}"
-        message: dict[str, Any] = {"type": "ping", "id": job_id, "reply_bytes": download}
-        if upload:
-            message["frame"] = upload
         started = time.monotonic()
-        self.send(message, data)
-        reply, frame = self._answer("pong", timeout)
+        self.send(P.ping_message(f"ping-{next(self._ids)}", upload, download), data)
+        reply, frame = self._answer(P.Pong, timeout)
         seconds = time.monotonic() - started
         self._frame_limit = 0
-        if reply["type"] == "error":
-            raise JobError(reply["kind"], reply["message"])
-        if reply.get("bytes") != upload or len(frame or b"") != download:
+        if isinstance(reply, P.Error):
+            raise JobError(reply.kind, reply.message)
+        if reply.bytes != upload or len(frame or b"") != download:
             raise WorkerError(f"the worker's pong does not match the ping: {reply}")
         return seconds
 
@@ -315,12 +332,13 @@ class WorkerClient:
         self,
         content: Pixels,
         styles: Sequence[tuple[str | os.PathLike, float]],
-        options: dict[str, Any],
-        progress: Callable[[dict[str, Any]], None] | None = None,
+        options: Mapping[str, Any],
+        progress: Callable[[Progress], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> Pixels:
-        """Run one job: `content` pixels, `styles` as (local image file, weight). Returns the
-        result in the content's format and size. Progress messages go to `progress`; when
+        """Run one job: `content` pixels, `styles` as (local image file, weight), `options` the
+        request's (protocol names). Returns the result in the content's format and size. Progress
+        goes to `progress` as the engine's Progress (what a local run reports); when
         `cancelled()` turns true a cancel is sent, and Cancelled is raised once the worker
         confirms (within one engine step). JobError when the worker refuses or fails it."""
         if self.info is None:
@@ -331,8 +349,8 @@ class WorkerClient:
             self._frame_limit = 0 if output is not None else len(content.data)
             self.send(request, *frame)
             del frame  # the pieces may be large
-            message, data = self._follow(job_id, progress, cancelled)
-            return self._result(message, data, content, output)
+            reply, data = self._follow(job_id, progress, cancelled)
+            return self._result(reply, data, content, output)
         finally:
             self._frame_limit = 0
             for path in self._job_files(job_id):
@@ -343,39 +361,31 @@ class WorkerClient:
         job_id: str,
         content: Pixels,
         styles: Sequence[tuple[str | os.PathLike, float]],
-        options: dict[str, Any],
+        options: Mapping[str, Any],
     ) -> tuple[dict[str, Any], list[Any], Path | None]:
         """The stylize request, its frame's pieces and the output file (None: in-band)."""
         if len(content.data) != P.frame_size(content.width, content.height, content.format):
             raise ValueError("content.data does not match its width, height and format")
-        request: dict[str, Any] = {"type": "stylize", "id": job_id, "options": options}
-        spec = {"width": content.width, "height": content.height, "format": content.format}
-        frame: list[Any] = []
-        output = None
+        size = (content.width, content.height, content.format)
         if self.info.files:  # the fast local path: the worker reads and writes our files
             pixels, output = self._job_files(job_id)
             pixels.write_bytes(content.data)
-            spec["path"], request["output"] = str(pixels), {"path": str(output)}
-            request["styles"] = [
-                {"path": os.path.abspath(path), "weight": weight} for path, weight in styles
-            ]
-        else:
-            spec["bytes"], request["output"] = len(content.data), {"frame": True}
-            frame.append(content.data)
-            request["styles"] = []
-            for path, weight in styles:
-                data = _style_bytes(path)
-                request["styles"].append(
-                    {
-                        "bytes": len(data),
-                        "name": Path(path).name[: P.ID_MAX_CHARS],
-                        "weight": weight,
-                    }
-                )
-                frame.append(data)
-            request["frame"] = sum(len(piece) for piece in frame)
-        request["content"] = spec
-        return request, frame, output
+            specs = [P.StyleSpec(os.path.abspath(path), weight) for path, weight in styles]
+            request = P.stylize_message(
+                job_id, P.PixelFile(str(pixels), *size), str(output), specs, options
+            )
+            return request, [], output
+        frame: list[Any] = [content.data]
+        specs = []
+        for path, weight in styles:
+            data = _style_bytes(path)
+            specs.append(P.StyleSpec(None, weight, size=len(data), name=Path(path).name))
+            frame.append(data)
+        return (
+            P.stylize_message(job_id, P.PixelFile(None, *size), None, specs, options),
+            frame,
+            None,
+        )
 
     def _job_files(self, job_id: str) -> tuple[Path, Path]:
         folder = self._temp_folder()
@@ -384,36 +394,33 @@ class WorkerClient:
     def _follow(
         self,
         job_id: str,
-        progress: Callable[[dict[str, Any]], None] | None,
+        progress: Callable[[Progress], None] | None,
         cancelled: Callable[[], bool] | None,
-    ) -> tuple[dict[str, Any], Any]:
-        """Progress until the job's final message; a cancel sent when asked for."""
+    ) -> tuple[P.Result, Any]:
+        """Progress until the job's final reply; a cancel sent when asked for."""
         cancel_sent = False
         while True:
             if not cancel_sent and cancelled is not None and cancelled():
-                self.send({"type": "cancel", "id": job_id})
+                self.send(P.cancel_message(job_id))
                 cancel_sent = True
             item = self.receive(POLL_S)
             if item is None:
                 continue
-            message, data = item
-            if message.get("id") not in (job_id, None):
+            reply, data = item
+            if reply.id not in (job_id, None):
                 continue  # an earlier job's late answer
-            kind = message["type"]
-            if kind == "progress":
+            if isinstance(reply, P.Progress):
                 if progress is not None:
-                    progress(message)
-            elif kind == "result":
-                return message, data
-            elif kind == "cancelled":
+                    progress(engine_progress(reply))
+            elif isinstance(reply, P.Result):
+                return reply, data
+            elif isinstance(reply, P.Cancelled):
                 raise Cancelled()
-            elif kind == "error":
-                raise JobError(message.get("kind", "internal"), message.get("message", "?"))
+            elif isinstance(reply, P.Error):
+                raise JobError(reply.kind, reply.message)
 
-    def _result(
-        self, message: dict[str, Any], data: Any, content: Pixels, output: Path | None
-    ) -> Pixels:
-        size = (message.get("width"), message.get("height"), message.get("format"))
+    def _result(self, reply: P.Result, data: Any, content: Pixels, output: Path | None) -> Pixels:
+        size = (reply.width, reply.height, reply.format)
         if size != (content.width, content.height, content.format):
             raise WorkerError(f"the worker's result is not the content's size and format: {size}")
         expected = len(content.data)
@@ -427,6 +434,12 @@ class WorkerClient:
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="onnxstyle-client-"))
         return self._folder
+
+
+def engine_progress(reply: P.Progress) -> Progress:
+    """A worker's progress as the engine's Progress (a local run's; loss NaN when not sent)."""
+    loss = math.nan if reply.loss is None else reply.loss
+    return Progress(reply.scale, reply.scales, reply.step, reply.steps, loss, reply.eta_s)
 
 
 def is_ssh(command: Sequence[str]) -> bool:

@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from onnxstyle.core.engine import Progress, StyleOptions, _check_options, stylize
+from onnxstyle.core.engine import Progress, StyleOptions, stylize
 from onnxstyle.core.errors import Cancelled, StyleError, first_line
 from onnxstyle.core.graph import StyleGraph
+from onnxstyle.core.options import check_options
 from onnxstyle.core.scale import blended_grams
 from onnxstyle.core.tiled import DEFAULT_TILE_MPX, TileMap, TileTask, optimise_tile
 
@@ -311,7 +312,7 @@ class Session:
     ) -> None:
         """The style targets for every style side the pictures need: computed once each, spread
         over the workers, then ray.put here (owned by this process, they outlive any worker)."""
-        blend = _check_options(options, n_styles)
+        blend = check_options(options, n_styles)
         budget_px = int((options.tile_budget_mpx or DEFAULT_TILE_MPX) * 1e6)
         longers = sorted(set(longers))
         refs = [

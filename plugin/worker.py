@@ -85,20 +85,31 @@ def _zeros(count: int) -> list[memoryview]:
 class GraphCache:
     """Loaded StyleGraphs kept across jobs, so an editor's next job (a preview of another size, then
     the final one) starts at once: creating the sessions takes seconds. One job runs at a time, so
-    only one thread uses it at a time."""
+    only one thread uses it at a time.
+
+    A graph is kept under the device its sessions actually run on (`concrete_device`), never under
+    the one asked for: "auto" may fall back to the CPU when the GPU it picked can't start a session,
+    and a later job forcing that GPU must then fail (DeviceUnavailable), not run on that CPU graph."""
 
     def __init__(self, keep: int = GRAPHS_KEPT) -> None:
         self._keep = keep
         self._graphs: dict[tuple, StyleGraph] = {}
+        # what "auto" resolved to -> the device its graph fell back to, so auto doesn't retry the GPU
+        # (seconds each time) on every job; a forced device never reads this
+        self._auto_fell_back: dict[str, str] = {}
 
     def get(self, options: StyleOptions) -> StyleGraph:
         model_dir = None if options.model_dir is None else os.path.realpath(options.model_dir)
-        key = (options.pooling, resolve_device(options.device), model_dir)
-        graph = self._graphs.pop(key, None)
+        device = resolve_device(options.device)  # a forced device that can't work raises here
+        if options.device == "auto":
+            device = self._auto_fell_back.get(device, device)
+        graph = self._graphs.pop((options.pooling, device, model_dir), None)
         if graph is None:
-            log.info("loading the %s-pooling graphs for device %s", key[0], key[1])
+            log.info("loading the %s-pooling graphs for device %s", options.pooling, options.device)
             graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
-        self._graphs[key] = graph  # most recently used last
+            if graph.concrete_device != device:  # only "auto" falls back (make_session)
+                self._auto_fell_back[device] = graph.concrete_device
+        self._graphs[(options.pooling, graph.concrete_device, model_dir)] = graph  # newest last
         while len(self._graphs) > self._keep:
             del self._graphs[next(iter(self._graphs))]
         return graph
@@ -117,7 +128,6 @@ class Job:
     request: P.Stylize
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
-    done: threading.Event = field(default_factory=threading.Event)  # set before its final message
 
 
 def _kind_of(exc: BaseException) -> P.ErrorKind:
@@ -251,7 +261,7 @@ def _engine_options(options: P.JobOptions, weights: list[float]) -> StyleOptions
     return StyleOptions.from_preset(options.preset, **overrides)
 
 
-def _styles(job: Job, longer_at_least: int) -> list:
+def _load_styles(job: Job, longer_at_least: int) -> list:
     """The style images, decoded no larger than the run needs; a cancel is honoured between them."""
     images = []
     for spec in job.request.styles:
@@ -292,7 +302,6 @@ Final = tuple[dict[str, Any], tuple[Any, ...]]
 def run_job(job: Job, out: Channel, graphs: GraphCache | None = None) -> None:
     """Run one stylize request and send its single final message (result, error or cancelled)."""
     final, frame = execute(job, out, graphs or GraphCache())
-    job.done.set()
     out.send(final, *frame)
 
 
@@ -309,14 +318,14 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
     request = job.request
     try:
         _check_output(request)
-        engine_options = _engine_options(request.options, [s.weight for s in request.styles])
+        style_options = _engine_options(request.options, [s.weight for s in request.styles])
         size = (request.content.height, request.content.width)
         style_sizes = [image_size(_style_source(spec))[::-1] for spec in request.styles]
-        height, width = check_sizes(size, style_sizes, engine_options)  # before any decode
+        height, width = check_sizes(size, style_sizes, style_options)  # before any decode
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
-        styles = _styles(job, style_side(height, width, engine_options.style_scale))
-        graph = graphs.get(engine_options)
+        styles = _load_styles(job, style_side(height, width, style_options.style_scale))
+        graph = graphs.get(style_options)
         _stop_if_cancelled(job)
 
         last = [0.0]
@@ -332,7 +341,7 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
             result = stylize(
                 content,
                 styles,
-                engine_options,
+                style_options,
                 progress=on_progress,
                 cancel=job.cancel.is_set,
                 graph=graph,
@@ -442,7 +451,7 @@ class Worker:
         try:
             request = P.parse_request(message)
         except P.ProtocolError as exc:
-            return self._refuse(frame, P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
+            return self._answer_after_frame(frame, P.error(exc.id, P.ErrorKind.PROTOCOL, str(exc)))
         if isinstance(request, P.Hello):
             self.out.send(hello(request))
         elif isinstance(request, P.Ping):
@@ -453,7 +462,7 @@ class Worker:
             self._cancel(request.id)
         return None
 
-    def _refuse(self, frame: int, answer: dict[str, Any], *reply: bytes) -> int | None:
+    def _answer_after_frame(self, frame: int, answer: dict[str, Any], *reply: bytes) -> int | None:
         """Skip a refused (or pinged) request's frame (never held), then answer with the reply's
         bytes: the stream stays in step."""
         try:
@@ -479,13 +488,13 @@ class Worker:
 
     def _pong(self, request: P.Ping) -> int | None:
         answer = P.pong(request.id, request.frame, request.reply_bytes)
-        return self._refuse(request.frame, answer, *_zeros(request.reply_bytes))
+        return self._answer_after_frame(request.frame, answer, *_zeros(request.reply_bytes))
 
     def _receive(self, request: P.Stylize) -> int | None:
         """A stylize: its frame read (after the checks that need no bytes of it), then submitted."""
         refusal = self._refusal(request)
         if refusal is not None:
-            return self._refuse(request.frame, refusal)
+            return self._answer_after_frame(request.frame, refusal)
         if request.frame:
             try:
                 request = request.with_frame(read_exactly(self.stdin, request.frame))
@@ -554,7 +563,6 @@ class Worker:
             # the next job becomes current before this one's final message goes out, so a request
             # sent after that message never finds the worker busy with a finished job
             self.job, self.waiting = self.waiting, None
-            job.done.set()
             self.out.send(final, *frame)
             if self.job is not None:
                 self._start(self.job)

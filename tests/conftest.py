@@ -35,6 +35,12 @@ def max_model_dir(tmp_path_factory, vgg_weights):
 
 
 @pytest.fixture(scope="session")
+def style_graph_max(max_model_dir):
+    """Used by name (request.getfixturevalue(f"style_graph_{pooling}")), not as a parameter."""
+    return StyleGraph.load("max", "cpu", model_dir=max_model_dir)
+
+
+@pytest.fixture(scope="session")
 def reference_vgg(vgg_weights):
     """{pooling: ReferenceVGG}: the torch autograd loss on the same weights."""
     from onnxstyle.exporter.reference import ReferenceVGG

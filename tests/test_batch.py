@@ -27,8 +27,8 @@ from PIL import Image
 from onnxstyle.core.engine import StyleOptions, stylize
 from onnxstyle.core.errors import StyleError
 from onnxstyle.core.tiled import tiles_for
-from onnxstyle.plugin import batch
 from onnxstyle.plugin import cluster as cluster_module
+from onnxstyle.plugin.commands import batch
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (the [cluster] or dev extra)")
 

@@ -30,7 +30,8 @@ def test_the_device_benchmark_prints_its_tables(tmp_path):
     # 30 evaluations: two segments a scale, where the engine would steer its gain
     out = _run(
         "bench_device.py", "--device", "cpu", "--sizes", "48", "--evals", "1", "--repeat", "1",
-        "--e2e-size", "48", "--e2e-steps", "30", "--out", str(tmp_path),
+        "--e2e-size", "48", "--e2e-steps", "30", "--e2e-paths", "host", "device", "torch",
+        "--out", str(tmp_path),
     )  # fmt: skip
     losses = {
         line.split()[0]: float(line.split()[-1].rstrip("%"))
@@ -51,3 +52,39 @@ def test_the_judge_scores_a_pair_and_draws_its_sheet(tmp_path, balance):
     )  # fmt: skip
     assert "hopper        bricks" in out and "reduction min" in out, out
     assert (tmp_path / "sheet-hopper.png").exists() and (tmp_path / "results.json").exists()
+
+
+def test_the_gpu_run_rehearsal_goes_on_past_a_crashed_step(tmp_path):
+    """gpu-run.sh on the CPU, quick, with step 2's process dying as a CUDA crash would: every later
+    step still runs, a failing row leaves its table's other rows, and the summary says what's left."""
+    pytest.importorskip("torch")
+    env = {
+        **os.environ,
+        "BENCH_DEVICE": "cpu",
+        "BENCH_QUICK": "1",
+        "BENCH_FAIL": "2:exit,4@device",
+        "PYTHON": sys.executable,
+        "OUT": str(tmp_path),
+    }
+    done = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu-run.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    out = done.stdout
+    assert done.returncode == 0, (out + done.stderr)[-3000:]
+    assert "== step 2 check: failed (exit 139)" in out, out
+    for later in ("3 loop", "4 table", "5 e2e", "6 levers"):
+        assert f"== step {later}: ok" in out, out
+    # table 1 lost only its device row, with its one-line cause
+    assert "device: failed: RuntimeError: CUDA failure (injected: BENCH_FAIL=4@device)" in out, out
+    assert "host/device" not in out and " host " in out.split("== step 4 table")[1], out
+    summary = out.split("== summary")[1]
+    rows = {line.split()[0]: line for line in summary.splitlines()[1:] if line[:1].isalpha()}
+    assert "not measured" in rows["vs-cpu"] and "not measured" in rows["outside"], summary
+    assert " met " in rows["loop"], summary  # device and host loops agree (not a timing)
+    assert "not measured" not in rows["e2e"], summary  # measured; its 20 s target is the GPU's
+    assert (tmp_path / "gpu-run.log").read_text().count("== step") >= 14
+    assert (tmp_path / "e2e" / "e2e-device.png").exists()

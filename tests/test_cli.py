@@ -28,6 +28,8 @@ from onnxstyle.core.graph import StyleGraph
 from onnxstyle.plugin import cli
 from onnxstyle.plugin import protocol as P
 from onnxstyle.plugin import worker as W
+from onnxstyle.plugin.commands import options as cli_options
+from onnxstyle.plugin.commands import remote
 
 SCRIPT = Path(sys.executable).with_name("onnxstyle")  # the console script of this environment
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onnxstyle.plugin.cli"]
@@ -293,13 +295,13 @@ ALL_FLAGS = [
 
 
 def test_every_engine_field_has_a_flag():
-    mapped = {field for _, field, _ in cli._engine_flags()}
+    mapped = {field for _, field, _ in cli_options.engine_flags()}
     assert mapped == {f.name for f in dataclasses.fields(StyleOptions)}
 
 
 def test_flags_reach_the_options():
     args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", *ALL_FLAGS])
-    options = StyleOptions.from_preset("draft", **cli.engine_overrides(args))
+    options = StyleOptions.from_preset("draft", **cli_options.engine_overrides(args))
     expected = dict(
         strength=0.5,
         steps=7,
@@ -332,13 +334,13 @@ def test_flags_reach_a_worker_as_they_reach_the_engine():
     what a worker elsewhere can't take (--model-dir, refused)."""
     flags = ALL_FLAGS[: ALL_FLAGS.index("--model-dir")] + ALL_FLAGS[ALL_FLAGS.index("models") + 1 :]
     args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", *flags])
-    overrides = cli.engine_overrides(args)
+    overrides = cli_options.engine_overrides(args)
     message = {
         "type": "stylize",
         "content": {"path": "c.raw", "width": 64, "height": 48, "format": "rgb8"},
         "output": {"path": "o.raw"},
         "styles": [{"path": "s.png", "weight": 2.0}],
-        "options": cli._remote_options(args, overrides, 64),
+        "options": remote.request_options(args, overrides, 64),
     }
     job = P.parse_request(json.dumps(message))
     sent = W._engine_options(job.options, [style.weight for style in job.styles])
@@ -351,7 +353,7 @@ def test_flags_not_given_keep_the_preset():
         ["stylize", "c.png", "s.png", "-o", "o.png", "--preset", "high"]
     )
     assert StyleOptions.from_preset(
-        "high", **cli.engine_overrides(args)
+        "high", **cli_options.engine_overrides(args)
     ) == StyleOptions.from_preset("high")
 
 
@@ -359,7 +361,7 @@ def test_preserve_colors_none_means_none():
     args = cli.build_parser().parse_args(
         ["stylize", "c", "s", "-o", "o.png", "--preserve-colours", "none"]
     )
-    assert cli.engine_overrides(args)["preserve_colors"] is None
+    assert cli_options.engine_overrides(args)["preserve_colors"] is None
 
 
 # --------------------------------------------------------------------------- bad input

@@ -91,8 +91,65 @@ def test_update_graphs_are_valid_and_rebuild_byte_identically():
         onnx.checker.check_model(onnx.load(shipped), full_check=True)
         assert [(o.domain, o.version) for o in model.opset_import] == [("", 18)]
     assert sorted(p.name for p in PACKAGE_MODELS.glob("optim-*.onnx")) == sorted(
-        f"optim-{name}.onnx" for name in device_optim.GRAPHS
+        f"optim-{name}.onnx" for name in device_optim.SHIPPED
     )
+
+
+def test_the_float32_direction_for_directml_matches_the_float64_one(graph, updates):
+    """DirectML registers no float64 Mul or Sub, so it gets lbfgs-direction-f32 (ρ and the
+    recursion's scalars in float32, no float64 tensor at all). From a real L-BFGS history on the
+    VGG loss (5 pairs), both graphs give the same direction within float32 rounding, and both
+    follow the numpy two-loop recursion."""
+    onnx = pytest.importorskip("onnx")
+    f32 = device_optim.UpdateGraphs("cpu", float32_scalars=True)
+    assert updates.rho_dtype == np.float64 and f32.rho_dtype == np.float32
+    model = onnx.load(PACKAGE_MODELS / "optim-lbfgs-direction-f32.onnx")
+    types = {i.type.tensor_type.elem_type for i in model.graph.input}
+    types |= {n.attribute[0].i for n in model.graph.node if n.op_type == "Cast"}
+    assert onnx.TensorProto.DOUBLE not in types
+
+    content, host, *_ = vgg_problem(graph, 48, style_weight=3e-5, content_weight=10.0)
+    points = []
+
+    def recorded(x):
+        f, g = host(x)
+        points.append((x.astype(np.float32), g.astype(np.float32)))
+        return f, g
+
+    optim.lbfgs(recorded, content, 8, history=3, first_step=1.0)
+    pairs = collections.deque()
+    for (x0, g0), (x1, g1) in zip(points, points[1:]):
+        s, y = (x1 - x0).ravel(), (g1 - g0).ravel()
+        sy, yy = float(np.dot(s, y)), float(np.dot(y, y))
+        if sy > 1e-10 * yy:
+            pairs.append((s, y, 1.0 / sy, sy / yy))
+    pairs = collections.deque(list(pairs)[-5:])
+    assert len(pairs) >= 3
+    x, g = (as_nchw(v) for v in points[-1])
+    shape = x.shape
+    vectors = [
+        (updates.vector(shape, p[0].reshape(shape)), updates.vector(shape, p[1].reshape(shape)))
+        for p in pairs
+    ]
+    filler = updates.vector(shape, x)
+    directions, dots = [], []
+    for graphs in (updates, f32):
+        inputs = {"x": filler, "g": updates.vector(shape, g)}
+        rho = np.zeros(device_optim.SLOTS, graphs.rho_dtype)
+        for i in range(device_optim.SLOTS):
+            inputs[f"s{i}"], inputs[f"y{i}"] = vectors[i] if i < len(pairs) else (filler, filler)
+            rho[i] = pairs[i][2] if i < len(pairs) else 0.0
+        inputs |= {"rho": rho, "gamma": np.float32(pairs[-1][3])}
+        inputs |= {"lower": np.float32(0.0), "upper": np.float32(1.0)}
+        d = updates.vector(shape)
+        dots.append(graphs.run("lbfgs-direction", inputs, {"d": d}))
+        directions.append(download(d))
+    free = ~(((x <= 0) & (g > 0)) | ((x >= 1) & (g < 0)))
+    reference = optim._two_loop((g * free).ravel(), pairs).reshape(shape) * free
+    assert relative(directions[0], directions[1]) < 1e-5
+    assert relative(reference, directions[0]) < 1e-5 and relative(reference, directions[1]) < 1e-5
+    assert dots[0][0] == dots[1][0]  # max|gf|: no scalar arithmetic
+    assert dots[1][1] == pytest.approx(dots[0][1], rel=1e-5)  # the slope gf·d
 
 
 def test_the_nan_check_sees_nan_and_infinity(updates):
@@ -275,7 +332,8 @@ def test_the_user_can_keep_the_pixel_updates_on_the_host(monkeypatch):
 
 
 def test_cuda_tile_budget_follows_free_memory(graph):
-    per_mpx = (tiled.TILE_GB_PER_MPX["cuda"] + tiled.LOOP_GB_PER_MPX) * 1e9
+    # the grad graph, the device loop and what ORT's arenas keep between scales
+    per_mpx = (tiled.TILE_GB_PER_MPX["cuda"] + tiled.LOOP_GB_PER_MPX + tiled.ARENA_GB_PER_MPX) * 1e9  # fmt: skip
     assert tiled.cuda_tile_budget(int(10 * per_mpx / 0.8)) == pytest.approx(10)
     assert tiled.cuda_tile_budget(75 * 10**9) > 2048 * 2048 / 1e6  # an 80 GB GPU: 2048 px whole
     assert tiled.cuda_tile_budget(10**9) == 1.0  # never below the old fixed budget

@@ -47,7 +47,7 @@ def test_graph_io_follows_the_contract():
 
     layers = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512, "relu5_1": 512}
     inputs, outputs = io("vgg19-avg-features.onnx")
-    assert inputs == {"image": [1, 3, "H", "W"]}
+    assert inputs == {"image": [1, 3, "H", "W"], "layer_pixels": [5]}
     assert outputs == {
         **{f"gram_{layer}": [c, c] for layer, c in layers.items()},
         "content_relu4_2": [1, 512, "h", "w"],
@@ -61,6 +61,8 @@ def test_graph_io_follows_the_contract():
         "beta": [],
         "tv_weight": [],
         "style_layer_weights": [5],
+        "layer_pixels": [5],
+        **{f"pads_pool{p}": [8] for p in (1, 2, 3, 4)},
     }
     assert outputs == {
         "loss": [],
@@ -201,13 +203,14 @@ def test_pool_backward_ties_and_odd_sizes(pooling):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    from onnxstyle.core.layers import pool_pads
     from onnxstyle.exporter import build as G
 
     g = G._Graph()
     pooled = g.op(
         "MaxPool" if pooling == "max" else "AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2]
     )
-    g.op("Identity", [G._pool_backward(g, "d", "x", pooled, pooling)], name="dx")
+    g.op("Identity", [G._pool_backward(g, "d", "x", pooled, pooling, "pads")], name="dx")
 
     def io(name, shape):
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
@@ -215,7 +218,11 @@ def test_pool_backward_ties_and_odd_sizes(pooling):
     model = G._model(
         g,
         "pool_backward",
-        [io("x", [1, 1, 3, 5]), io("d", [1, 1, 1, 2])],
+        [
+            io("x", [1, 1, 3, 5]),
+            io("d", [1, 1, 1, 2]),
+            helper.make_tensor_value_info("pads", TensorProto.INT64, [8]),
+        ],
         [io("dx", [1, 1, 3, 5])],
         "",
     )
@@ -224,7 +231,8 @@ def test_pool_backward_ties_and_odd_sizes(pooling):
         1, 1, 3, 5
     )
     d = np.array([10, 20], np.float32).reshape(1, 1, 1, 2)
-    (dx,) = session.run(None, {"x": x, "d": d})
+    pads = np.array(pool_pads(3, 5)["pool1"], np.int64)  # what the engine feeds for a 3x5 map
+    (dx,) = session.run(None, {"x": x, "d": d, "pads": pads})
     if pooling == "max":
         expected = [
             [0, 10, 20, 20, 0],

@@ -146,6 +146,25 @@ def test_hwc_and_nchw_layouts_agree(style_graph_avg):
     assert terms_hwc.total == terms.total
 
 
+def test_sizes_sharing_a_content_target_get_their_own_size_inputs(style_graph_avg):
+    """64 and 65 px have the same relu4_2 shape, so one content target serves both; the per-size
+    inputs (the Grams' n, the pool backward's pads: core/layers.py) must still follow the image."""
+    rng = np.random.default_rng(6)
+    content = random_image(rng, 65, 65)
+    targets = Targets.from_features(
+        content=style_graph_avg.features(content),
+        style=style_graph_avg.features(random_image(rng, 48, 48)),
+    )
+    weights = LossWeights(1.0, 1e3, LAYER_WEIGHTS, 1.0)
+    x65, x64 = random_image(rng, 65, 65), random_image(rng, 64, 64)
+    terms65, grad65 = style_graph_avg.loss_and_grad(x65, targets, weights)
+    _, grad64 = style_graph_avg.loss_and_grad(x64, targets, weights)
+    again, grad65_again = style_graph_avg.loss_and_grad(x65, targets, weights)
+    assert grad64.shape == (1, 3, 64, 64) and grad65.shape == (1, 3, 65, 65)
+    np.testing.assert_array_equal(grad65, grad65_again)
+    assert again.total == terms65.total
+
+
 def test_evaluate_is_loss_and_grad(style_graph_avg):
     rng = np.random.default_rng(9)
     content, style, current = (
@@ -204,7 +223,7 @@ def test_user_model_dir_is_searched_first(tmp_path, monkeypatch, max_model_dir):
     assert find_manifest("avg").parent.name == "models"  # falls through to the package's
 
 
-@pytest.mark.parametrize("fmt", [2, None, "1"])
+@pytest.mark.parametrize("fmt", [1, 3, None, "2"])  # 1: graphs without the per-size inputs
 def test_manifest_of_another_format_is_refused_in_one_line(tmp_path, fmt):
     info = json.loads((PACKAGE_MODELS / "vgg19-avg.json").read_text())
     if fmt is None:

@@ -157,6 +157,65 @@ def test_builders_give_one_json_line_each():
     assert messages[4] == {"type": "pong", "id": "p", "bytes": 10, "frame": 20}
 
 
+def test_requests_built_on_the_editors_side_parse_back_to_what_was_built():
+    """One builder per request type (the client's), and parse_request (the worker's) agree."""
+    on_disk = P.stylize_message(
+        "j", P.PixelFile("c.raw", 32, 24, "rgba8"), "o.raw", [P.StyleSpec("s.png", 2.0)], {}
+    )
+    job = parse(on_disk)
+    assert (job.content, job.output, job.styles, job.frame) == (
+        P.PixelFile("c.raw", 32, 24, "rgba8"),
+        "o.raw",
+        (P.StyleSpec("s.png", 2.0),),
+        0,
+    )
+    in_band = P.stylize_message(
+        "k",
+        P.PixelFile(None, 32, 24, "rgbf32"),
+        None,
+        [P.StyleSpec(None, 1.0, size=10, name="a.jpg"), P.StyleSpec("b.png", 0.5)],
+        {"preset": "draft", "steps": 3},
+    )
+    job = parse(in_band)
+    assert job.output is None and job.frame == 32 * 24 * 12 + 10
+    assert job.styles[0] == P.StyleSpec(None, 1.0, 10, "a.jpg") and job.options.engine == (
+        ("steps", 3),
+    )
+    probe = P.FilesProbe("/tmp/probe", "n" * 16)
+    assert parse(P.hello_message(probe)) == P.Hello(P.PROTOCOL_VERSION, probe)
+    assert parse(P.ping_message("p", 5, 7)) == P.Ping("p", 5, 7)
+    assert parse(P.cancel_message("j")) == P.Cancel("j")
+
+
+def test_replies_are_read_into_their_types():
+    """What the worker builds, the editor reads back typed (plugin/client.py's one boundary)."""
+    hello = P.parse_reply(P.hello_reply("0.1.0", "/py", ["CPUExecutionProvider"], files=True))
+    assert hello == P.HelloReply(
+        2, "0.1.0", "/py", ("CPUExecutionProvider",), (), True, P.MAX_FRAME_BYTES
+    )
+    old = P.parse_reply(P.hello_reply("0.1.0", "/py", [], protocol=1))
+    assert (old.protocol, old.files, old.max_frame_bytes) == (1, False, None)
+    progress = P.parse_reply(P.progress("j", 1, 2, 3, 60, math.nan, 4.5))
+    assert progress == P.Progress(
+        "j", 1, 2, 3, 60, round(3 / 120, 4), None, 4.5, "Neural style: scale 1/2, step 3/60"
+    )
+    assert P.parse_reply(P.result("j", None, 32, 24, "rgba8", 1.5)) == P.Result(
+        "j", 32, 24, "rgba8", 1.5, None, 32 * 24 * 4
+    )
+    assert P.parse_reply(P.pong("p", 10, 20)) == P.Pong("p", 10, 20)
+    assert P.parse_reply(P.cancelled("j")) == P.Cancelled("j")
+    assert P.parse_reply(P.error(None, "busy", "wait")) == P.Error(None, "busy", "wait")
+    for bad in (
+        {"type": "upload"},
+        {"type": "result", "id": "j", "width": -1, "height": 2, "format": "rgb8"},
+        {"type": "result", "id": "j", "width": 1, "height": 2, "format": "png"},
+        {"type": "pong", "id": 7, "bytes": 0},
+        {"type": "progress", "id": "j", "step": True},
+    ):
+        with pytest.raises(P.ProtocolError):
+            P.parse_reply(bad)
+
+
 def test_error_kinds_are_plain_words_on_the_wire():
     assert P.ERROR_KINDS == (
         "image",

@@ -1,5 +1,7 @@
 """Device choice and provider errors on this CPU-only machine (real ONNX Runtime, tiny model)."""
 
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -58,10 +60,37 @@ def test_missing_model_file(tmp_path):
         runtime.make_session(tmp_path / "nope.onnx")
 
 
-def test_available_devices_lists_all_three():
+def test_available_devices_lists_every_device():
     rows = {r["device"]: r for r in runtime.available_devices()}
     assert rows["cpu"]["available"] and not rows["cuda"]["available"] and rows["cuda"]["reason"]
-    assert set(rows) == {"cpu", "cuda", "directml"}
+    assert set(rows) == {"cpu", "cuda", "directml", "webgpu", "coreml"} == set(runtime.DEVICES[1:])
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="Core ML may be here")
+def test_coreml_off_a_mac_says_so_in_one_line(tiny_model):
+    with pytest.raises(DeviceUnavailable, match="macOS only") as err:
+        runtime.make_session(tiny_model, "coreml")
+    assert "\n" not in str(err.value)
+    assert runtime.resolve_device("auto") != "coreml"
+
+
+def test_coreml_options_are_ones_its_provider_knows():
+    """ORT's coreml_options.cc refuses unknown keys and values: keep ours within them."""
+    known = {
+        "ModelFormat": {"MLProgram", "NeuralNetwork"},
+        "MLComputeUnits": {"CPUAndNeuralEngine", "CPUAndGPU", "CPUOnly", "ALL"},
+        "RequireStaticInputShapes": {"0", "1"},
+        "EnableOnSubgraphs": {"0", "1"},
+        "SpecializationStrategy": {"Default", "FastPrediction"},
+        "ProfileComputePlan": {"0", "1"},
+        "AllowLowPrecisionAccumulationOnGPU": {"0", "1"},
+    }
+    options = runtime.provider_options("coreml")
+    assert options and all(value in known[key] for key, value in options.items())
+    # float32 throughout: no Neural Engine (float16 only), no float16 accumulation on the GPU
+    assert options["MLComputeUnits"] == "CPUAndGPU"
+    assert options["AllowLowPrecisionAccumulationOnGPU"] == "0"
+    assert options["RequireStaticInputShapes"] == "0"  # the image's H and W are dynamic
 
 
 def test_provider_options_are_deliberate():

@@ -5,6 +5,7 @@ worker as a child process, and behind a real ssh to a real sshd on 127.0.0.1 (te
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -20,8 +21,10 @@ import pytest
 from PIL import Image
 from sshd import worker_args
 
+from onnxstyle.core import runtime
 from onnxstyle.core.files import read_exactly
 from onnxstyle.plugin import protocol as P
+from onnxstyle.plugin import worker as W
 
 TIMEOUT_S = 240.0  # a whole draft run on a 2-core machine, with room to spare
 TRANSPORTS = ["local", "ssh"]
@@ -655,3 +658,29 @@ def test_a_killed_editor_takes_the_worker_down(images, tmp_path):
             parent.kill()
         if worker_pid is not None and not _gone(worker_pid):
             os.kill(worker_pid, signal.SIGKILL)
+
+
+def test_a_forced_gpu_never_gets_the_cpu_graph_an_auto_job_fell_back_to(
+    monkeypatch, images, tmp_path
+):
+    """GIMP's preview on Automatic, then OK with Advanced → CUDA, in one worker: the forced CUDA job
+    must say the device can't work, not run on the CPU graph the auto job fell back to.
+
+    Simulated at runtime's boundary, as on a machine with onnxruntime-gpu but no CUDA libraries: the
+    package offers the CUDA provider and a driver is found, so "auto" picks cuda; the real session
+    then lands on the CPU, which make_session detects (auto falls back, a forced cuda raises)."""
+    monkeypatch.setattr(runtime, "_provider_problem", lambda device: None)
+    monkeypatch.setattr(runtime, "_gpu_driver_present", lambda: True)
+    graphs = W.GraphCache()
+
+    def run(job_id: str, device: str) -> dict:
+        request = stylize_request(images, job_id, tmp_path / f"{job_id}.raw", device=device)
+        request["options"].update(max_size=32, steps=2)
+        stream = io.BytesIO()
+        W.run_job(W.Job(id=job_id, request=P.parse_request(request)), W.Channel(stream), graphs)
+        return json.loads(stream.getvalue().splitlines()[-1])
+
+    assert run("preview", "auto")["type"] == "result"  # auto fell back to the CPU
+    final = run("final", "cuda")
+    assert (final["type"], final.get("kind")) == ("error", "device"), final
+    assert not (tmp_path / "final.raw").exists()

@@ -73,6 +73,8 @@ DEVICES = (
     ("cpu", "CPU"),
     ("cuda", "CUDA (NVIDIA)"),
     ("directml", "DirectML (Windows)"),
+    ("webgpu", "WebGPU (AMD, Intel, Apple, NVIDIA)"),
+    ("coreml", "Core ML (macOS)"),
 )
 
 

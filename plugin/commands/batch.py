@@ -41,17 +41,24 @@ from onnxstyle.core.engine import (
 from onnxstyle.core.errors import ImageError, StyleError
 from onnxstyle.core.files import same_file
 from onnxstyle.core.imageio import FORMATS, LoadedImage, load_image
-from onnxstyle.plugin import cli, cluster  # cluster imports Ray only when it connects
+from onnxstyle.plugin import cluster  # cluster imports Ray only when it connects
 
-EXIT_FAILED = cli.EXIT_USER_ERROR  # some pictures failed (each has its line)
+from .options import add_engine_flags, engine_overrides, positive_int
+from .snapshots import check_not_an_input
+from .stylize import check_blend, check_model_dir, size_checked
+from .terminal import PROG, duration, signals_cancel
+
+EXIT_FAILED = 2  # some pictures failed (each has its line): the exit of any user error
 FORMAT_CHOICES = ("png", "jpg", "tif", "webp")
+NAME = "batch"
+HELP = "paint many pictures in one style, on this machine's Ray or a Ray cluster"
 
 
 def add_parser(subcommands) -> argparse.ArgumentParser:
     """The `batch` command: stylize's engine options, its presets, and the batch's own."""
     p = subcommands.add_parser(
-        "batch",
-        help="paint many pictures in one style, on this machine's Ray or a Ray cluster",
+        NAME,
+        help=HELP,
         description="Paint every INPUT (files, folders, globs) in the style of STYLE (-s, repeated "
         "for a blend), writing OUT_DIR/<the input's name>. Rerun to make only the missing results. "
         "Runs on a local Ray, or joins the cluster at --ray-address (or RAY_ADDRESS).",
@@ -81,8 +88,7 @@ def add_parser(subcommands) -> argparse.ArgumentParser:
         help="starting values (default: normal)",
     )
     engine = p.add_argument_group("engine options (as for stylize)")
-    for flags, field, kwargs in cli._engine_flags():
-        engine.add_argument(*flags, dest=field, default=None, **kwargs)
+    add_engine_flags(engine)
     where = p.add_argument_group("where it runs")
     where.add_argument(
         "--ray-address",
@@ -92,7 +98,7 @@ def add_parser(subcommands) -> argparse.ArgumentParser:
     )
     where.add_argument(
         "--workers",
-        type=cli._positive_int,
+        type=positive_int,
         metavar="N",
         help="number of workers (default: one per GPU, or one per node using its cores)",
     )
@@ -240,11 +246,11 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise StyleError(f"-o {out_dir}: not a folder")
-    overrides = cli.engine_overrides(args)
-    cli._check_blend(overrides.get("style_blend"), len(args.styles))
+    overrides = engine_overrides(args)
+    check_blend(overrides.get("style_blend"), len(args.styles))
     address = cluster.ray_address(args.ray_address)
     if address is None:  # on a cluster the folder is the workers' own
-        cli._check_model_dir(
+        check_model_dir(
             overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling
         )
     init = overrides.get("init")
@@ -252,14 +258,12 @@ def run(args: argparse.Namespace) -> int:
     options = StyleOptions.from_preset(args.preset, **overrides)
     pictures = plan(args.inputs, out_dir, args.format)
     for picture in pictures:
-        cli._check_not_an_input(
-            picture.output, [str(picture.source), *args.styles, init_path], None
-        )
-    style_sizes = [cli._size_checked(path)[::-1] for path in args.styles]
+        check_not_an_input(picture.output, [str(picture.source), *args.styles, init_path], None)
+    style_sizes = [size_checked(path)[::-1] for path in args.styles]
     for picture in pictures:
         _size_picture(picture, style_sizes, options)
     if init_path is not None:
-        cli._size_checked(init_path)
+        size_checked(init_path)
         options = dataclasses.replace(options, init=load_image(init_path).rgb)
     todo = [p for p in pictures if p.problem is None and p.state == "to do"]
     started = time.monotonic()
@@ -273,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         _summary(pictures, time.monotonic() - started)
     else:
         for picture in failed:
-            print(f"{cli.PROG}: {picture.source}: {picture.problem}", file=sys.stderr)
+            print(f"{PROG}: {picture.source}: {picture.problem}", file=sys.stderr)
     if code:
         return code
     return EXIT_FAILED if failed else 0
@@ -297,7 +301,7 @@ def _size_picture(picture: Picture, style_sizes, options: StyleOptions) -> None:
         picture.note = "exists"
         return
     try:
-        content_size = cli._size_checked(str(picture.source))
+        content_size = size_checked(str(picture.source))
         picture.size = check_sizes(content_size[::-1], style_sizes, options)
     except StyleError as exc:
         picture.problem, picture.state = _without_name(str(exc), picture.source), "failed"
@@ -320,7 +324,7 @@ def _run_on_ray(address, args, options: StyleOptions, todo: list[Picture]) -> in
     styles = [load_image(path, styles_longer).rgb for path in args.styles]
     loaded: dict[str, LoadedImage] = {}
     shared = options.preserve_colors is None  # colour preservation changes the style per picture
-    with cluster.connect(address) as session, cli._signals_cancel() as signals:
+    with cluster.connect(address) as session, signals_cancel() as signals:
         session.start_workers(options, args.workers)
         styles_ref = session.ray.put(styles)
         if shared:
@@ -349,7 +353,7 @@ def _run_on_ray(address, args, options: StyleOptions, todo: list[Picture]) -> in
                 pass
         if session.lost:
             print(
-                f"{cli.PROG}: {session.lost} picture(s) redone after their worker's node was lost",
+                f"{PROG}: {session.lost} picture(s) redone after their worker's node was lost",
                 file=sys.stderr,
             )
     if signals.cancelled():
@@ -358,7 +362,7 @@ def _run_on_ray(address, args, options: StyleOptions, todo: list[Picture]) -> in
                 picture.state, picture.problem = "cancelled", None
         done = sum(p.state == "done" for p in todo)
         print(
-            f"{cli.PROG}: cancelled; kept {done} finished result(s), no partial file",
+            f"{PROG}: cancelled; kept {done} finished result(s), no partial file",
             file=sys.stderr,
         )
         return signals.code()
@@ -462,6 +466,6 @@ def _summary(pictures: list[Picture], seconds: float) -> None:
         f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
         + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
         + f" "
-        f"in {cli._duration(seconds)}{per}"
+        f"in {duration(seconds)}{per}"
         + (f", on {nodes} node{'s' if nodes > 1 else ''}" if nodes else "")
     )

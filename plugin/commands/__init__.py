@@ -1,0 +1,1 @@
+"""The `onnxstyle` command's subcommands, one module each (see plugin/cli.py)."""
