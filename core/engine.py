@@ -38,7 +38,7 @@ from .options import (  # StyleOptions, its presets and limits: imported from he
     check_options,
 )
 from .runtime import resolve_device
-from .scale import BalanceFn, GraphLike, balance, blended_grams, whole_features
+from .scale import BalanceFn, Grams, GraphLike, balance, blended_grams, whole_features
 from .schedule import Run, scale_sizes
 from .steering import Steering, SteeringSettings
 from .tiled import (
@@ -181,6 +181,7 @@ def stylize(
     balance_fn: BalanceFn = balance,
     optimiser: OptimiserFn = run_optimiser,
     tile_map: TileMap | None = None,
+    style_grams: Callable[[int], Grams] | None = None,
 ) -> np.ndarray:
     """Stylise `content` (float32 [H,W,3] RGB in [0,1]) with `styles`; returns float32 [h,w,3] in [0,1],
     where (h,w) is the content's size, shrunk so the longer side ≤ options.max_size.
@@ -196,7 +197,10 @@ def stylize(
     - balance_fn: what each scale's terms are divided by (core/scale.py `balance`; the judge's variants);
     - optimiser: runs one image's evaluations (core/optimise.py `run_optimiser`; a benchmark's own);
     - tile_map: runs a tiled scale's TileTasks, results in task order (core/tiled.py; None: here, one
-      after another, with per-evaluation progress and cancel)."""
+      after another, with per-evaluation progress and cancel);
+    - style_grams(longer): the blended style targets for a scale whose style side is `longer`
+      (style_side), computed once for many pictures (plugin/cluster.py); None: from `styles` here.
+      Only without preserve_colors (its modes change the styles per content)."""
     options = options or StyleOptions()
     content = check_image(content, "content image")
     styles = [check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
@@ -230,7 +234,10 @@ def stylize(
         fresh = image is None or options.strength == 0
         start = scaled_content if fresh else resize(image, h, w)
         longer = style_side(h, w, options.style_scale)
-        grams = blended_grams(graph, styles, blend, longer, budget_px)
+        if style_grams is None:
+            grams = blended_grams(graph, styles, blend, longer, budget_px)
+        else:
+            grams = style_grams(longer)
         measured = whole_features(graph, scaled_content, budget_px)  # the content's, once a scale
         normalisers = balance_fn(graph, scaled_content, grams, budget_px, measured)
         if tiles is None:

@@ -21,10 +21,16 @@ import traceback
 from collections.abc import Sequence
 
 from onnxstyle.core.errors import Cancelled, StyleError, first_line, is_out_of_memory
-from onnxstyle.plugin.commands import export, gimp, info, stylize
+from onnxstyle.plugin.commands import batch, export, gimp, info, stylize
 from onnxstyle.plugin.commands.terminal import PROG, error, say
 
-COMMANDS = (stylize, info, export, gimp)  # one line per command, in the order --help lists them
+COMMANDS = (
+    stylize,
+    batch,
+    info,
+    export,
+    gimp,
+)  # one line per command, in the order --help lists them
 EXIT_USER_ERROR = 2  # argparse's code for usage errors; we use it for every user-facing error
 EXIT_BUG = 1
 EXIT_CANCELLED = 130  # 128 + SIGINT, what shells report for Ctrl-C

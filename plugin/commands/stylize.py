@@ -14,6 +14,7 @@ import dataclasses
 import shlex
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,18 @@ def add_parser(commands) -> None:
         "and style files travel over the command's stdin and stdout; not with --save-every, "
         "--model-dir or --init PATH)",
     )
+    ray = p.add_argument_group("tiles on Ray (the [cluster] extra)")
+    ray.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="spread the tiles of each tiled scale over the workers of the Ray cluster at ADDR "
+        "(host:port); smaller scales run here",
+    )
+    ray.add_argument(
+        "--distribute",
+        action="store_true",
+        help="the same on a Ray on this machine (or RAY_ADDRESS)",
+    )
     p.add_argument(
         "--debug",
         action="store_true",
@@ -109,16 +122,18 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     imageio.check_output_path(output)
     overrides = engine_overrides(args)
-    _check_blend(overrides.get("style_blend"), len(args.styles))
+    check_blend(overrides.get("style_blend"), len(args.styles))
     init = overrides.get("init")
     init_path = init if init not in (None, "content", "noise") else None
     if args.worker is not None:
         remote.check(args, overrides, init_path)
-    _check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
+        if args.ray_address or args.distribute:
+            raise StyleError("--ray-address and --distribute can't be used with --worker")
+    check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
     check_not_an_input(output, [args.content, *args.styles, init_path], args.save_every)
     options = StyleOptions.from_preset(args.preset, **overrides)
-    content_size = _size_checked(args.content)
-    style_sizes = [_size_checked(path) for path in args.styles]
+    content_size = size_checked(args.content)
+    style_sizes = [size_checked(path) for path in args.styles]
     if args.worker is not None:  # the worker checks the sizes against its own memory and device
         size = work_size(*content_size[::-1], options)
         content, compute = remote.prepare(args, overrides, size)
@@ -134,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     style_longer = style_side(height, width, options.style_scale)
     styles = [load_image(path, style_longer).rgb for path in args.styles]
     if init_path is not None:
-        _size_checked(init_path)
+        size_checked(init_path)
         options = dataclasses.replace(options, init=load_image(init_path).rgb)
     snapshots: list[Path] = []
 
@@ -143,9 +158,16 @@ def run(args: argparse.Namespace) -> int:
         if args.save_every:
             graph = RecordingGraph.load(options)
             on_progress = saving_snapshots(show, graph, output, content, args.save_every, snapshots)
-        return stylize(
-            content.rgb, styles, options, progress=on_progress, cancel=cancel, graph=graph
-        )
+        with _tile_map(args, options, cancel) as tile_map:
+            return stylize(
+                content.rgb,
+                styles,
+                options,
+                progress=on_progress,
+                cancel=cancel,
+                graph=graph,
+                tile_map=tile_map,
+            )
 
     return _run(args, output, content, compute, snapshots)
 
@@ -180,7 +202,16 @@ def _run(
     return 0
 
 
-def _check_model_dir(model_dir: str | None, pooling: str) -> None:
+def _tile_map(args: argparse.Namespace, options: StyleOptions, cancelled: Callable[[], bool]):
+    """With --ray-address or --distribute, the tiles on Ray (plugin/cluster.py); else none."""
+    if not (args.ray_address or args.distribute):
+        return nullcontext(None)
+    from onnxstyle.plugin import cluster  # noqa: PLC0415 (Ray only when asked for)
+
+    return cluster.distributed_tiles(cluster.ray_address(args.ray_address), options, cancelled)
+
+
+def check_model_dir(model_dir: str | None, pooling: str) -> None:
     """--model-dir names the folder the user wants: no fallback to other models when it has none."""
     if model_dir is None:
         return
@@ -194,7 +225,7 @@ def _check_model_dir(model_dir: str | None, pooling: str) -> None:
         )
 
 
-def _size_checked(path: str) -> tuple[int, int]:
+def size_checked(path: str) -> tuple[int, int]:
     """(width, height) from the header, plus the engine's smallest side, so the error names the
     file."""
     width, height = imageio.image_size(path)
@@ -205,7 +236,7 @@ def _size_checked(path: str) -> tuple[int, int]:
     return width, height
 
 
-def _check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:
+def check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:
     if blend is not None and len(blend) != n_styles:
         raise StyleError(
             f"--style-blend has {len(blend)} weight(s) for {n_styles} style image(s); give one per style"

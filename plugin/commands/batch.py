@@ -1,0 +1,471 @@
+"""`onnxstyle batch INPUT... -s STYLE -o OUT_DIR`: one style recipe on many pictures, on Ray.
+
+Inputs are files, folders (their pictures, sub-folders included) and globs (`'photos/*.jpg'`,
+`'**'` reaches into sub-folders); the styles come with `-s/--style` (repeated for a blend), so
+the two lists can't be confused. Each result goes to OUT_DIR under the input's name — its path
+within a folder or below a glob's fixed part — in the input's format or `--format`'s.
+
+It resumes: a result that exists is skipped. Results are written here, by this process, whole or
+not at all (imageio.save_image: a temporary file renamed), as each comes back from a worker, so an
+existing file is a finished one. A picture that can't be done is one line in the summary and the
+exit status is 2 at the end; the rest finish. Ctrl-C (SIGTERM, SIGHUP) stops every worker at its
+next engine step, keeps the finished results, and stops the local Ray (exit 130).
+Where it runs, and what travels: plugin/cluster.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fnmatch
+import glob
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxstyle.core import imageio
+from onnxstyle.core.engine import (
+    PRESETS,
+    StyleOptions,
+    check_sizes,
+    resize,
+    scale_sizes,
+    style_side,
+)
+from onnxstyle.core.errors import ImageError, StyleError
+from onnxstyle.core.files import same_file
+from onnxstyle.core.imageio import FORMATS, LoadedImage, load_image
+from onnxstyle.plugin import cluster  # cluster imports Ray only when it connects
+
+from .options import add_engine_flags, engine_overrides, positive_int
+from .snapshots import check_not_an_input
+from .stylize import check_blend, check_model_dir, size_checked
+from .terminal import PROG, duration, signals_cancel
+
+EXIT_FAILED = 2  # some pictures failed (each has its line): the exit of any user error
+FORMAT_CHOICES = ("png", "jpg", "tif", "webp")
+NAME = "batch"
+HELP = "paint many pictures in one style, on this machine's Ray or a Ray cluster"
+
+
+def add_parser(subcommands) -> argparse.ArgumentParser:
+    """The `batch` command: stylize's engine options, its presets, and the batch's own."""
+    p = subcommands.add_parser(
+        NAME,
+        help=HELP,
+        description="Paint every INPUT (files, folders, globs) in the style of STYLE (-s, repeated "
+        "for a blend), writing OUT_DIR/<the input's name>. Rerun to make only the missing results. "
+        "Runs on a local Ray, or joins the cluster at --ray-address (or RAY_ADDRESS).",
+        epilog="Ctrl-C (or SIGTERM, SIGHUP) stops every worker at its next step and keeps the "
+        "finished results: exit 130. Exit 2 when a picture failed (each has its line).",
+    )
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="picture, folder or glob")
+    p.add_argument(
+        "-s",
+        "--style",
+        dest="styles",
+        metavar="STYLE",
+        action="append",
+        required=True,
+        help="style image (repeat for several, blended by --style-blend)",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder of results")
+    p.add_argument(
+        "--format",
+        choices=FORMAT_CHOICES,
+        help="format of the results (default: each input's own)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="normal",
+        help="starting values (default: normal)",
+    )
+    engine = p.add_argument_group("engine options (as for stylize)")
+    add_engine_flags(engine)
+    where = p.add_argument_group("where it runs")
+    where.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join the Ray cluster whose head is at ADDR (host:port, from 'ray start --head'); "
+        "default: RAY_ADDRESS, else a Ray on this machine",
+    )
+    where.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="number of workers (default: one per GPU, or one per node using its cores)",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--upscale",
+        action="store_true",
+        help="resize each result back to its input's size when --max-size shrank it",
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary table")
+    p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    p.set_defaults(run=run)
+    return p
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class Picture:
+    """One input and its result's path; `problem` when it can't be done (its summary line)."""
+
+    source: Path
+    output: Path
+    size: tuple[int, int] = (0, 0)  # work size (h, w)
+    longers: tuple[int, ...] = ()
+    problem: str | None = None
+    state: str = "to do"  # to do, done, skipped, failed
+    seconds: float | None = None
+    node: str = ""
+    note: str = ""
+
+
+def expand(spec: str) -> tuple[Path, list[Path]]:
+    """An INPUT as (its root, the pictures it names): a file is its own root's child; a folder's
+    pictures are found below it; a glob's matches are named below its fixed part."""
+    path = Path(spec)
+    if glob.has_magic(spec):
+        root = Path(*[part for part in _fixed_parts(spec)]) if _fixed_parts(spec) else Path(".")
+        files = sorted(
+            Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file() and _visible(m)
+        )
+        return root, files
+    if path.is_dir():
+        files = sorted(
+            f
+            for f in path.rglob("*")
+            if f.is_file() and f.suffix.lower() in FORMATS and _visible(f.relative_to(path))
+        )
+        return path, files
+    return path.parent, [path]
+
+
+def _fixed_parts(spec: str) -> list[str]:
+    parts = []
+    for part in Path(spec).parts[:-1]:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return parts
+
+
+def _visible(path: str | Path) -> bool:
+    """Not a hidden file or in a hidden folder (write_atomic's temporary files are hidden)."""
+    return not any(part.startswith(".") and part not in (".", "..") for part in Path(path).parts)
+
+
+def _glob_matches(pattern: str, path: Path) -> bool:
+    """Whether glob.glob(pattern, recursive=True) would return `path` (if it existed): component by
+    component, `**` spanning folders, `*` not."""
+    pat = Path(os.path.abspath(pattern)).parts
+    parts = Path(os.path.abspath(path)).parts
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pat):
+            return j == len(parts)
+        if pat[i] == "**":
+            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
+        return j < len(parts) and fnmatch.fnmatchcase(parts[j], pat[i]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def plan(specs: list[str], out_dir: Path, fmt: str | None) -> list[Picture]:
+    """Every picture of the INPUTs with its result's path. Refused before any work (StyleError):
+    an output folder that the inputs would read again on a rerun."""
+    pictures: list[Picture] = []
+    seen: dict[str, Picture] = {}
+    for spec in specs:
+        root, files = expand(spec)
+        _check_out_dir(spec, out_dir)
+        if not files:
+            pictures.append(
+                Picture(Path(spec), out_dir, problem="no such file, or no picture in it")
+            )
+            continue
+        for file in files:
+            relative = file.relative_to(root) if file.is_relative_to(root) else Path(file.name)
+            output = out_dir / relative
+            if fmt is not None:
+                output = output.with_suffix("." + fmt)
+            picture = Picture(file, output)
+            key = os.path.realpath(file)
+            if key in seen:
+                continue  # the same picture named twice
+            seen[key] = picture
+            if output.suffix.lower() not in FORMATS:
+                picture.problem = f"can't write {output.suffix or 'no extension'}: give --format"
+            clash = next((p for p in pictures if p.output == output), None)
+            if clash is not None:
+                picture.problem = f"has the same result name as {clash.source}"
+            pictures.append(picture)
+    for picture in pictures:
+        for spec in specs:
+            if glob.has_magic(spec) and _glob_matches(spec, picture.output):
+                raise StyleError(
+                    f"the result {picture.output} would be read again as an input by {spec!r}; "
+                    "choose an output folder outside it"
+                )
+    return pictures
+
+
+def _check_out_dir(spec: str, out_dir: Path) -> None:
+    path = Path(spec)
+    if glob.has_magic(spec) or not path.exists():
+        return
+    if path.is_file() and same_file(path, out_dir):
+        raise StyleError(f"the output folder {out_dir} is the input {spec}; choose another -o")
+    if path.is_dir():
+        inside = Path(os.path.realpath(out_dir)).is_relative_to(os.path.realpath(path))
+        if inside:
+            raise StyleError(
+                f"the output folder {out_dir} is inside the input folder {spec}, whose pictures "
+                "are read again on a rerun; choose an output folder outside it"
+            )
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything cheap first (before Ray starts), then run the pictures on Ray."""
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StyleError(f"-o {out_dir}: not a folder")
+    overrides = engine_overrides(args)
+    check_blend(overrides.get("style_blend"), len(args.styles))
+    address = cluster.ray_address(args.ray_address)
+    if address is None:  # on a cluster the folder is the workers' own
+        check_model_dir(
+            overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling
+        )
+    init = overrides.get("init")
+    init_path = init if init not in (None, "content", "noise") else None
+    options = StyleOptions.from_preset(args.preset, **overrides)
+    pictures = plan(args.inputs, out_dir, args.format)
+    for picture in pictures:
+        check_not_an_input(picture.output, [str(picture.source), *args.styles, init_path], None)
+    style_sizes = [size_checked(path)[::-1] for path in args.styles]
+    for picture in pictures:
+        _size_picture(picture, style_sizes, options)
+    if init_path is not None:
+        size_checked(init_path)
+        options = dataclasses.replace(options, init=load_image(init_path).rgb)
+    todo = [p for p in pictures if p.problem is None and p.state == "to do"]
+    started = time.monotonic()
+    if todo:
+        _check_writable(out_dir)
+        code = _run_on_ray(address, args, options, todo)
+    else:
+        code = 0
+    failed = [p for p in pictures if p.state == "failed" or p.problem]
+    if not args.quiet:
+        _summary(pictures, time.monotonic() - started)
+    else:
+        for picture in failed:
+            print(f"{PROG}: {picture.source}: {picture.problem}", file=sys.stderr)
+    if code:
+        return code
+    return EXIT_FAILED if failed else 0
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Before any work: the folder (or the one it will be made in) takes new files."""
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StyleError(f"-o {out_dir}: cannot write to {existing} (permission denied)")
+
+
+def _size_picture(picture: Picture, style_sizes, options: StyleOptions) -> None:
+    """Skip a finished result; read the header for the work size and the style sides it needs; a
+    picture that can't be done gets its problem (one line)."""
+    if picture.problem:
+        picture.state = "failed"
+        return
+    if picture.output.is_file():
+        picture.state = "skipped"
+        picture.note = "exists"
+        return
+    try:
+        content_size = size_checked(str(picture.source))
+        picture.size = check_sizes(content_size[::-1], style_sizes, options)
+    except StyleError as exc:
+        picture.problem, picture.state = _without_name(str(exc), picture.source), "failed"
+        return
+    picture.longers = tuple(
+        sorted(
+            {style_side(h, w, options.style_scale) for h, w in scale_sizes(*picture.size, options)}
+        )
+    )
+
+
+def _without_name(message: str, source: Path) -> str:
+    prefix = f"{source}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _run_on_ray(address, args, options: StyleOptions, todo: list[Picture]) -> int:
+    """Connect, start the workers, share the targets, run; write each result as it comes."""
+    styles_longer = max(max(p.longers) for p in todo)
+    styles = [load_image(path, styles_longer).rgb for path in args.styles]
+    loaded: dict[str, LoadedImage] = {}
+    shared = options.preserve_colors is None  # colour preservation changes the style per picture
+    with cluster.connect(address) as session, signals_cancel() as signals:
+        session.start_workers(options, args.workers)
+        styles_ref = session.ray.put(styles)
+        if shared:
+            session.share_targets(
+                styles_ref, options, len(styles), [k for p in todo for k in p.longers]
+            )
+        jobs = [
+            cluster.Job(str(p.source), _loader(p, args.upscale, loaded), p.longers) for p in todo
+        ]
+        by_name = {str(p.source): p for p in todo}
+        with _BatchBar(len(todo), args.quiet, len(session.workers)) as bar:
+            try:
+                submit = session.stylize_call(session.ray.put(options), styles_ref)
+                for event in session.run(jobs, submit, signals.cancelled):
+                    if isinstance(event, cluster.Status):
+                        bar.running(event.running)
+                        continue
+                    picture = by_name[event.job.name]
+                    if isinstance(event, cluster.Done):
+                        _write(picture, event, loaded.pop(event.job.name), args.upscale, signals)
+                    else:
+                        loaded.pop(event.job.name, None)
+                        picture.state, picture.problem = "failed", event.message
+                    bar.finished(picture)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+                pass
+        if session.lost:
+            print(
+                f"{PROG}: {session.lost} picture(s) redone after their worker's node was lost",
+                file=sys.stderr,
+            )
+    if signals.cancelled():
+        for picture in todo:
+            if picture.state in ("to do",) or picture.problem == "cancelled":
+                picture.state, picture.problem = "cancelled", None
+        done = sum(p.state == "done" for p in todo)
+        print(
+            f"{PROG}: cancelled; kept {done} finished result(s), no partial file",
+            file=sys.stderr,
+        )
+        return signals.code()
+    return 0
+
+
+def _loader(picture: Picture, upscale: bool, loaded: dict) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        h, w = picture.size
+        content = load_image(picture.source, None if upscale else max(h, w))
+        loaded[str(picture.source)] = content
+        return resize(content.rgb, h, w)
+
+    return load
+
+
+def _write(picture: Picture, event, content: LoadedImage, upscale: bool, signals) -> None:
+    """The result, written whole (a temporary file renamed) by this process, once."""
+    result = event.result
+    if upscale and result.shape[:2] != content.rgb.shape[:2]:
+        result = resize(result, *content.rgb.shape[:2])
+    picture.output.parent.mkdir(parents=True, exist_ok=True)
+    signals.at_once = True  # a signal during the write stops at once: the temporary file goes
+    try:
+        imageio.save_image(picture.output, result, like=content)
+    except ImageError as exc:
+        picture.state, picture.problem = "failed", _without_name(str(exc), picture.output)
+        return
+    finally:
+        signals.at_once = False
+    picture.state, picture.seconds, picture.node = "done", event.seconds, event.node
+    if event.job.redone:
+        picture.note = "redone (node lost)"
+
+
+class _BatchBar:
+    """One bar for the batch: pictures done (the running ones' fractions), the running ones' steps,
+    the ETA from the pictures' rate."""
+
+    def __init__(self, total: int, quiet: bool, workers: int) -> None:
+        self.total, self.quiet, self.workers = total, quiet, workers
+        self.done = 0
+        self.bar: Any = None
+
+    def __enter__(self) -> _BatchBar:
+        if not self.quiet:
+            from tqdm import tqdm  # noqa: PLC0415 (optional: only with a progress bar)
+
+            self.bar = tqdm(
+                total=self.total,
+                desc=f"batch ({self.workers} worker{'s' if self.workers > 1 else ''})",
+                unit="picture",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{desc} {bar} {n:.1f}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def running(self, running: list[tuple]) -> None:
+        if self.bar is None:
+            return
+        fraction = 0.0
+        shown = []
+        for name, scale, scales, step, steps in running:
+            part = ((scale - 1) + step / max(steps, 1)) / max(scales, 1)
+            fraction += part
+            shown.append(f"{Path(name).name} {scale}/{scales} {step}/{steps}")
+        self.bar.n = self.done + min(fraction, len(running))
+        self.bar.set_postfix_str(", ".join(shown), refresh=False)
+        self.bar.refresh()
+
+    def finished(self, picture: Picture) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.n = self.done
+            self.bar.refresh()
+
+
+def _summary(pictures: list[Picture], seconds: float) -> None:
+    """The table: each picture, what became of it, its time and the node that made it."""
+    rows = [("picture", "result", "time", "node", "note")]
+    for p in pictures:
+        time_text = f"{p.seconds:.1f}s" if p.seconds is not None else ""
+        note = p.problem or p.note
+        rows.append((str(p.source), p.state, time_text, p.node, note))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    counts = {
+        state: sum(p.state == state for p in pictures)
+        for state in ("done", "skipped", "failed", "cancelled")
+    }
+    made = [p.seconds for p in pictures if p.seconds is not None]
+    per = f", {sum(made) / len(made):.1f}s per picture" if made else ""
+    nodes = len({p.node for p in pictures if p.node})
+    print(
+        f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+        + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
+        + f" "
+        f"in {duration(seconds)}{per}"
+        + (f", on {nodes} node{'s' if nodes > 1 else ''}" if nodes else "")
+    )
