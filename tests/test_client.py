@@ -79,7 +79,7 @@ for line in sys.stdin:
 
 FAKE_HELLO_TWICE = r"""
 import json, sys
-for line in sys.stdin:
+for line in sys.stdin.buffer:  # binary: the frame is read from the same buffer
     message = json.loads(line)
     if message["type"] == "hello":
         for _ in range(2):
