@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import cache
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .graph import PACKAGE_MODELS
 from .optim import OptimResult, _Spent
@@ -46,7 +47,7 @@ class UpdateGraphs:
         self.place = PLACES[device]
         if float32_scalars is None:
             float32_scalars = device in FLOAT32_DEVICES
-        self.rho_dtype = np.float32 if float32_scalars else np.float64
+        self.rho_dtype = np.dtype(np.float32 if float32_scalars else np.float64)
         # CPU: one thread each; these runs are short and memory-bound, and a second thread only
         # adds hand-offs (DEVELOPERS.md, facts: 21 dot products ran 2.4x faster on one thread)
         threads = 1 if device == "cpu" else None
@@ -91,6 +92,12 @@ class UpdateGraphs:
         self._sessions[name].run_with_iobinding(binding)
         return download(self._scalars[name]).astype(np.float64) if name in self._scalars else None
 
+    def scalars(self, name: str, inputs: dict, outputs: dict | None = None) -> np.ndarray:
+        """run() of a graph that has a scalar output ("dots" or "bad"): that output."""
+        values = self.run(name, inputs, outputs)
+        assert values is not None, f"the {name} graph has no scalar output"
+        return values
+
     def _small_input(self, name: str, key: str, value: np.ndarray):
         ortvalue, last = self._small.get((name, key), (None, None))
         if ortvalue is None:
@@ -102,7 +109,7 @@ class UpdateGraphs:
 
     def finite(self, g) -> bool:
         """Whether every element of g is a finite number (the engine's NaN guard)."""
-        return self.run("check", {"g": g})[0] == 0
+        return self.scalars("check", {"g": g})[0] == 0
 
 
 @cache
@@ -163,7 +170,12 @@ class _Pairs:
             self.held.append((b, 1.0 / sy, sy / yy))
 
     def inputs(
-        self, s: list, y: list, filler, restart_gamma: float | None = None, rho_dtype=np.float64
+        self,
+        s: list,
+        y: list,
+        filler,
+        restart_gamma: float | None = None,
+        rho_dtype: DTypeLike = np.float64,
     ) -> dict:
         """The direction graph's history: held pairs oldest first, then `filler` with ρ = 0 (no
         effect). With restart_gamma, no pair at all: d = −restart_gamma·gf, steepest descent.
@@ -206,8 +218,8 @@ def lbfgs(
         f = budget(x, g)
         while True:
             here = {"x": x, "g": g, **bounds}
-            history = pairs.inputs(s, y, x, rho_dtype=graphs.rho_dtype)
-            gf_max, slope = graphs.run("lbfgs-direction", {**here, **history}, {"d": d})
+            memory = pairs.inputs(s, y, x, rho_dtype=graphs.rho_dtype)
+            gf_max, slope = graphs.scalars("lbfgs-direction", {**here, **memory}, {"d": d})
             if gf_max <= tol:  # no free pixel left to move
                 break
             if not pairs or slope >= 0:  # first iteration, or curvature memory gone stale: restart
@@ -219,7 +231,7 @@ def lbfgs(
             for _ in range(max_backtracks):
                 budget.check()
                 trial = {"d": d, "t": np.float32(t), **here}
-                (armijo,) = graphs.run("trial", trial, {"x_try": x_try})  # g·(x_try − x)
+                (armijo,) = graphs.scalars("trial", trial, {"x_try": x_try})  # g·(x_try − x)
                 f_new = budget(x_try, g_try)
                 if math.isfinite(f_new) and f_new <= f + c1 * armijo:
                     accepted = True
@@ -232,7 +244,7 @@ def lbfgs(
                 continue
             b = pairs.spare()
             new = {"x": x, "x_try": x_try, "g": g, "g_try": g_try}
-            pairs.add(b, *graphs.run("lbfgs-pair", new, {"s": s[b], "y": y[b]}))
+            pairs.add(b, *graphs.scalars("lbfgs-pair", new, {"s": s[b], "y": y[b]}))
             x, x_try, g, g_try, f = x_try, x, g_try, g, f_new
     except _Spent:
         pass

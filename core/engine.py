@@ -212,8 +212,10 @@ def stylize(
 
     if graph is None:
         graph = StyleGraph.load(options.pooling, options.device, options.model_dir)
-    if options.tile_budget_mpx is None:
-        options = replace(options, tile_budget_mpx=default_tile_budget(graph))
+    budget_mpx = options.tile_budget_mpx
+    if budget_mpx is None:
+        budget_mpx = default_tile_budget(graph)
+        options = replace(options, tile_budget_mpx=budget_mpx)
     sizes = scale_sizes(height, width, options)
     tilings = [tiles_for(h, w, options) for h, w in sizes]
     report = None if progress is None else (lambda **fields: progress(Progress(**fields)))
@@ -225,14 +227,16 @@ def stylize(
     image = load_init(options.init, *sizes[0], rng)
     if image is not None and options.preserve_colors == "luminance":
         image = color.gray3(color.luminance(image))
-    budget_px = int(options.tile_budget_mpx * 1e6)
+    budget_px = int(budget_mpx * 1e6)
 
     for index, ((h, w), tiles) in enumerate(zip(sizes, tilings), 1):
         run.scale, run.step = index, 0
         scaled_content = resize(content, h, w)
         # strength 0: the loss is the content term alone, whose minimum is the content itself
-        fresh = image is None or options.strength == 0
-        start = scaled_content if fresh else resize(image, h, w)
+        if image is None or options.strength == 0:
+            start = scaled_content
+        else:
+            start = resize(image, h, w)
         longer = style_side(h, w, options.style_scale)
         if style_grams is None:
             grams = blended_grams(graph, styles, blend, longer, budget_px)
@@ -241,7 +245,9 @@ def stylize(
         measured = whole_features(graph, scaled_content, budget_px)  # the content's, once a scale
         normalisers = balance_fn(graph, scaled_content, grams, budget_px, measured)
         if tiles is None:
-            # an untiled scale is within the budget: its content was measured whole
+            # an untiled scale is within the budget (or one piece of whole_features): its content
+            # was measured whole
+            assert measured.content is not None
             targets = Targets(grams=grams, content=measured.content)
             image = optimise(graph, start, targets, normalisers, options, run, steerer, optimiser)
         else:
@@ -258,6 +264,7 @@ def stylize(
             )
             image = optimise_tiled(graph, tasks, tiles, run, optimiser, tile_map)
 
+    assert image is not None  # scale_sizes gives at least one scale
     if options.preserve_colors == "luminance":
         image = color.recombine(color.luminance(image), original_content)
     return np.clip(image, 0, 1).astype(np.float32)

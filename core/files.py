@@ -9,7 +9,7 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 
 def write_atomic(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None]) -> Path:
@@ -77,19 +77,20 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
-def read_exactly(file: BinaryIO, size: int) -> bytearray:
+def read_exactly(file: IO[bytes], size: int) -> bytearray:
     """`size` bytes of `file`, read with that bound; EOFError if the file holds fewer."""
     data = bytearray(size)
     view, done = memoryview(data), 0
     while done < size:
-        count = file.readinto(view[done:])
+        # typing.IO declares no readinto, though every binary file object (io's, a pipe's) has it
+        count = file.readinto(view[done:])  # pyright: ignore[reportAttributeAccessIssue]
         if not count:
             raise EOFError(f"{size - done} bytes short")
         done += count
     return data  # not bytes(data): a second copy of a frame that may be a gigabyte
 
 
-def write_all(stream: BinaryIO, data: bytes | bytearray | memoryview) -> None:
+def write_all(stream: IO[bytes], data: bytes | bytearray | memoryview) -> None:
     """All of `data` to an unbuffered stream (a pipe may take part of a large write)."""
     view = memoryview(data).cast("B")
     while view:

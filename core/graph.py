@@ -235,7 +235,7 @@ class StyleGraph:
         ):  # CPU: a plain run; inputs are read in place, nothing is copied
             total, content, style, tv, grad = self._grad.run(self._loss_names, self._feed)
         else:
-            total, content, style, tv, grad = self._run_bound(x)
+            total, content, style, tv, grad = self._run_bound(x, self._bind_device)
         terms = LossTerms(total=float(total), content=float(content), style=style, tv=float(tv))
         return terms, (grad[0].transpose(1, 2, 0) if hwc else grad)
 
@@ -286,17 +286,17 @@ class StyleGraph:
             }
         return self._device_feed
 
-    def _run_bound(self, x: np.ndarray) -> list[np.ndarray]:
+    def _run_bound(self, x: np.ndarray, device: tuple[str, int]) -> list[np.ndarray]:
         """One grad-graph run on the GPU with IOBinding, the optimiser on the host.
 
         What stays where: the targets (Grams, content relu4_2 — at 2048 px the content target alone is
         128 MB) and the scalars are copied to the device once per (targets, weights) pair and stay
         bound there for every step; per step only the image goes up and the loss terms and the
         gradient come down (the optimiser runs on the host in numpy). All activations stay on the
-        device inside the run."""
+        device inside the run. `device`: self._bind_device, where the constants are bound."""
         if self._binding is None:
             self._binding = self._grad.io_binding()
-            for name, value in self._constants_on(self._bind_device).items():
+            for name, value in self._constants_on(device).items():
                 self._binding.bind_ortvalue_input(name, value)
             for name in self._loss_names:
                 self._binding.bind_output(name, "cpu")
@@ -356,7 +356,9 @@ def size_feed(height: int, width: int) -> dict[str, np.ndarray]:
     `layer_pixels` float32 [L] (n_H·n_W per style layer; features and grad graphs) and
     `pads_<pool>` int64 [8] (grad graph). Computed once per size and bound once: the graphs do no
     shape arithmetic of their own (docs/decisions/ort-review.md)."""
-    feed = {"layer_pixels": np.array(layer_pixels(height, width), np.float32)}
+    feed: dict[str, np.ndarray] = {
+        "layer_pixels": np.array(layer_pixels(height, width), np.float32)
+    }
     for pool, pads in pool_pads(height, width).items():
         feed[f"pads_{pool}"] = np.array(pads, np.int64)
     return feed

@@ -334,7 +334,7 @@ def _fit_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if alpha.shape == shape:
         return alpha
     resized = Image.fromarray(alpha.astype(np.float32), mode="F").resize(
-        (shape[1], shape[0]), Image.BILINEAR
+        (shape[1], shape[0]), Image.Resampling.BILINEAR
     )
     return np.asarray(resized, dtype=np.float32)
 

@@ -53,15 +53,13 @@ class Number:
         if value is None:
             return self.nullable
         kind = numbers.Integral if self.integer else numbers.Real
-        return (
-            isinstance(value, kind)
-            and not isinstance(value, bool)  # True/False are not numbers
-            and (
-                isinstance(value, numbers.Integral) or math.isfinite(value)
-            )  # ints may exceed floats
-            and (value > self.minimum if self.above_minimum else value >= self.minimum)
-            and value <= self.maximum
-        )
+        if not isinstance(value, kind) or isinstance(value, bool):  # True/False are not numbers
+            return False
+        if not isinstance(value, numbers.Integral) and not math.isfinite(value):
+            return False  # (ints are not converted: they may exceed floats)
+        # numbers.Real declares only < and <=: the bounds are compared with the value on the left
+        too_low = value <= self.minimum if self.above_minimum else value < self.minimum
+        return not too_low and value <= self.maximum
 
 
 def _count(minimum: int, maximum: int = MAX_COUNT, nullable: bool = False) -> Number:
@@ -168,6 +166,12 @@ class Option:
     wire: bool = True
     free_text: bool = False
 
+    @property
+    def limits(self) -> Number:
+        """`number`, for an option that is numeric (or a list of numbers) by declaration."""
+        assert self.number is not None, f"{self.name} is not a numeric option"
+        return self.number
+
     def check(self, value: Any) -> None:
         """StyleError (one line) unless `value` is one this option takes (the engine's check)."""
         if self.count != 0:
@@ -176,20 +180,28 @@ class Option:
             if not self.number.accepts(value):
                 raise StyleError(f"{self.name} must be {self.number.describe()}, not {value!r}")
         elif self.choices and value not in self.choices and not self._free(value):
-            shown = ", ".join(self.none_word if c is None else str(c) for c in self.choices)
+            shown = ", ".join(self._spelled(c) for c in self.choices)
             raise StyleError(f"{self.name} must be one of {shown}, not {value!r}")
+
+    def _spelled(self, choice: Any) -> str:
+        """A choice as the user types it: None is the option's none_word."""
+        if choice is None:
+            assert self.none_word is not None, f"{self.name}: None among choices needs a none_word"
+            return self.none_word
+        return str(choice)
 
     def _free(self, value: Any) -> bool:
         return self.free_text and isinstance(value, (str, os.PathLike))
 
     def _check_list(self, value: Any) -> None:
-        if value is None and self.number.nullable:
+        number = self.limits  # a list option declares its items' range
+        if value is None and number.nullable:
             return
         items = tuple(value) if isinstance(value, (tuple, list)) else None
         if items is None or (self.count is not None and len(items) != self.count):
             many = f"{self.count} numbers" if self.count else "a list of numbers"
             raise StyleError(f"{self.name} needs {many}, not {value!r}")
-        single = replace(self.number, nullable=False)
+        single = replace(number, nullable=False)
         if not all(single.accepts(item) for item in items) or sum(items) <= 0:
             raise StyleError(
                 f"{self.name} must be numbers ≥ 0 and ≤ {MAX_WEIGHT:g}, not all 0, not {value!r}"

@@ -596,7 +596,9 @@ class Transfers:
 TRANSFERS = Transfers()  # process-wide; tests and benchmarks read its changes
 
 
-def empty(shape: tuple[int, ...], place: tuple[str, int], dtype=np.float32):
+def empty(
+    shape: tuple[int, ...], place: tuple[str, int], dtype: np.dtype | type[np.generic] = np.float32
+):
     """An uninitialised OrtValue on `place` (no copy)."""
     return import_onnxruntime().OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, *place)
 

@@ -83,7 +83,7 @@ def whole_features(graph: GraphLike, image: np.ndarray, budget_px: int) -> Whole
     """Normalised Grams of the whole image and its mean squared relu4_2 activation. Above the budget
     the image is cut into pieces whose Grams (and sums) are added weighted by n_H·n_W per layer — the
     whole image's up to the convolutions' padding at the cuts."""
-    acc: dict[str, np.ndarray | float] = {layer: 0.0 for layer in STYLE_LAYERS}
+    acc = {layer: np.zeros(()) for layer in STYLE_LAYERS}  # float64 sums; 0-d: broadcast to [C,C]
     count = {layer: 0 for layer in STYLE_LAYERS}
     energy, elements, pieces = 0.0, 0, 0
     for piece in _pieces(image, budget_px):
@@ -113,11 +113,14 @@ def blended_grams(
 ) -> Grams:
     """Target Grams for one scale: each style resized to `longer` px (engine.style_side), then the
     blend-weighted mean of their Grams (Gatys et al. 2017, §4: mixing styles by their Gram targets)."""
-    out = {layer: 0.0 for layer in STYLE_LAYERS}  # at least one weight is > 0 (_check_options)
+    # float64 sums (the blend is float64), 0-d: broadcast to [C,C]; at least one weight is > 0
+    # (_check_options)
+    out = {layer: np.zeros(()) for layer in STYLE_LAYERS}
     for style, weight in zip(styles, blend):
         if weight == 0:
             continue
-        grams = style_grams(graph, resize(style, *fit_size(*style.shape[:2], longer)), budget_px)
+        height, width = style.shape[:2]
+        grams = style_grams(graph, resize(style, *fit_size(height, width, longer)), budget_px)
         for layer in STYLE_LAYERS:
             out[layer] = out[layer] + weight * grams[layer]
     return {layer: out[layer].astype(np.float32) for layer in STYLE_LAYERS}

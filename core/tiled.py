@@ -68,8 +68,10 @@ def default_tile_budget(graph: GraphLike) -> float:
 
 def tiles_for(height: int, width: int, options: StyleOptions) -> list[Tile] | None:
     """The tiles of a scale of height × width, or None when it is optimised whole."""
-    side = max(MIN_SIDE * 4, int(math.sqrt(options.tile_budget_mpx * 1e6)))
-    if height * width <= options.tile_budget_mpx * 1e6 or max(height, width) <= side:
+    # stylize resolves None first (default_tile_budget asks CUDA); without a graph: the CPU's default
+    budget_mpx = DEFAULT_TILE_MPX if options.tile_budget_mpx is None else options.tile_budget_mpx
+    side = max(MIN_SIDE * 4, int(math.sqrt(budget_mpx * 1e6)))
+    if height * width <= budget_mpx * 1e6 or max(height, width) <= side:
         return None
     overlap = min(options.tile_overlap, side // 2)
     return tile_grid(height, width, side, overlap)

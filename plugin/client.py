@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from onnxstyle.core.engine import Progress
 from onnxstyle.core.errors import Cancelled, StyleError
@@ -107,6 +107,9 @@ def worker_command(command: str | Sequence[str]) -> list[str]:
     return words
 
 
+_R = TypeVar("_R", bound=P.Reply)  # a reply type a request waits for
+
+
 class WorkerClient:
     """One worker process and the protocol spoken with it; use as a context manager."""
 
@@ -161,15 +164,17 @@ class WorkerClient:
             raise WorkerError(
                 f"can't start the worker command {self.command[0]}: {exc.strerror or exc}"
             ) from None
-        for target in (self._read_stdout, self._read_stderr):
-            thread = threading.Thread(target=target, daemon=True)
+        # all three are pipes (PIPE above): never None
+        stdout, stderr = self.process.stdout, self.process.stderr
+        assert stdout is not None and stderr is not None
+        for target, stream in ((self._read_stdout, stdout), (self._read_stderr, stderr)):
+            thread = threading.Thread(target=target, args=(stream,), daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def _read_stdout(self) -> None:
+    def _read_stdout(self, stream: IO[bytes]) -> None:
         """Replies (parsed: the one place a worker's line is read) and their frames into the
         queue; None at the end."""
-        stream = self.process.stdout
         try:
             while line := stream.readline(P.MAX_LINE_BYTES + 1):
                 try:
@@ -199,8 +204,8 @@ class WorkerClient:
         """A stdout line that is no reply of ours: kept with stderr's, for the error message."""
         self._stderr.append(f"(stdout) {line[:200].decode('utf-8', 'replace').strip()}")
 
-    def _read_stderr(self) -> None:
-        for raw in iter(self.process.stderr.readline, b""):
+    def _read_stderr(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
             text = raw.decode("utf-8", "replace").strip()
             if text:
                 self._stderr.append(text)
@@ -258,12 +263,14 @@ class WorkerClient:
         """One request and its frame's pieces; WorkerError if the worker is gone."""
         if self.process is None:
             raise WorkerError("the worker is not running")
+        stdin = self.process.stdin
+        assert stdin is not None  # a pipe: started with stdin=PIPE
         try:
             line = P.encode(message)
-            write_all(self.process.stdin, line)
+            write_all(stdin, line)
             for piece in frame:
-                write_all(self.process.stdin, piece)
-            self.process.stdin.flush()
+                write_all(stdin, piece)
+            stdin.flush()
             self.bytes_sent += len(line) + sum(len(memoryview(piece).cast("B")) for piece in frame)
         except (BrokenPipeError, OSError, ValueError):
             raise self._ended() from None
@@ -280,13 +287,16 @@ class WorkerClient:
             raise self._ended()
         return item
 
-    def _answer(self, kind: type, timeout: float) -> tuple[P.Reply, Any]:
+    def _answer(self, kind: type[_R], timeout: float) -> tuple[_R | P.Error, Any]:
         """The next reply of `kind` (or an Error in its place), skipping others."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             item = self.receive(left)
-            if item is not None and isinstance(item[0], (kind, P.Error)):
-                return item
+            if item is None:
+                continue
+            reply, frame = item
+            if isinstance(reply, (kind, P.Error)):
+                return reply, frame
         raise WorkerError(f"the worker ({self.shown}) did not answer within {timeout:.0f} s")
 
     # ------------------------------------------------------------------------ requests
@@ -341,10 +351,9 @@ class WorkerClient:
         goes to `progress` as the engine's Progress (what a local run reports); when
         `cancelled()` turns true a cancel is sent, and Cancelled is raised once the worker
         confirms (within one engine step). JobError when the worker refuses or fails it."""
-        if self.info is None:
-            self.hello()
+        info = self.info or self.hello()
         job_id = f"job-{next(self._ids)}"
-        request, frame, output = self._job_request(job_id, content, styles, options)
+        request, frame, output = self._job_request(job_id, content, styles, options, info.files)
         try:
             self._frame_limit = 0 if output is not None else len(content.data)
             self.send(request, *frame)
@@ -362,12 +371,14 @@ class WorkerClient:
         content: Pixels,
         styles: Sequence[tuple[str | os.PathLike, float]],
         options: Mapping[str, Any],
+        files: bool,
     ) -> tuple[dict[str, Any], list[Any], Path | None]:
-        """The stylize request, its frame's pieces and the output file (None: in-band)."""
+        """The stylize request, its frame's pieces and the output file (None: in-band); `files`:
+        the worker shares our files (its hello said so)."""
         if len(content.data) != P.frame_size(content.width, content.height, content.format):
             raise ValueError("content.data does not match its width, height and format")
         size = (content.width, content.height, content.format)
-        if self.info.files:  # the fast local path: the worker reads and writes our files
+        if files:  # the fast local path: the worker reads and writes our files
             pixels, output = self._job_files(job_id)
             pixels.write_bytes(content.data)
             specs = [P.StyleSpec(os.path.abspath(path), weight) for path, weight in styles]
@@ -407,8 +418,8 @@ class WorkerClient:
             if item is None:
                 continue
             reply, data = item
-            if reply.id not in (job_id, None):
-                continue  # an earlier job's late answer
+            if isinstance(reply, P.HelloReply) or reply.id not in (job_id, None):
+                continue  # an earlier request's late answer (a hello's has no id)
             if isinstance(reply, P.Progress):
                 if progress is not None:
                     progress(engine_progress(reply))

@@ -225,11 +225,12 @@ class StyleWorker:
 
 @dataclass
 class Job:
-    """One picture: `load` gives its RGB at the working size (or raises StyleError), `longers` the
-    style sides of its scales (the targets it needs)."""
+    """One picture or one tile: `load` gives what the worker is sent (a picture's RGB at the working
+    size, or raises StyleError; a tile's TileTask), `longers` the style sides of a picture's scales
+    (the targets it needs; none for a tile)."""
 
     name: str
-    load: Callable[[], np.ndarray]
+    load: Callable[[], np.ndarray | TileTask]
     longers: tuple[int, ...]
     redone: int = 0
 

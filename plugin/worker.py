@@ -166,12 +166,12 @@ def _read_content(spec: P.PixelFile):
     Its size is checked against the engine's limits, and a file is checked to be a regular file
     of exactly width × height × channels × bytes, before a byte is read; then that many are read."""
     check_content_size(spec)
-    data = spec.data if spec.path is None else _read_pixel_file(spec)
+    data = spec.data if spec.path is None else _read_pixel_file(Path(spec.path), spec)
     return _pixels_to_float(data, spec)
 
 
-def _read_pixel_file(spec: P.PixelFile) -> bytearray:
-    path, width, height = Path(spec.path), spec.width, spec.height
+def _read_pixel_file(path: Path, spec: P.PixelFile) -> bytearray:
+    width, height = spec.width, spec.height
     try:
         with open_regular(path) as file:
             found = os.fstat(file.fileno()).st_size
@@ -270,6 +270,12 @@ def _load_styles(job: Job, longer_at_least: int) -> list:
     return images
 
 
+def _height_width(size: tuple[int, int]) -> tuple[int, int]:
+    """image_size's (width, height) in the engine's order."""
+    width, height = size
+    return height, width
+
+
 def _style_source(spec: P.StyleSpec) -> str | EncodedImage:
     """A style's file, or its bytes from the frame (decoded in memory, checked alike)."""
     return spec.path if spec.path is not None else EncodedImage(spec.label, spec.data)
@@ -320,7 +326,7 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
         _check_output(request)
         style_options = _engine_options(request.options, [s.weight for s in request.styles])
         size = (request.content.height, request.content.width)
-        style_sizes = [image_size(_style_source(spec))[::-1] for spec in request.styles]
+        style_sizes = [_height_width(image_size(_style_source(s))) for s in request.styles]
         height, width = check_sizes(size, style_sizes, style_options)  # before any decode
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
@@ -462,7 +468,9 @@ class Worker:
             self._cancel(request.id)
         return None
 
-    def _answer_after_frame(self, frame: int, answer: dict[str, Any], *reply: bytes) -> int | None:
+    def _answer_after_frame(
+        self, frame: int, answer: dict[str, Any], *reply: bytes | memoryview
+    ) -> int | None:
         """Skip a refused (or pinged) request's frame (never held), then answer with the reply's
         bytes: the stream stays in step."""
         try:
@@ -508,7 +516,7 @@ class Worker:
         if not request.frame:
             return None  # nothing to skip: the job thread says everything, in v1's order
         with self._lock:
-            busy = self.job is not None and not self._may_wait()
+            busy = self.job is not None and not self._may_wait(self.job)
         if busy:
             return P.error(request.id, P.ErrorKind.BUSY, BUSY_MESSAGE)
         if request.content.path is None:
@@ -534,15 +542,15 @@ class Worker:
                 self.job = job
                 self._start(job)
                 return
-            if self._may_wait():
+            if self._may_wait(self.job):
                 self.waiting = job
                 return
         self.out.send(P.error(job.id, P.ErrorKind.BUSY, BUSY_MESSAGE))
 
-    def _may_wait(self) -> bool:
-        """(Under the lock, with a job running.) A new job may wait for this one: it was cancelled
-        and nothing waits yet."""
-        return self.job.cancel.is_set() and self.waiting is None
+    def _may_wait(self, running: Job) -> bool:
+        """(Under the lock; `running` is self.job.) A new job may wait for the running one: it was
+        cancelled and nothing waits yet."""
+        return running.cancel.is_set() and self.waiting is None
 
     def _cancel(self, job_id: str | None) -> None:
         with self._lock:

@@ -77,6 +77,28 @@ for line in sys.stdin:
         sys.stdout.flush()
 """
 
+FAKE_HELLO_TWICE = r"""
+import json, sys
+for line in sys.stdin.buffer:  # binary: the frame is read from the same buffer
+    message = json.loads(line)
+    if message["type"] == "hello":
+        for _ in range(2):
+            print(json.dumps({"type": "hello", "protocol": 2, "files": False}), flush=True)
+    elif message["type"] == "stylize":
+        sys.stdin.buffer.read(message["frame"])
+        print(json.dumps({"type": "error", "id": message["id"], "kind": "internal",
+                          "message": "no GPU here"}), flush=True)
+"""
+
+
+def test_a_stray_hello_answer_during_a_job_is_skipped(job):
+    """A hello's answer has no id: one arriving while a job runs is skipped like any answer
+    that is not the job's, and the job's own answer still comes through."""
+    content, style = job
+    with WorkerClient([sys.executable, "-c", FAKE_HELLO_TWICE], files=False) as worker:
+        with pytest.raises(JobError, match="no GPU here"):
+            worker.stylize(content, [(style, 1.0)], OPTIONS)
+
 
 @pytest.mark.parametrize("script", [FAKE_V1, FAKE_OLD_STRICT], ids=["answers-v1", "refuses-files"])
 def test_a_version_1_worker_is_one_line_naming_the_side_to_update(script):

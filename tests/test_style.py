@@ -1,5 +1,7 @@
-"""House style that tools keep: ruff's lint and format (configured in pyproject.toml) pass on the tree."""
+"""House style that tools keep: ruff's lint and format and pyright's basic type check (configured
+in pyproject.toml) pass on the tree."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,21 +13,45 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _ruff() -> str:
-    found = Path(sys.executable).with_name("ruff")
+def _tool(name: str) -> str:
+    found = Path(sys.executable).with_name(name)
     if found.exists():
         return str(found)
-    if shutil.which("ruff"):
-        return shutil.which("ruff")
+    if shutil.which(name):
+        return shutil.which(name)
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("ruff is missing under CI: install the dev extra", pytrace=False)
-    pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+        pytest.fail(f"{name} is missing under CI: install the dev extra", pytrace=False)
+    pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
 def test_ruff(command):
-    done = subprocess.run([_ruff(), *command, "."], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([_tool("ruff"), *command, "."], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_pyright():
+    """core/ and plugin/ type-check (basic mode), and every onnxstyle.* import resolves from the
+    checkout through .typecheck/ (the package-dir mapping), without an install."""
+    # --pythonpath: this interpreter's packages (numpy, Pillow, onnxruntime), whichever venv runs us
+    done = subprocess.run(
+        [_tool("pyright"), "--outputjson", "--pythonpath", sys.executable],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"pyright gave no report: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    problems = [
+        f"{Path(d['file']).relative_to(ROOT)}:{d['range']['start']['line'] + 1}: "
+        f"{d['message'].splitlines()[0]} ({d.get('rule', '')})"
+        for d in report["generalDiagnostics"]
+        if d["severity"] == "error" or d.get("rule") == "reportMissingImports"
+    ]
+    assert report["summary"]["filesAnalyzed"] > 20, report["summary"]
+    assert not problems, "\n".join(problems)
 
 
 def test_no_package_registry_addresses_in_the_repo():

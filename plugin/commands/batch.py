@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     pictures = plan(args.inputs, out_dir, args.format)
     for picture in pictures:
         check_not_an_input(picture.output, [str(picture.source), *args.styles, init_path], None)
-    style_sizes = [size_checked(path)[::-1] for path in args.styles]
+    style_sizes = [size_checked(path) for path in args.styles]  # (height, width)
     for picture in pictures:
         _size_picture(picture, style_sizes, options)
     if init_path is not None:
@@ -301,8 +301,7 @@ def _size_picture(picture: Picture, style_sizes, options: StyleOptions) -> None:
         picture.note = "exists"
         return
     try:
-        content_size = size_checked(str(picture.source))
-        picture.size = check_sizes(content_size[::-1], style_sizes, options)
+        picture.size = check_sizes(size_checked(str(picture.source)), style_sizes, options)
     except StyleError as exc:
         picture.problem, picture.state = _without_name(str(exc), picture.source), "failed"
         return

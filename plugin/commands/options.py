@@ -76,7 +76,7 @@ def _keywords(option: Option) -> dict[str, Any]:
 
 
 def _number_parser(option: Option) -> Callable[[str], Any]:
-    number, word = option.number, option.none_word
+    number, word = option.limits, option.none_word
 
     def parse(text: str) -> Any:
         if word is not None and text.lower() in (word, *(("0",) if word == "none" else ())):
@@ -92,7 +92,7 @@ def _number_parser(option: Option) -> Callable[[str], Any]:
 
 
 def _list_parser(option: Option) -> Callable[[str], tuple[float, ...]]:
-    count, number = option.count, replace(option.number, nullable=False)
+    count, number = option.count, replace(option.limits, nullable=False)
 
     def parse(text: str) -> tuple[float, ...]:
         values = tuple(float(part) for part in text.split(",") if part.strip())

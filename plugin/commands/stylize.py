@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,17 +133,12 @@ def run(args: argparse.Namespace) -> int:
     check_model_dir(overrides.get("model_dir"), overrides.get("pooling") or StyleOptions.pooling)
     check_not_an_input(output, [args.content, *args.styles, init_path], args.save_every)
     options = StyleOptions.from_preset(args.preset, **overrides)
-    content_size = size_checked(args.content)
-    style_sizes = [size_checked(path) for path in args.styles]
+    content_hw = size_checked(args.content)
+    style_hws = [size_checked(path) for path in args.styles]
     if args.worker is not None:  # the worker checks the sizes against its own memory and device
-        size = work_size(*content_size[::-1], options)
-        content, compute = remote.prepare(args, overrides, size)
-        return _run(
-            args, output, content, compute, [], f" on {shlex.join(worker_command(args.worker))}"
-        )
-    height, width = check_sizes(
-        content_size[::-1], [size[::-1] for size in style_sizes], options
-    )  # before any decode: a size no option may reach is refused now
+        return _run_in_worker(args, output, overrides, work_size(*content_hw, options))
+    # before any decode: a size no option may reach is refused now
+    height, width = check_sizes(content_hw, style_hws, options)
     # decoded no larger than needed: the work size, the styles' at the last scale (--upscale needs
     # the whole content back)
     content = load_image(args.content, None if args.upscale else max(height, width))
@@ -170,6 +166,15 @@ def run(args: argparse.Namespace) -> int:
             )
 
     return _run(args, output, content, compute, snapshots)
+
+
+def _run_in_worker(
+    args: argparse.Namespace, output: Path, overrides: dict[str, Any], size: tuple[int, int]
+) -> int:
+    """The run in the worker --worker starts, at the work size `size` (height, width)."""
+    content, compute = remote.prepare(args, overrides, size)
+    where = f" on {shlex.join(worker_command(args.worker))}"
+    return _run(args, output, content, compute, [], where)
 
 
 def _run(
@@ -226,14 +231,14 @@ def check_model_dir(model_dir: str | None, pooling: str) -> None:
 
 
 def size_checked(path: str) -> tuple[int, int]:
-    """(width, height) from the header, plus the engine's smallest side, so the error names the
-    file."""
+    """(height, width), the engine's order, from the header, checked against the engine's smallest
+    side so the error names the file."""
     width, height = imageio.image_size(path)
     if min(width, height) < MIN_SIDE:
         raise ImageError(
             f"{path}: image too small ({width}×{height}); at least {MIN_SIDE} px a side"
         )
-    return width, height
+    return height, width
 
 
 def check_blend(blend: tuple[float, ...] | None, n_styles: int) -> None:

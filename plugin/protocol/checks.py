@@ -43,6 +43,20 @@ class Number(options.Number):
             raise ProtocolError(f'"{name}" must be {self.describe()}, not {shown(value)}')
         return value
 
+    def count(self, value: Any, name: str) -> int:
+        """check() of an integer field that takes no null: the int."""
+        assert self.integer and not self.nullable, f"{name}: not a non-null integer field"
+        checked = self.check(value, name)
+        assert checked is not None  # refused above: not nullable
+        return int(checked)
+
+    def real(self, value: Any, name: str) -> float:
+        """check() of a number field that takes no null: the float."""
+        assert not self.nullable, f"{name}: a nullable field"
+        checked = self.check(value, name)
+        assert checked is not None  # refused above: not nullable
+        return float(checked)
+
     @classmethod
     def of(cls, number: options.Number, nullable: bool) -> Number:
         """An option's range as a request field (null: the preset's value, when nullable)."""

@@ -41,7 +41,7 @@ def frame_length(message: dict[str, Any]) -> int:
     if "frame" not in message:
         return 0
     try:
-        return FRAME.check(message["frame"], "frame")
+        return FRAME.count(message["frame"], "frame")
     except ProtocolError as exc:
         job_id = message.get("id")
         known = isinstance(job_id, str) and 0 < len(job_id) <= ID_MAX_CHARS

@@ -112,6 +112,14 @@ class StyleSpec:
         """How messages name it: its path, or the name the editor gave its bytes."""
         return self.path if self.path is not None else (self.name or "the style sent in-band")
 
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of the request's frame it takes: its size when in-band, none for a file."""
+        if self.path is not None:
+            return 0
+        assert self.size is not None, "an in-band style has its size (the parser requires it)"
+        return self.size
+
 
 @dataclass(frozen=True)
 class JobOptions:
@@ -150,7 +158,8 @@ class Stylize:
         styles = []
         for style in self.styles:
             if style.path is None:
-                style, at = replace(style, data=view[at : at + style.size]), at + style.size
+                end = at + style.frame_bytes
+                style, at = replace(style, data=view[at:end]), end
             styles.append(style)
         assert at == len(view), "with_frame: the frame's length was checked by the parser"
         return replace(self, content=content, styles=tuple(styles))

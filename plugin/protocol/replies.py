@@ -140,13 +140,14 @@ def _text(message: dict[str, Any], name: str, default: str | None = None) -> str
 
 
 def _count(message: dict[str, Any], name: str, default: int | None = None) -> int:
-    return _COUNT.check(message.get(name, default), f"{message['type']}.{name}")
+    return _COUNT.count(message.get(name, default), f"{message['type']}.{name}")
 
 
 def _finite(message: dict[str, Any], name: str) -> float | None:
     value = message.get(name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _hello(message: dict[str, Any], job_id: str | None) -> HelloReply:
@@ -197,7 +198,7 @@ def _result(message: dict[str, Any], job_id: str | None) -> Result:
         width=_count(message, "width"),
         height=_count(message, "height"),
         format=fmt,
-        seconds=float(_SECONDS.check(message.get("seconds", 0.0), "result.seconds")),
+        seconds=_SECONDS.real(message.get("seconds", 0.0), "result.seconds"),
         path=None if path is None else _text(message, "path"),
         frame=_count(message, "frame", 0),
     )

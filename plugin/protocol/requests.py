@@ -55,9 +55,9 @@ ENGINE_CHOICES = {
     name: OPTIONS[name].choices for name in ENGINE_OPTIONS if not OPTIONS[name].number
 }
 ENGINE_NUMBERS = tuple(n for n in ENGINE_OPTIONS if OPTIONS[n].number and not OPTIONS[n].count)
-SEED_MAX = OPTIONS["seed"].number.maximum
+SEED_MAX = OPTIONS["seed"].limits.maximum
 WEIGHT_MAX = MAX_WEIGHT  # the engine's: weights and strengths are float32 graph inputs
-STEPS_MAX = OPTIONS["steps"].number.maximum
+STEPS_MAX = OPTIONS["steps"].limits.maximum
 PRESERVE = tuple(OPTIONS["preserve_colors"].none_word if c is None else c for c in PRESERVE_COLORS)
 OPTION_NAMES = (
     "preset",
@@ -134,7 +134,7 @@ def stylize_message(
     message["styles"] = [_style_message(style) for style in styles]
     message["options"] = dict(options)
     frame = (content.size if content.path is None else 0) + sum(
-        style.size for style in styles if style.path is None
+        style.frame_bytes for style in styles
     )
     if frame:
         message["frame"] = frame
@@ -289,7 +289,7 @@ def _style(spec: dict[str, Any]) -> StyleSpec:
 def _check_frame(request: Stylize) -> None:
     """The frame is exactly the in-band parts, content first: one length, checked before reading."""
     content = request.content.size if request.content.path is None else 0
-    declared = content + sum(style.size for style in request.styles if style.path is None)
+    declared = content + sum(style.frame_bytes for style in request.styles)
     if declared != request.frame:
         raise ProtocolError(
             f'"frame" is {request.frame} bytes, but the in-band content and styles are {declared}'
