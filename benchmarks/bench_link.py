@@ -38,7 +38,7 @@ import sshd  # noqa: E402 (after the path above)
 STYLE = ROOT / "examples" / "swirls.jpg"
 CONTENT = ROOT / "examples" / "chelsea.jpg"
 JOB = {"preset": "draft", "device": "cpu", "steps": 1, "scales": 1, "max_size": 64}
-# GPU-class jobs (DEVELOPERS.md's H100 numbers: grad graph 8 ms at 512 px, 78 ms at 2048 px, the
+# GPU-class jobs (docs/decisions/session-settings.md's H100 numbers: grad graph 8 ms at 512 px, 78 ms at 2048 px, the
 # optimiser on the device): 1024 px "normal", 5 scales x 150 evaluations at ~37 ms summed over the
 # scales ≈ 5.5 s; 2048 px "high", 6 scales x 300 at ~112 ms ≈ 34 s (a 2048 px run measured 36-45 s
 # before the device optimiser).

@@ -199,7 +199,7 @@ def main() -> None:
         "--balance",
         choices=sorted(BALANCES),
         default="initial",
-        help="how the engine normalises the style layers (the comparison in DEVELOPERS.md)",
+        help="how the engine normalises the style layers (the comparison in docs/decisions/balance.md)",
     )
     parser.add_argument(
         "--gain", type=float, default=None, help="the starting gain (SteeringSettings.start_gain)"

@@ -49,7 +49,7 @@ class UpdateGraphs:
             float32_scalars = device in FLOAT32_DEVICES
         self.rho_dtype = np.dtype(np.float32 if float32_scalars else np.float64)
         # CPU: one thread each; these runs are short and memory-bound, and a second thread only
-        # adds hand-offs (DEVELOPERS.md, facts: 21 dot products ran 2.4x faster on one thread)
+        # adds hand-offs (docs/decisions/device-optimiser.md: 21 dot products ran 2.4x faster on one thread)
         threads = 1 if device == "cpu" else None
         variant = "-f32" if float32_scalars else ""
         self._sessions = {

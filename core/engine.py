@@ -5,7 +5,7 @@ VGG19 features match the content image C at relu4_2 and the Gram matrices of the
 - core/images.py: the inputs checked, resized to the work size, colour preservation, the start image;
 - core/schedule.py: the scales, coarse to fine, and the run's count (progress, ETA, cancel, NaN guard);
 - core/scale.py: at each scale the style targets (blended Grams), the content image's features
-  (measured once), the balance and the graph's weights (DEVELOPERS.md, "The maths", "The balance");
+  (measured once), the balance and the graph's weights (DEVELOPERS.md "The maths", docs/decisions/balance.md);
 - core/steering.py: strength as a target: the style gain corrected between segments of a scale;
 - core/optimise.py: one image at one scale, host or device optimiser loop;
 - core/tiled.py: a scale bigger than the memory budget in tiles, each an independent TileTask.

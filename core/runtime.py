@@ -91,7 +91,7 @@ def provider_options(device: str) -> dict:
     if device == "cuda":
         return {
             # every scale and tile size is a new shape: EXHAUSTIVE searches again for each, no faster;
-            # DEFAULT is 3x slower (DEVELOPERS.md, facts)
+            # DEFAULT is 3x slower (docs/decisions/session-settings.md)
             "cudnn_conv_algo_search": "HEURISTIC",
             # The activations of one image size are allocated once and reused every step; growing
             # the arena by what is requested (not by powers of two) wastes less memory on big images.
@@ -99,7 +99,7 @@ def provider_options(device: str) -> dict:
             # Copies and kernels on the one default stream: no cross-stream sync to reason about when
             # bound inputs are updated between steps (the copies are small next to the convs).
             "do_copy_in_default_stream": "1",
-            # TF32 rounds the Grams too: 0.9% gradient error (DEVELOPERS.md); ONNXSTYLE_CUDA_TF32=1 opts in
+            # TF32 rounds the Grams too: 0.9% gradient error (docs/decisions/session-settings.md); ONNXSTYLE_CUDA_TF32=1 opts in
             "use_tf32": "1" if os.environ.get("ONNXSTYLE_CUDA_TF32") == "1" else "0",
         }
     if device == "coreml":  # option keys of ORT's coreml_options.cc (1.20+); not yet run on a Mac
@@ -107,7 +107,7 @@ def provider_options(device: str) -> dict:
             # ML Program computes in float32 on the GPU; the older NeuralNetwork format in float16
             "ModelFormat": "MLProgram",
             # not ALL: the Neural Engine computes in float16 only, and the gradient needs float32
-            # (TF32's 10-bit mantissa already cost 0.9% on CUDA: DEVELOPERS.md)
+            # (TF32's 10-bit mantissa already cost 0.9% on CUDA: docs/decisions/session-settings.md)
             "MLComputeUnits": "CPUAndGPU",
             "AllowLowPrecisionAccumulationOnGPU": "0",
             # our image inputs have dynamic H and W: requiring static shapes would give Core ML no node
@@ -124,7 +124,7 @@ def session_options(device: str, threads: int | None = None):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: we report a missing CUDA library, in one line
     if device == "cpu":
-        # memory patterns: a third more peak memory at equal speed (DEVELOPERS.md), new shapes anyway
+        # memory patterns: a third more peak memory at equal speed (docs/decisions/session-settings.md), new shapes anyway
         opts.enable_mem_pattern = False
     if device == "directml":
         # DirectML can't use memory patterns or parallel execution (ORT's DirectML EP documentation).
@@ -513,12 +513,14 @@ def onnxruntime_version() -> str:
 def device_loop(device: str) -> bool:
     """Whether runs on `device` (a concrete one) keep the optimiser's state there and update it
     with graphs (core/device_optim.py), rather than in numpy on the host."""
-    if device == "cpu":  # no copies to save, and numpy's updates are cheaper (DEVELOPERS.md, facts)
+    if (
+        device == "cpu"
+    ):  # no copies to save, and numpy's updates are cheaper (docs/decisions/device-optimiser.md)
         return False
     if device == "coreml":  # Core ML's tensors live in host memory: nothing to keep on a device
         return False
     # the user's way back to the host path, should a GPU's device loop misbehave (it has not yet
-    # been timed on a GPU: DEVELOPERS.md)
+    # been timed on a GPU: docs/decisions/device-optimiser.md)
     if os.environ.get("ONNXSTYLE_PIXEL_UPDATES") == "host":
         return False
     if device == "webgpu":

@@ -1,5 +1,5 @@
 """One scale's problem: the style targets, what the loss terms are divided by (the balance) and the
-graph's weights (DEVELOPERS.md, "The maths" and "The balance").
+graph's weights (DEVELOPERS.md "The maths", docs/decisions/balance.md).
 
 At each scale the engine measures the content image against the targets (`balance`) and
 `graph_weights` turns strength and the weights into the graph's α, β, λ, tv_weight so that every term
@@ -128,7 +128,7 @@ def blended_grams(
 
 @dataclass(frozen=True)
 class Balance:
-    """What one scale's loss terms are divided by (DEVELOPERS.md, "The balance"): measured on the
+    """What one scale's loss terms are divided by (docs/decisions/balance.md): measured on the
     whole content image at that scale, so that every tile of it is weighted alike."""
 
     content: float  # mean a(C)² over relu4_2: α·J_content = ½·(relative relu4_2 error)²
@@ -150,7 +150,7 @@ def balance(
     features: the content's, when already measured (whole_features), else measured here.
 
     Why this and not the targets' norms ‖Ĝ(S)‖² (the relative squared Gram error) or the gradient
-    norm at the first step, judged on the evaluation set (DEVELOPERS.md, "The balance"): with the
+    norm at the first step, judged on the evaluation set (docs/decisions/balance.md): with the
     targets' norms one layer of some styles dominates (bricks: relu5_1 starts at 7x its target's norm)
     and the first-step pull varied 500x between style pictures, leaving stained glass and hatching
     unpainted; gradient calibration reached the same reductions at higher content errors, or less

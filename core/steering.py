@@ -1,4 +1,4 @@
-"""Strength as a target: the style term's gain, steered during the run (DEVELOPERS.md, "Strength as a
+"""Strength as a target: the style term's gain, steered during the run (docs/decisions/strength-target.md; "Strength as a
 target").
 
 Strength s asks that the style distance (core/loss.py `style_distance`, on the engine's network and
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SteeringSettings:
-    """The steering's numbers (measured: DEVELOPERS.md, "Strength as a target")."""
+    """The steering's numbers (measured: docs/decisions/strength-target.md)."""
 
     start_gain: float = 3.0
     """The balanced style term's gain at strength 1 before any correction (STYLE_GAIN)."""

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .engine import StyleOptions
     from .schedule import Run
 
-# Peak memory of the grad graph per megapixel of image, measured (DEVELOPERS.md): what a tile costs.
+# Peak memory of the grad graph per megapixel of image, measured (docs/decisions/session-settings.md): what a tile costs.
 TILE_GB_PER_MPX = {"cpu": 3.0, "cuda": 6.0}
 # The device loop's vectors per Mpx: L-BFGS keeps 28 images (x, g, trials, d, best, 11 s/y pairs) of
 # 12 bytes a pixel, and the update graphs a few temporaries.

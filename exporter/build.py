@@ -211,7 +211,7 @@ def _relu_backward(g: _Graph, d: str, a: str) -> str:
     """da_in = da_out · [a > 0], with a the ReLU's output.
 
     a >= 0, so Ceil(Min(a, 1)) is exactly 0 where a == 0 and 1 where a > 0 (subnormals included);
-    the fastest of four exact forms on ORT's CPU provider (DEVELOPERS.md, facts).
+    the fastest of four exact forms on ORT's CPU provider (docs/decisions/session-settings.md).
     """
     mask = g.op("Ceil", [g.op("Min", [a, g.const(1.0, np.float32)])])
     return g.op("Mul", [d, mask])

@@ -319,7 +319,9 @@ def test_tiles_on_the_device_loop_give_the_host_paths_result(graph, loop_graph):
 
 
 def test_where_the_pixel_updates_run(graph):
-    assert not runtime.device_loop("cpu")  # numpy is cheaper there (DEVELOPERS.md)
+    assert not runtime.device_loop(
+        "cpu"
+    )  # numpy is cheaper there (docs/decisions/device-optimiser.md)
     assert runtime.device_loop("cuda")
     assert "host" in runtime.pixel_updates("directml")  # no DirectML package here
     assert not graph.device_loop

@@ -12,7 +12,7 @@ from errors import PluginError
 from protocol import Options, StyleFile, StylizeJob
 
 # The preview: a small copy, fewer steps; a few CPU seconds, not the draft preset's ~100
-# (measured in DEVELOPERS.md, "Facts we have checked").
+# (measured in docs/decisions/gimp.md).
 PREVIEW_SIZE = 160  # longest side, px
 PREVIEW_STEPS = 15  # per scale
 
