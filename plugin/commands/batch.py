@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fnmatch
-import glob
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,14 +35,15 @@ from onnxstyle.core.engine import (
     style_side,
 )
 from onnxstyle.core.errors import ImageError, StyleError
-from onnxstyle.core.files import same_file
-from onnxstyle.core.imageio import FORMATS, LoadedImage, load_image
+from onnxstyle.core.imageio import LoadedImage, load_image
 from onnxstyle.plugin import cluster  # cluster imports Ray only when it connects
 
+from .batch_inputs import Picture, plan
+from .batch_report import BatchBar, summary
 from .options import add_engine_flags, engine_overrides, positive_int
 from .snapshots import check_not_an_input
 from .stylize import check_blend, check_model_dir, size_checked
-from .terminal import PROG, duration, signals_cancel
+from .terminal import PROG, signals_cancel
 
 EXIT_FAILED = 2  # some pictures failed (each has its line): the exit of any user error
 FORMAT_CHOICES = ("png", "jpg", "tif", "webp")
@@ -116,128 +113,6 @@ def add_parser(subcommands) -> argparse.ArgumentParser:
     return p
 
 
-# ------------------------------------------------------------------------------------------ inputs
-
-
-@dataclass
-class Picture:
-    """One input and its result's path; `problem` when it can't be done (its summary line)."""
-
-    source: Path
-    output: Path
-    size: tuple[int, int] = (0, 0)  # work size (h, w)
-    longers: tuple[int, ...] = ()
-    problem: str | None = None
-    state: str = "to do"  # to do, done, skipped, failed
-    seconds: float | None = None
-    node: str = ""
-    note: str = ""
-
-
-def expand(spec: str) -> tuple[Path, list[Path]]:
-    """An INPUT as (its root, the pictures it names): a file is its own root's child; a folder's
-    pictures are found below it; a glob's matches are named below its fixed part."""
-    path = Path(spec)
-    if glob.has_magic(spec):
-        root = Path(*[part for part in _fixed_parts(spec)]) if _fixed_parts(spec) else Path(".")
-        files = sorted(
-            Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file() and _visible(m)
-        )
-        return root, files
-    if path.is_dir():
-        files = sorted(
-            f
-            for f in path.rglob("*")
-            if f.is_file() and f.suffix.lower() in FORMATS and _visible(f.relative_to(path))
-        )
-        return path, files
-    return path.parent, [path]
-
-
-def _fixed_parts(spec: str) -> list[str]:
-    parts = []
-    for part in Path(spec).parts[:-1]:
-        if glob.has_magic(part):
-            break
-        parts.append(part)
-    return parts
-
-
-def _visible(path: str | Path) -> bool:
-    """Not a hidden file or in a hidden folder (write_atomic's temporary files are hidden)."""
-    return not any(part.startswith(".") and part not in (".", "..") for part in Path(path).parts)
-
-
-def _glob_matches(pattern: str, path: Path) -> bool:
-    """Whether glob.glob(pattern, recursive=True) would return `path` (if it existed): component by
-    component, `**` spanning folders, `*` not."""
-    pat = Path(os.path.abspath(pattern)).parts
-    parts = Path(os.path.abspath(path)).parts
-
-    def match(i: int, j: int) -> bool:
-        if i == len(pat):
-            return j == len(parts)
-        if pat[i] == "**":
-            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
-        return j < len(parts) and fnmatch.fnmatchcase(parts[j], pat[i]) and match(i + 1, j + 1)
-
-    return match(0, 0)
-
-
-def plan(specs: list[str], out_dir: Path, fmt: str | None) -> list[Picture]:
-    """Every picture of the INPUTs with its result's path. Refused before any work (StyleError):
-    an output folder that the inputs would read again on a rerun."""
-    pictures: list[Picture] = []
-    seen: dict[str, Picture] = {}
-    for spec in specs:
-        root, files = expand(spec)
-        _check_out_dir(spec, out_dir)
-        if not files:
-            pictures.append(
-                Picture(Path(spec), out_dir, problem="no such file, or no picture in it")
-            )
-            continue
-        for file in files:
-            relative = file.relative_to(root) if file.is_relative_to(root) else Path(file.name)
-            output = out_dir / relative
-            if fmt is not None:
-                output = output.with_suffix("." + fmt)
-            picture = Picture(file, output)
-            key = os.path.realpath(file)
-            if key in seen:
-                continue  # the same picture named twice
-            seen[key] = picture
-            if output.suffix.lower() not in FORMATS:
-                picture.problem = f"can't write {output.suffix or 'no extension'}: give --format"
-            clash = next((p for p in pictures if p.output == output), None)
-            if clash is not None:
-                picture.problem = f"has the same result name as {clash.source}"
-            pictures.append(picture)
-    for picture in pictures:
-        for spec in specs:
-            if glob.has_magic(spec) and _glob_matches(spec, picture.output):
-                raise StyleError(
-                    f"the result {picture.output} would be read again as an input by {spec!r}; "
-                    "choose an output folder outside it"
-                )
-    return pictures
-
-
-def _check_out_dir(spec: str, out_dir: Path) -> None:
-    path = Path(spec)
-    if glob.has_magic(spec) or not path.exists():
-        return
-    if path.is_file() and same_file(path, out_dir):
-        raise StyleError(f"the output folder {out_dir} is the input {spec}; choose another -o")
-    if path.is_dir():
-        inside = Path(os.path.realpath(out_dir)).is_relative_to(os.path.realpath(path))
-        if inside:
-            raise StyleError(
-                f"the output folder {out_dir} is inside the input folder {spec}, whose pictures "
-                "are read again on a rerun; choose an output folder outside it"
-            )
-
-
 # --------------------------------------------------------------------------------------------- run
 
 
@@ -274,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         code = 0
     failed = [p for p in pictures if p.state == "failed" or p.problem]
     if not args.quiet:
-        _summary(pictures, time.monotonic() - started)
+        summary(pictures, time.monotonic() - started)
     else:
         for picture in failed:
             print(f"{PROG}: {picture.source}: {picture.problem}", file=sys.stderr)
@@ -334,7 +209,7 @@ def _run_on_ray(address, args, options: StyleOptions, todo: list[Picture]) -> in
             cluster.Job(str(p.source), _loader(p, args.upscale, loaded), p.longers) for p in todo
         ]
         by_name = {str(p.source): p for p in todo}
-        with _BatchBar(len(todo), args.quiet, len(session.workers)) as bar:
+        with BatchBar(len(todo), args.quiet, len(session.workers)) as bar:
             try:
                 submit = session.stylize_call(session.ray.put(options), styles_ref)
                 for event in session.run(jobs, submit, signals.cancelled):
@@ -395,76 +270,3 @@ def _write(picture: Picture, event, content: LoadedImage, upscale: bool, signals
     picture.state, picture.seconds, picture.node = "done", event.seconds, event.node
     if event.job.redone:
         picture.note = "redone (node lost)"
-
-
-class _BatchBar:
-    """One bar for the batch: pictures done (the running ones' fractions), the running ones' steps,
-    the ETA from the pictures' rate."""
-
-    def __init__(self, total: int, quiet: bool, workers: int) -> None:
-        self.total, self.quiet, self.workers = total, quiet, workers
-        self.done = 0
-        self.bar: Any = None
-
-    def __enter__(self) -> _BatchBar:
-        if not self.quiet:
-            from tqdm import tqdm  # noqa: PLC0415 (optional: only with a progress bar)
-
-            self.bar = tqdm(
-                total=self.total,
-                desc=f"batch ({self.workers} worker{'s' if self.workers > 1 else ''})",
-                unit="picture",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                bar_format="{desc} {bar} {n:.1f}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
-            )
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def running(self, running: list[tuple]) -> None:
-        if self.bar is None:
-            return
-        fraction = 0.0
-        shown = []
-        for name, scale, scales, step, steps in running:
-            part = ((scale - 1) + step / max(steps, 1)) / max(scales, 1)
-            fraction += part
-            shown.append(f"{Path(name).name} {scale}/{scales} {step}/{steps}")
-        self.bar.n = self.done + min(fraction, len(running))
-        self.bar.set_postfix_str(", ".join(shown), refresh=False)
-        self.bar.refresh()
-
-    def finished(self, picture: Picture) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.n = self.done
-            self.bar.refresh()
-
-
-def _summary(pictures: list[Picture], seconds: float) -> None:
-    """The table: each picture, what became of it, its time and the node that made it."""
-    rows = [("picture", "result", "time", "node", "note")]
-    for p in pictures:
-        time_text = f"{p.seconds:.1f}s" if p.seconds is not None else ""
-        note = p.problem or p.note
-        rows.append((str(p.source), p.state, time_text, p.node, note))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
-    counts = {
-        state: sum(p.state == state for p in pictures)
-        for state in ("done", "skipped", "failed", "cancelled")
-    }
-    made = [p.seconds for p in pictures if p.seconds is not None]
-    per = f", {sum(made) / len(made):.1f}s per picture" if made else ""
-    nodes = len({p.node for p in pictures if p.node})
-    print(
-        f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
-        + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
-        + f" "
-        f"in {duration(seconds)}{per}"
-        + (f", on {nodes} node{'s' if nodes > 1 else ''}" if nodes else "")
-    )
