@@ -27,7 +27,6 @@ import numpy as np
 
 from onnxstyle.core import imageio
 from onnxstyle.core.engine import (
-    PRESETS,
     StyleOptions,
     check_sizes,
     resize,
@@ -40,7 +39,7 @@ from onnxstyle.plugin import cluster  # cluster imports Ray only when it connect
 
 from .batch_inputs import Picture, plan
 from .batch_report import BatchBar, summary
-from .options import add_engine_flags, engine_overrides, positive_int
+from .options import add_engine_flags, add_preset_flag, engine_overrides, positive_int
 from .snapshots import check_not_an_input
 from .stylize import check_blend, check_model_dir, size_checked
 from .terminal import PROG, signals_cancel
@@ -78,12 +77,7 @@ def add_parser(subcommands) -> argparse.ArgumentParser:
         choices=FORMAT_CHOICES,
         help="format of the results (default: each input's own)",
     )
-    p.add_argument(
-        "--preset",
-        choices=list(PRESETS),
-        default="normal",
-        help="starting values (default: normal)",
-    )
+    add_preset_flag(p)
     engine = p.add_argument_group("engine options (as for stylize)")
     add_engine_flags(engine)
     where = p.add_argument_group("where it runs")

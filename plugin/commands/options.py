@@ -15,7 +15,15 @@ from dataclasses import replace
 from typing import Any
 
 from onnxstyle.core.engine import TILE_GB_PER_MPX
-from onnxstyle.core.options import BY_PRESET, MAX_COUNT, OPTIONS, Number, Option, StyleOptions
+from onnxstyle.core.options import (
+    BY_PRESET,
+    MAX_COUNT,
+    OPTIONS,
+    PRESETS,
+    Number,
+    Option,
+    StyleOptions,
+)
 
 # What the help of a flag says beyond the declaration: facts of this command's world.
 EXTRA_HELP = {
@@ -27,6 +35,16 @@ EXTRA_HELP = {
 def engine_flags() -> list[tuple[list[str], str, dict[str, Any]]]:
     """(flags, StyleOptions field, argparse keywords) for every declared option."""
     return [(list(option.flags), name, _keywords(option)) for name, option in OPTIONS.items()]
+
+
+def add_preset_flag(parser: argparse.ArgumentParser) -> None:
+    """--preset: the starting values the engine flags override (stylize, batch)."""
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="normal",
+        help="starting values (default: normal)",
+    )
 
 
 def add_engine_flags(group: argparse._ArgumentGroup) -> None:

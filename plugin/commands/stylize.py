@@ -37,7 +37,7 @@ from onnxstyle.core.layers import MIN_SIDE
 from onnxstyle.plugin.client import worker_command
 
 from . import remote
-from .options import add_engine_flags, engine_overrides, positive_int
+from .options import add_engine_flags, add_preset_flag, engine_overrides, positive_int
 from .snapshots import RecordingGraph, check_not_an_input, saving_snapshots
 from .terminal import PROG, cancelled, duration, progress_bar, say, signals_cancel
 
@@ -68,12 +68,7 @@ def add_parser(commands) -> None:
         metavar="OUT",
         help="result file: .png, .jpg/.jpeg, .tif/.tiff or .webp",
     )
-    p.add_argument(
-        "--preset",
-        choices=list(PRESETS),
-        default="normal",
-        help="starting values (default: normal)",
-    )
+    add_preset_flag(p)
     add_engine_flags(p.add_argument_group("engine options"))
     out = p.add_argument_group("output")
     out.add_argument(
