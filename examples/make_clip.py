@@ -24,6 +24,9 @@ from onnxstyle.core.clips import ClipInfo, FrameFolder, output_kind, write_clip
 from onnxstyle.core.errors import StyleError
 
 
+SPEED = 0.06  # of the shapes' path per frame: the disc moves 3.6% of the width a frame
+
+
 def make_clip(width: int, height: int, frames: int, seed: int = 0) -> Iterator[np.ndarray]:
     """`frames` frames, float32 [height, width, 3] RGB in [0,1], made one at a time."""
     rng = np.random.default_rng(seed)
@@ -36,7 +39,10 @@ def make_clip(width: int, height: int, frames: int, seed: int = 0) -> Iterator[n
     disc_colours, square_colours = rng.uniform(0, 1, (2, 3)), rng.uniform(0, 1, (2, 3))
     y, x = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
     for t in range(frames):
-        progress = t / max(frames - 1, 1)
+        # the shapes cross the frame and come back (a triangle wave): each frame moves them by
+        # SPEED of their path, as in filmed motion, however many frames the clip has
+        progress = (t * SPEED) % 2
+        progress = progress if progress <= 1 else 2 - progress
         yield _frame(
             x,
             y,

@@ -21,11 +21,12 @@ import traceback
 from collections.abc import Sequence
 
 from onnxstyle.core.errors import Cancelled, StyleError, first_line, is_out_of_memory
-from onnxstyle.plugin.commands import batch, export, gimp, info, stylize
+from onnxstyle.plugin.commands import batch, export, frames, gimp, info, stylize
 from onnxstyle.plugin.commands.terminal import PROG, error, say
 
 COMMANDS = (
     stylize,
+    frames,
     batch,
     info,
     export,
