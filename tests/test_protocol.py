@@ -121,8 +121,8 @@ def test_every_numeric_field_goes_through_the_one_check():
             message = request(
                 styles=[{"path": "s.png", key: "x"} if key != "bytes" else {key: "x"}]
             )
-        else:
-            message = request()
+        else:  # content, options, sequence
+            message = request(sequence={"id": "a", "index": 0, "temporal_weight": 1.0})
             message[kind] = {
                 k: v for k, v in message[kind].items() if k != "path" or key != "bytes"
             }
