@@ -26,7 +26,7 @@ from .optim import OptimResult, _Spent
 from .runtime import PLACES, download, empty, make_session, upload
 
 SLOTS = 10  # L-BFGS pairs the graphs take (the engine's history); unused ones get coefficient 0
-GRAPHS = ("check", "copy", "trial", "lbfgs-direction", "lbfgs-pair", "adam")
+GRAPHS = ("check", "copy", "trial", "lbfgs-direction", "lbfgs-pair", "adam", "temporal")
 # Graphs with a float32-scalar variant "<name>-f32", for devices without float64 arithmetic:
 # DirectML registers no float64 Mul or Sub, so the float64 recursion's 30 scalar nodes would run
 # on the CPU, each a copy down and up (docs/decisions/ort-review.md); WebGPU has no float64 at all

@@ -85,3 +85,10 @@ def total_cost(
 ) -> float:
     """J = α J_content + β Σ_l λ[l] J_style[l] + tv_weight J_tv."""
     return alpha * J_content + beta * float(np.dot(style_layer_weights, J_style)) + tv_weight * J_tv
+
+
+def temporal_cost(image: np.ndarray, previous: np.ndarray, mask: np.ndarray) -> float:
+    """J_temporal (Ruder et al. 2016, eq. 7): (1/D)·Σ c ⊙ (x − ω(x_prev))², D = H·W·3; image and
+    the warped previous result `previous` [H,W,3], the mask c [H,W] (0: occluded or a motion edge)."""
+    d = np.asarray(image, np.float64) - np.asarray(previous, np.float64)
+    return float(np.sum(np.asarray(mask, np.float64)[..., None] * d * d) / d.size)

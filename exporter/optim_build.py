@@ -12,6 +12,8 @@ every scalar result comes back in one float vector `dots` per graph, so one down
     lbfgs-direction-f32  the same with ρ and the recursion's scalars in float32 (DirectML: no float64)
     lbfgs-pair       x, x_try, g, g_try              -> s = x_try − x, y = g_try − g, dots = [s·y, y·y]
     adam             x, g, m, v, coef, lower, upper  -> x_new, m_new, v_new (one Adam step, projected)
+    temporal         x, g, target, mask, k           -> g_out = g + 2k·c·(x − target),
+                                                        dots = [k·Σ c·(x − target)²]
 
 free = not ((x ≤ lower and g > 0) or (x ≥ upper and g < 0)) is the projected L-BFGS's free set and
 gf = g·free. i runs over core.device_optim.SLOTS history pairs, oldest first; unused ones get ρ = 0.
@@ -190,6 +192,26 @@ def _adam() -> onnx.ModelProto:
     )
 
 
+def _temporal() -> onnx.ModelProto:
+    """Ruder et al.'s temporal term added to a gradient: k = weight / D (core/frames.py); the mask c
+    [1,1,H,W] broadcasts over the channels."""
+    g = _Graph()
+    d = g.op("Sub", ["x", "target"])
+    masked = g.op("Mul", ["mask", d])
+    two_k = g.op("Add", ["k", "k"])
+    g.op("Add", ["g", g.op("Mul", [two_k, masked])], name="g_out")
+    g.op("Mul", ["k", _dot(g, masked, d)], name="dots")
+    mask = helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "H", "W"])
+    inputs = [_vector("x"), _vector("g"), _vector("target"), mask, _floats("k", [])]
+    return _model(
+        g,
+        "temporal",
+        inputs,
+        [_vector("g_out"), _floats("dots", [1])],
+        "the temporal term k·Σ c·(x − target)² and its gradient added to g (Ruder et al. 2016)",
+    )
+
+
 BUILDERS = {
     "check": _check,
     "copy": _copy,
@@ -198,6 +220,7 @@ BUILDERS = {
     "lbfgs-direction-f32": lambda: _lbfgs_direction(TensorProto.FLOAT),
     "lbfgs-pair": _lbfgs_pair,
     "adam": _adam,
+    "temporal": _temporal,
 }
 
 

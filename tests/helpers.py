@@ -2,11 +2,13 @@
 
 import ast
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +140,12 @@ def run_until_progress(
         seen += chunk
     assert started(), seen
     return process, seen
+
+
+def example_clip(width: int, height: int, frames: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """The shipped procedural clip (examples/make_clip.py): moving textured shapes, float32 frames."""
+    spec = importlib.util.spec_from_file_location("make_clip", EXAMPLES / "make_clip.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_clip(width, height, frames, seed=seed)
