@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from test_worker import WorkerProcess, stylize_request
 
+from onnxstyle.core.frames import DEFAULT_TEMPORAL_WEIGHT
 from onnxstyle.plugin import protocol as P
 
 SIZE = 48
@@ -96,3 +97,53 @@ def test_a_frame_of_no_sequence_under_way_says_index_0_is_expected(worker, frame
     assert not progress and final["type"] == "error" and final["kind"] == "protocol", final
     assert '"never"' in final["message"] and "expected index 0" in final["message"], final
     assert not (tmp_path / "o.raw").exists()
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.fromfile(path, np.uint8).reshape(SIZE, SIZE, 4)
+
+
+def test_frames_in_order_through_one_worker_then_a_wrong_index_and_a_cancel(frames, tmp_path):
+    """Frames 0-2 of one sequence; a repeated index, other options, a cancelled frame (which
+    leaves the sequence where it was: the same index comes again and goes through)."""
+    w = WorkerProcess()
+    try:
+        out = [tmp_path / f"anim{i}.raw" for i in range(4)]
+        for i in range(3):
+            w.send(frame_request(frames, f"f{i}", i, out[i], weight=DEFAULT_TEMPORAL_WEIGHT))
+            final, progress = w.until_final(f"f{i}")
+            assert final["type"] == "result", final
+            assert progress and progress[-1]["fraction"] == 1.0
+            styled, content = _pixels(out[i]), _pixels(frames[f"frame{i}"])
+            assert np.array_equal(styled[..., 3], content[..., 3]), "alpha must go through"
+            assert np.abs(styled[..., :3].astype(int) - content[..., :3]).mean() > 2.0
+
+        w.send(frame_request(frames, "again", 1, tmp_path / "x.raw"))
+        final, _ = w.until_final("again")
+        assert final["kind"] == "protocol" and "expected index 3" in final["message"], final
+        w.send(frame_request(frames, "other", 3, tmp_path / "x.raw", weight=5.0))
+        final, _ = w.until_final("other")
+        assert final["kind"] == "protocol" and "temporal weight" in final["message"], final
+        assert not (tmp_path / "x.raw").exists()
+
+        request = frame_request(frames, "stop", 3, out[3], weight=DEFAULT_TEMPORAL_WEIGHT)
+        w.send_raw(P.encode(request) + P.encode({"type": "cancel", "id": "stop"}))
+        final, _ = w.until_final("stop")
+        assert final == {"type": "cancelled", "id": "stop"} and not out[3].exists()
+        w.send(frame_request(frames, "f3", 3, out[3], weight=DEFAULT_TEMPORAL_WEIGHT))
+        final, _ = w.until_final("f3")
+        assert final["type"] == "result", final
+
+        # frame 2 on its own (a new sequence, index 0) is another picture: the sequence's frame 2
+        # started from frame 1's result, warped
+        solo = tmp_path / "solo.raw"
+        w.send(frame_request(frames, "solo", 0, solo, content=2, sequence_id="solo"))
+        final, _ = w.until_final("solo")
+        assert final["type"] == "result", final
+        assert np.abs(_pixels(solo).astype(int) - _pixels(out[2])).mean() > 1.0
+        # and "anim" was dropped for it
+        w.send(frame_request(frames, "gone", 4, tmp_path / "x.raw", content=3))
+        final, _ = w.until_final("gone")
+        assert final["kind"] == "protocol" and "expected index 0" in final["message"], final
+    finally:
+        w.close()
