@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-from errors import PluginError
+from errors import PluginError, log
 from gi.repository import Gegl, Gimp
 from pixels import BYTES_PER_PIXEL, babl_format, save_region, selection_bounds, write_layers
 from settings import stylize_job
@@ -85,6 +85,7 @@ def style_frames(link, frames, config, workdir, region):
             sequence=(sequence, index),
         )  # fmt: skip
         Gimp.progress_set_text(f"Neural style: frame {index + 1} of {len(frames)}")
+        log(f"frame {index + 1} of {len(frames)}: layer {layer.get_name()!r}")
         result = run_job(link, job, show=_frame_progress(index, len(frames)))
         results.append(_kept(result, job, rect.width * rect.height * BYTES_PER_PIXEL[fmt]))
         os.remove(content)
