@@ -276,7 +276,7 @@ def add_arguments(procedure, animation):
     if animation:
         procedure.add_double_argument(
             "temporal-weight",
-            "_Temporal weight",
+            "Tem_poral weight",
             "How closely each frame follows the previous one (0: every frame on its own, "
             "which flickers)",
             0.0,
