@@ -15,6 +15,7 @@ own (in-band parts stay in memory), so nothing is left behind.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -113,6 +114,82 @@ class GraphCache:
         while len(self._graphs) > self._keep:
             del self._graphs[next(iter(self._graphs))]
         return graph
+
+
+class Sequence:
+    """An animation under way: the engine's FrameSequence (its Gram targets and the last result)
+    and what every later frame must share with frame 0."""
+
+    def __init__(self, frame: P.SequenceFrame, key: tuple, size: tuple[int, int], frames) -> None:
+        self.id = frame.id
+        self.key = key  # styles, options and temporal weight of frame 0
+        self.size = size  # the content's (height, width)
+        self.frames = frames  # core.frames.FrameSequence
+        self.finished = 0  # frames whose result went back
+        self.notes_shown = 0
+
+
+class Sequences:
+    """The one sequence a worker keeps: the latest id. One job runs at a time, and only a job's
+    thread touches it, so it needs no lock."""
+
+    def __init__(self) -> None:
+        self.current: Sequence | None = None
+
+    def continued(self, request: P.Stylize) -> Sequence | None:
+        """The sequence a frame continues, checked (ProtocolError naming the index expected);
+        None for frame 0, which drops any sequence kept."""
+        frame = request.sequence
+        assert frame is not None
+        if frame.index == 0:
+            self.current = None  # its memory goes before the new one's
+            return None
+        current = self.current
+        if current is None or current.id != frame.id:
+            raise P.ProtocolError(
+                f'sequence "{frame.id}" is not under way (the worker keeps the latest one only): '
+                "expected index 0 to start it"
+            )
+        if frame.index != current.finished:
+            raise P.ProtocolError(
+                f'sequence "{frame.id}" expected index {current.finished} (frame '
+                f"{current.finished - 1} was the last to finish), not {frame.index}"
+            )
+        if _sequence_key(request) != current.key:
+            raise P.ProtocolError(
+                f'sequence "{frame.id}" was started with other styles, options or temporal weight: '
+                "send them as at index 0, or start again at index 0"
+            )
+        if (request.content.height, request.content.width) != current.size:
+            height, width = current.size
+            raise ImageError(
+                f"frame {frame.index} is {request.content.width}x{request.content.height} px, "
+                f"the sequence's frames are {width}x{height}: every frame must have one size"
+            )
+        return current
+
+    def start(self, request: P.Stylize, styles: list, options: StyleOptions, graph) -> Sequence:
+        """Frame 0: a new FrameSequence with these styles (their Gram targets, once)."""
+        # imported here: OpenCV (the optical flow) loads only for animations, not for every worker
+        from onnxstyle.core.frames import FrameSequence  # noqa: PLC0415
+
+        frame = request.sequence
+        assert frame is not None
+        frames = FrameSequence(styles, options, frame.temporal_weight, graph=graph)
+        size = (request.content.height, request.content.width)
+        self.current = Sequence(frame, _sequence_key(request), size, frames)
+        return self.current
+
+
+def _sequence_key(request: P.Stylize) -> tuple:
+    """What frame 0 fixes for the whole sequence: the styles (in-band ones by their bytes'
+    digest), the options and the temporal weight."""
+    assert request.sequence is not None
+    styles = tuple(
+        (s.path, s.weight, None if s.data is None else hashlib.sha256(s.data).digest())
+        for s in request.styles
+    )
+    return styles, request.options, request.sequence.temporal_weight
 
 
 BUSY_MESSAGE = "a job is already running; cancel it or wait"
@@ -305,32 +382,43 @@ def _memory_message(exc: BaseException) -> str:
 Final = tuple[dict[str, Any], tuple[Any, ...]]
 
 
-def run_job(job: Job, out: Channel, graphs: GraphCache | None = None) -> None:
+def run_job(
+    job: Job,
+    out: Channel,
+    graphs: GraphCache | None = None,
+    sequences: Sequences | None = None,
+) -> None:
     """Run one stylize request and send its single final message (result, error or cancelled)."""
-    final, frame = execute(job, out, graphs or GraphCache())
+    final, frame = execute(job, out, graphs or GraphCache(), sequences or Sequences())
     out.send(final, *frame)
 
 
-def execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
+def execute(job: Job, out: Channel, graphs: GraphCache, sequences: Sequences) -> Final:
     """Run one stylize request, sending its progress; returns its final message (not sent)."""
     try:
-        return _execute(job, out, graphs)
+        return _execute(job, out, graphs, sequences)
     except Exception as exc:  # every failure is one final message
         return _failure(job, exc), ()
 
 
-def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
+def _execute(job: Job, out: Channel, graphs: GraphCache, sequences: Sequences) -> Final:
     started = time.monotonic()
     request = job.request
     try:
+        # a frame of an animation: in order, before anything else is looked at
+        sequence = sequences.continued(request) if request.sequence else None
         _check_output(request)
         style_options = _engine_options(request.options, [s.weight for s in request.styles])
-        size = (request.content.height, request.content.width)
-        style_sizes = [_height_width(image_size(_style_source(s))) for s in request.styles]
-        height, width = check_sizes(size, style_sizes, style_options)  # before any decode
+        styles, longer = [], 0
+        if sequence is None:  # a later frame reuses frame 0's styles (their Gram targets)
+            size = (request.content.height, request.content.width)
+            style_sizes = [_height_width(image_size(_style_source(s))) for s in request.styles]
+            height, width = check_sizes(size, style_sizes, style_options)  # before any decode
+            longer = style_side(height, width, style_options.style_scale)
         content, alpha = _read_content(request.content)
         _stop_if_cancelled(job)
-        styles = _load_styles(job, style_side(height, width, style_options.style_scale))
+        if sequence is None:
+            styles = _load_styles(job, longer)
         graph = graphs.get(style_options)
         _stop_if_cancelled(job)
 
@@ -344,21 +432,38 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
                 out.send(_progress_message(job.id, p))
 
         with np.errstate(over="ignore", invalid="ignore"):  # the engine reports inf/NaN itself
-            result = stylize(
-                content,
-                styles,
-                style_options,
-                progress=on_progress,
-                cancel=job.cancel.is_set,
-                graph=graph,
-            )
-        _stop_if_cancelled(job)
+            if request.sequence is None:
+                result = stylize(
+                    content,
+                    styles,
+                    style_options,
+                    progress=on_progress,
+                    cancel=job.cancel.is_set,
+                    graph=graph,
+                )
+                _stop_if_cancelled(job)
+            else:
+                if sequence is None:
+                    sequence = sequences.start(request, styles, style_options, graph)
+                # on Cancelled or an error the FrameSequence is as it was: the index may come again
+                result = sequence.frames.next(
+                    content, progress=on_progress, cancel=job.cancel.is_set
+                )
+                # finished: a cancel that comes now is too late (the sequence moved on)
         height, width = content.shape[:2]
-        result = resize(result, height, width)  # the engine may work smaller; no-op if not
-        data = _encode_pixels(result, alpha, request.content.format)
-        del result, content, alpha  # the answer may be large: drop the floats first
-        if request.output is not None:
-            _write_output(Path(request.output), data)
+        try:
+            result = resize(result, height, width)  # the engine may work smaller; no-op if not
+            data = _encode_pixels(result, alpha, request.content.format)
+            del result, content, alpha  # the answer may be large: drop the floats first
+            if request.output is not None:
+                _write_output(Path(request.output), data)
+        except BaseException:
+            if sequence is not None:  # it moved on to a frame the editor never gets
+                sequences.current = None
+            raise
+        if sequence is not None:
+            sequence.finished += 1
+            _log_notes(sequence)
         message = P.result(
             job.id,
             request.output,
@@ -371,6 +476,13 @@ def _execute(job: Job, out: Channel, graphs: GraphCache) -> Final:
     except Cancelled:
         log.info("job %s cancelled", job.id)
         return P.cancelled(job.id), ()
+
+
+def _log_notes(sequence: Sequence) -> None:
+    """The engine's one-line notes (a flow that failed on a frame, ...), each logged once."""
+    for note in sequence.frames.notes[sequence.notes_shown :]:
+        log.warning("sequence %s: %s", sequence.id, note)
+    sequence.notes_shown = len(sequence.frames.notes)
 
 
 def _failure(job: Job, exc: Exception) -> dict[str, Any]:
@@ -437,6 +549,7 @@ class Worker:
         self.stdin = stdin
         self.out = out
         self.graphs = graphs or GraphCache()
+        self.sequences = Sequences()  # the animation under way, frame after frame
         self.job: Job | None = None  # the running job
         self.waiting: Job | None = None  # a job sent after the running one was cancelled
         self._lock = threading.Lock()
@@ -566,7 +679,11 @@ class Worker:
 
     def _run(self, job: Job) -> None:
         cancelled: Final = (P.cancelled(job.id), ())
-        final, frame = execute(job, self.out, self.graphs) if not job.cancel.is_set() else cancelled
+        final, frame = (
+            execute(job, self.out, self.graphs, self.sequences)
+            if not job.cancel.is_set()
+            else cancelled
+        )
         with self._lock:
             # the next job becomes current before this one's final message goes out, so a request
             # sent after that message never finds the worker busy with a finished job

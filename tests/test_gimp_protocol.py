@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,6 +65,15 @@ def test_the_plugins_requests_are_what_the_worker_parses():
     assert "steps" not in G.stylize_request(_job([("/tmp/a.png", 1.0)]))["options"]
 
     assert isinstance(P.parse_request(json.dumps(G.hello_request("/tmp/p", "ab" * 8))), P.Hello)
+    assert P.parse_request(json.dumps(in_band)).sequence is None  # a picture on its own
+
+
+def test_a_frame_of_the_plugins_animation_is_a_worker_sequence_frame():
+    frame = G.SequenceFrame("gimp-layers-" + "f" * 12, 2, G.DEFAULT_TEMPORAL_WEIGHT)
+    job = replace(_job([("/tmp/a.png", 1.0)]), sequence=frame)
+    for request in (G.stylize_request(job), G.stylize_request(job, [WIDTH * HEIGHT * 4, 100])):
+        parsed = P.parse_request(json.dumps(request))
+        assert parsed.sequence == P.SequenceFrame(frame.id, 2, G.DEFAULT_TEMPORAL_WEIGHT)
     cancel = P.parse_request(json.dumps(G.cancel_request("gimp-1")))
     assert isinstance(cancel, P.Cancel) and cancel.id == "gimp-1"
 

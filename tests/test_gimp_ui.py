@@ -26,6 +26,7 @@ import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, gui_ready, install
 from helpers import EXAMPLES, plugin_constants
 from PIL import Image
+from test_gimp_layers import make_frames
 
 from onnxstyle.core.engine import PRESETS
 from onnxstyle.plugin import protocol as P
@@ -64,6 +65,7 @@ def gui(tmp_path_factory, pytestconfig):
         "ONNXSTYLE_E2E_CONTENT": str(folder / "content.jpg"),
         "ONNXSTYLE_E2E_STYLE": str(folder / "style.jpg"),
         "ONNXSTYLE_E2E_MAX_SIZE": str(MAX_SIZE),
+        "ONNXSTYLE_E2E_FRAMES": ":".join(map(str, make_frames(folder))),
     }
     command = [str(SCRIPTS / "gimp-gui.sh"), root, str(SCRIPTS / "ui_driver.py")]
     if root != "/":
@@ -259,6 +261,30 @@ def test_closing_the_dialog_mid_preview_leaves_no_process_and_no_file(gui):
     closed = step(gui, "closed", 2)
     assert closed["workers"] == [] and closed["temp_dirs"] == [], closed
     assert gui["session"]["close-mid-preview"]["status"] == "cancel"
+
+
+# ------------------------------------------------------------------ on all layers
+
+
+def test_on_all_layers_styles_every_frame_and_one_undo_gives_all_back(gui):
+    opened = step(gui, "layers-open")
+    assert opened["title"] == "Neural Style (ONNX) on all layers", opened
+    record = gui["session"]["layers-ok"]
+    assert record["status"] == "success", record["error"]
+    styled, undone = layers(gui, "layers-ok"), layers(gui, "layers-ok-undone")
+    originals = [np.asarray(Image.open(p).convert("RGBA")) for p in _frame_files(gui)][::-1]
+    assert len(styled) == len(undone) == len(originals) == 4, "layers added or removed"
+    for after, before in zip(styled, originals):
+        assert np.abs(after[..., :3].astype(int) - before[..., :3]).mean() > 5.0, "not styled"
+    assert "Neural Style (ONNX) on all layers" in step(gui, "undo")["item"]
+    for after, before in zip(undone, originals):
+        assert np.array_equal(after, before), "one Undo did not give every layer back"
+    closed = step(gui, "closed", 3)
+    assert closed["workers"] == [] and closed["temp_dirs"] == [], closed
+
+
+def _frame_files(gui) -> list[Path]:
+    return sorted(gui["out"].parent.glob("frame*.png"))
 
 
 # ------------------------------------------------------------------ the plug-in's copies (no GIMP)

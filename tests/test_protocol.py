@@ -12,6 +12,7 @@ import pytest
 from helpers import plugin_constants, plugin_definition
 
 from onnxstyle.core.engine import PRESERVE_COLORS, PRESETS
+from onnxstyle.core.frames import DEFAULT_TEMPORAL_WEIGHT
 from onnxstyle.core.runtime import DEVICES
 from onnxstyle.plugin import protocol as P
 
@@ -121,8 +122,8 @@ def test_every_numeric_field_goes_through_the_one_check():
             message = request(
                 styles=[{"path": "s.png", key: "x"} if key != "bytes" else {key: "x"}]
             )
-        else:
-            message = request()
+        else:  # content, options, sequence
+            message = request(sequence={"id": "a", "index": 0, "temporal_weight": 1.0})
             message[kind] = {
                 k: v for k, v in message[kind].items() if k != "path" or key != "bytes"
             }
@@ -267,6 +268,9 @@ def test_the_gimp_plugin_constants_match_the_worker():
     assert constants["MAX_FRAME_BYTES"] == P.MAX_FRAME_BYTES
     assert constants["MAX_STYLE_BYTES"] == P.MAX_STYLE_BYTES
     assert _nicks(constants["PRESETS"]) == tuple(PRESETS)
+    assert constants["SEQUENCE_ID_CHARS"] == P.SEQUENCE_ID_CHARS
+    assert constants["DEFAULT_TEMPORAL_WEIGHT"] == DEFAULT_TEMPORAL_WEIGHT
+    assert DEFAULT_TEMPORAL_WEIGHT <= constants["TEMPORAL_WEIGHT_MAX"] <= P.WEIGHT_MAX
     assert _nicks(constants["DEVICES"]) == DEVICES
     assert _nicks(constants["PRESERVE"]) == P.PRESERVE
     assert P.PRESERVE == ("none",) + tuple(mode for mode in PRESERVE_COLORS if mode)

@@ -1,7 +1,7 @@
 """The dialog: the procedure's widgets in a column, and beside them the Preview panel's widgets
 (the preview image, the style thumbnails, the Preview button, a progress bar and a status line).
 
-A new dialog control: its argument is registered in the entry file's `do_create_procedure`,
+A new dialog control: its argument is registered in the entry file's `add_arguments`,
 and placed here in `dialog_layout` (in the column, or in the "Advanced" expander). What the
 Preview does is preview.py's; this file only draws.
 """
@@ -16,9 +16,10 @@ THUMB_SIZE = 96  # the style thumbnails' longest side, px
 PULSE_MS = 120  # the busy bar's pulse
 
 
-def dialog_layout(dialog):
+def dialog_layout(dialog, animation=False):
     """The procedure's widgets in a column, the advanced ones in an expander; returns the row
-    that the preview column joins."""
+    that the preview column joins. On all layers (`animation`) the temporal weight takes the
+    place of the output (the layers are replaced)."""
     dialog.get_scale_entry("strength", 1.0)
     dialog.get_scale_entry("style-blend", 1.0)
     dialog.fill_box("advanced-box", ["max-size", "device", "seed"])
@@ -27,7 +28,7 @@ def dialog_layout(dialog):
     settings = dialog.fill_box(
         "settings",
         ["style-file", "style-file-2", "style-blend", "strength", "quality"]
-        + ["preserve-colors", "output", "advanced"],
+        + ["preserve-colors", "temporal-weight" if animation else "output", "advanced"],
     )
     settings.set_size_request(360, -1)
     row = dialog.fill_box("main", ["settings"])
@@ -37,11 +38,13 @@ def dialog_layout(dialog):
     return row
 
 
-def show_dialog(procedure, config, drawables):
-    """Runs the dialog; returns its Preview (holding the warm worker) on OK, None on Cancel."""
+def show_dialog(procedure, config, drawables, animation=False):
+    """Runs the dialog; returns its Preview (holding the warm worker) on OK, None on Cancel.
+    `drawables`: the layer the preview shows (on all layers, the selected frame)."""
     GimpUi.init(procedure.get_name())
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style (ONNX)")
-    row = dialog_layout(dialog)
+    title = "Neural Style (ONNX) on all layers" if animation else "Neural Style (ONNX)"
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
+    row = dialog_layout(dialog, animation)
     panel = PreviewPanel(dialog)
     preview = Preview(panel, config, drawables)
     row.pack_start(panel.box, False, False, 0)

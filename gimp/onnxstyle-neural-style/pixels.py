@@ -63,14 +63,32 @@ def write_result(image, layer, rect, gegl_format, data, output):
             target = layer.copy()  # same size, offsets, type and alpha as the source
             target.set_name(f"{layer.get_name()} (neural style)")
             image.insert_layer(target, layer.get_parent(), image.get_item_position(layer))
-        shadow = target.get_shadow_buffer()
-        shadow.set(rect, gegl_format, data)
-        shadow.flush()
-        target.merge_shadow(True)
-        target.update(rect.x, rect.y, rect.width, rect.height)
+        paint(target, rect, gegl_format, data)
     finally:
         image.undo_group_end()
     Gimp.displays_flush()
+
+
+def write_layers(image, layers, rect, gegl_format, pixel_files):
+    """Each layer's result (the raw pixel file beside it) painted over it, all in one undo group:
+    one Undo gives every layer back."""
+    image.undo_group_start()
+    try:
+        for layer, path in zip(layers, pixel_files):
+            with open(path, "rb") as f:
+                paint(layer, rect, gegl_format, f.read())
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+
+
+def paint(layer, rect, gegl_format, data):
+    """Pixels onto `rect` of the layer through its shadow buffer (an undo step of its own)."""
+    shadow = layer.get_shadow_buffer()
+    shadow.set(rect, gegl_format, data)
+    shadow.flush()
+    layer.merge_shadow(True)
+    layer.update(rect.x, rect.y, rect.width, rect.height)
 
 
 def preview_pixels(layer, region, size):

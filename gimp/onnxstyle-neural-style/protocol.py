@@ -24,6 +24,9 @@ PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 2136870912  # a frame after a line: larger ones are refused before reading
 MAX_STYLE_BYTES = 268435456  # a style image file sent in-band
 STYLE_NAME_CHARS = 200  # an in-band style's "name" only labels the worker's messages
+SEQUENCE_ID_CHARS = 64  # a sequence's "id" (an animation's frames)
+# core/frames.py's default weight of the temporal loss (tests/test_protocol.py keeps it in step)
+DEFAULT_TEMPORAL_WEIGHT = 1000.0
 
 # ---------------------------------------------------------------- requests (plug-in -> worker)
 
@@ -48,6 +51,15 @@ class StyleFile:
 
 
 @dataclass(frozen=True)
+class SequenceFrame:
+    """Frame `index` (0-based) of the animation `id`: the worker styles it from the previous one."""
+
+    id: str
+    index: int
+    temporal_weight: float
+
+
+@dataclass(frozen=True)
 class StylizeJob:
     """What a stylize request asks: the content's raw pixel file, where the result goes (when
     the worker shares our files), the styles and the options."""
@@ -60,6 +72,7 @@ class StylizeJob:
     output: str  # the result's file, when files are shared
     styles: tuple[StyleFile, ...]
     options: Options
+    sequence: SequenceFrame | None = None  # a frame of an animation
 
 
 def hello_request(probe, nonce):
@@ -76,6 +89,8 @@ def stylize_request(job, frame_sizes=None):
         del options["steps"]
     content = {"width": job.width, "height": job.height, "format": job.format}
     request = {"type": "stylize", "id": job.id, "content": content, "options": options}
+    if job.sequence is not None:
+        request["sequence"] = asdict(job.sequence)
     if frame_sizes is None:
         content["path"] = job.content
         request["output"] = {"path": job.output}

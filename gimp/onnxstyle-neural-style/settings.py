@@ -9,7 +9,7 @@ dialog.py's `dialog_layout`.
 import os
 
 from errors import PluginError
-from protocol import Options, StyleFile, StylizeJob
+from protocol import Options, SequenceFrame, StyleFile, StylizeJob
 
 # The preview: a small copy, fewer steps; a few CPU seconds, not the draft preset's ~100
 # (measured in docs/decisions/gimp.md).
@@ -46,8 +46,9 @@ def style_files(config):
     return tuple(s for s in styles if s.weight > 0.0)
 
 
-def stylize_job(config, job_id, content, width, height, fmt, preview=False):
-    """A stylize job for the raw pixel file `content`; a preview gets the preview schedule."""
+def stylize_job(config, job_id, content, width, height, fmt, preview=False, sequence=None):
+    """A stylize job for the raw pixel file `content`; a preview gets the preview schedule;
+    `sequence` (id, index): a frame of an animation, with the procedure's temporal weight."""
     max_size = int(config.get_property("max-size"))
     options = Options(
         preset=config.get_property("quality"),
@@ -67,4 +68,10 @@ def stylize_job(config, job_id, content, width, height, fmt, preview=False):
         output=content[: -len(".raw")] + "-result.raw",
         styles=style_files(config),
         options=options,
+        sequence=None if sequence is None else SequenceFrame(*sequence, temporal_weight(config)),
     )
+
+
+def temporal_weight(config):
+    """How much each frame keeps of the previous one (0: frames styled on their own)."""
+    return float(config.get_property("temporal-weight"))

@@ -243,18 +243,37 @@ def validate_hello(link, reply, device):
 
 def run_on_new_worker(job, python, command, workdir):
     """Start a worker, run one job on it, stop it; returns the Result or raises PluginError."""
-    link = WorkerLink(python, command, os.path.join(workdir, "worker-stderr.txt"))
+    link = open_worker(python, command, workdir, job.options.device)
     try:
-        Gimp.progress_set_text("Neural style: starting the worker")
-        greet(link, job.options.device, workdir)
         return run_job(link, job)
     finally:
         link.close()
 
 
-def run_job(link, job):
-    """One job on a greeted, idle worker, with progress in GIMP's bar; returns its Result."""
-    Gimp.progress_set_text("Neural style: loading the model and the style images")
+def open_worker(python, command, workdir, device):
+    """A new worker, greeted: ready for jobs (the caller closes it)."""
+    link = WorkerLink(python, command, os.path.join(workdir, "worker-stderr.txt"))
+    try:
+        Gimp.progress_set_text("Neural style: starting the worker")
+        greet(link, device, workdir)
+    except BaseException:
+        link.close()
+        raise
+    return link
+
+
+def show_progress(reply):
+    """A job's Progress in GIMP's bar."""
+    Gimp.progress_set_text(reply.text or "Neural style")
+    Gimp.progress_update(reply.fraction)
+
+
+def run_job(link, job, show=None):
+    """One job on a greeted, idle worker, its progress in GIMP's bar (or given to `show`, which
+    says what the job is itself); returns its Result."""
+    if show is None:
+        Gimp.progress_set_text("Neural style: loading the model and the style images")
+        show = show_progress
     send_job(link, job)
     while True:
         reply = link.receive()
@@ -263,8 +282,7 @@ def run_job(link, job):
         if reply.id not in (None, job.id):
             continue  # a reply of an earlier (preview) job
         if isinstance(reply, Progress):
-            Gimp.progress_set_text(reply.text or "Neural style")
-            Gimp.progress_update(reply.fraction)
+            show(reply)
         elif isinstance(reply, Result):
             return reply
         elif isinstance(reply, Error):

@@ -52,7 +52,9 @@ Requests (editor -> worker)
                or {"bytes": B, "name": "style.jpg", "weight": 1.0}, ...],  # weights relative
    "options": {"preset": "draft", "strength": 1.0, "max_size": 512,
                "preserve_colors": "none", "device": "auto", "seed": 0, ...},
-   "workdir": ".../tmpdir"}                          # optional, ignored (see "Files")
+   "workdir": ".../tmpdir",                          # optional, ignored (see "Files")
+   "sequence": {"id": "anim-1", "index": 0, "temporal_weight": W}}  # optional: a frame of an
+                                                     # animation (below)
      The frame holds the in-band parts in request order (the content, then each in-band style)
      and is exactly the sum of their "bytes"; the content's "bytes" is W x H x channels x bytes; a
      style's "bytes" at most MAX_STYLE_BYTES; its "name" only labels messages. Options besides
@@ -68,6 +70,18 @@ Requests (editor -> worker)
              (output in-band: N = W x H x channels x bytes of the content's format follow)
          {"type": "error", "id", "kind", "message"}
          {"type": "cancelled", "id"}
+     "sequence" (optional; without it a stylize is a picture on its own): the frames of an
+     animation, styled without flicker (Ruder et al. 2016): each frame starts from the previous
+     result warped by the optical flow, with a temporal loss of weight W (0 <= W <= WEIGHT_MAX; 0
+     gives independent frames). "id": 1 to SEQUENCE_ID_CHARS characters; "index": an int >= 0.
+     The worker keeps one sequence, the latest id: index 0 starts it afresh (dropping any
+     other), with this request's styles, options and weight, the Gram targets computed once;
+     index k continues it only if frame k-1 of that id was the last to finish, with the same
+     styles, options, weight and content size; else one "protocol" error saying which index it
+     expects (a content of another size: kind "image"). A frame that is cancelled or fails
+     leaves the sequence at its previous frame: the same index may be sent again. The frame's
+     progress and result are a stylize's. A result whose output can't be written ends the
+     sequence (index 0 starts it again).
   {"type": "cancel", "id": "job-1"}     # "id" optional: cancels the running job, if any
   Closing stdin cancels the running job (within one engine step) and ends the worker.
 
@@ -150,6 +164,7 @@ from .messages import (
     Reply,
     Request,
     Result,
+    SequenceFrame,
     StyleSpec,
     Stylize,
 )
@@ -174,6 +189,7 @@ from .requests import (
     OPTION_NAMES,
     PRESERVE,
     SEED_MAX,
+    SEQUENCE_ID_CHARS,
     STEPS_MAX,
     WEIGHT_MAX,
     cancel_message,
@@ -222,6 +238,8 @@ __all__ = [
     "Request",
     "Result",
     "SEED_MAX",
+    "SEQUENCE_ID_CHARS",
+    "SequenceFrame",
     "STEPS_MAX",
     "StyleSpec",
     "Stylize",

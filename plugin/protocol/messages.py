@@ -136,6 +136,16 @@ class JobOptions:
 
 
 @dataclass(frozen=True)
+class SequenceFrame:
+    """A stylize request's "sequence": frame `index` (0-based) of the animation `id`, styled from
+    the previous frame's result with the temporal loss at `temporal_weight` (Ruder et al. 2016)."""
+
+    id: str
+    index: int
+    temporal_weight: float
+
+
+@dataclass(frozen=True)
 class Stylize:
     """{"type": "stylize", ...}: progress messages, then one Result, Error or Cancelled.
     `output` None: the result goes back in the result's frame."""
@@ -147,6 +157,7 @@ class Stylize:
     options: JobOptions = field(default_factory=JobOptions)
     workdir: str | None = None
     frame: int = 0
+    sequence: SequenceFrame | None = None  # absent: a picture on its own
     type = "stylize"
 
     def with_frame(self, data: Any) -> Stylize:

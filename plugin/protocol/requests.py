@@ -37,6 +37,7 @@ from .messages import (
     Ping,
     PixelFile,
     Request,
+    SequenceFrame,
     StyleSpec,
     Stylize,
 )
@@ -44,6 +45,7 @@ from .messages import (
 MAX_PING_REPLY = 64 << 20  # a ping's download: enough to time a link, too small to hurt
 NONCE_CHARS = (16, 128)  # a hello's files probe: a nonce of this many characters
 NONCE_FILE_BYTES = 256  # the probe file is read with this bound
+SEQUENCE_ID_CHARS = 64  # a sequence's "id": the worker keeps it, the editor names its animation
 
 # The options a request may set, as core/options.py declares them (absent or null: the preset's).
 # JobOptions' own are the editor's everyday ones; the rest (ENGINE_OPTIONS) are StyleOptions
@@ -76,6 +78,8 @@ NUMBERS: dict[str, Number] = {
     "content.bytes": Number(integer=True, minimum=1, maximum=MAX_FRAME_BYTES),
     "styles.weight": Number(integer=False, minimum=0.0, maximum=WEIGHT_MAX),
     "styles.bytes": Number(integer=True, minimum=1, maximum=MAX_STYLE_BYTES),
+    "sequence.index": Number(integer=True, minimum=0, maximum=INT_MAX),
+    "sequence.temporal_weight": Number(integer=False, minimum=0.0, maximum=WEIGHT_MAX),
     # the options: core/options.py's ranges; a list's items are numbers, never null
     **{
         f"options.{name}": Number.of(option.number, nullable=option.count == 0)
@@ -120,9 +124,10 @@ def stylize_message(
     output: str | None,
     styles: Sequence[StyleSpec],
     options: Mapping[str, Any],
+    sequence: SequenceFrame | None = None,
 ) -> dict:
     """A stylize request; parts without a path go in-band (the frame: content, then styles, in
-    order), and `output` None asks for the result's frame."""
+    order), and `output` None asks for the result's frame; `sequence`: a frame of an animation."""
     spec: dict[str, Any] = {"width": content.width, "height": content.height}
     spec["format"] = content.format
     if content.path is not None:
@@ -133,6 +138,12 @@ def stylize_message(
     message["output"] = {"frame": True} if output is None else {"path": output}
     message["styles"] = [_style_message(style) for style in styles]
     message["options"] = dict(options)
+    if sequence is not None:
+        message["sequence"] = {
+            "id": sequence.id,
+            "index": sequence.index,
+            "temporal_weight": sequence.temporal_weight,
+        }
     frame = (content.size if content.path is None else 0) + sum(
         style.frame_bytes for style in styles
     )
@@ -206,9 +217,10 @@ def _parse_cancel(message: dict[str, Any], job_id: str | None) -> Cancel:
 def _parse_stylize(message: dict[str, Any], job_id: str | None) -> Stylize:
     only(
         message,
-        ("type", "id", "content", "output", "styles", "options", "workdir", "frame"),
+        ("type", "id", "content", "output", "styles", "options", "workdir", "frame", "sequence"),
         "stylize",
     )
+    sequence = message.get("sequence")
     workdir = message.get("workdir")
     if workdir is not None:
         a_path(workdir, "workdir")
@@ -220,6 +232,7 @@ def _parse_stylize(message: dict[str, Any], job_id: str | None) -> Stylize:
         options=_options(an_object(message.get("options", {}), "options")),
         workdir=workdir,
         frame=number(message.get("frame", 0), "frame"),
+        sequence=None if sequence is None else _sequence(an_object(sequence, "sequence")),
     )
     _check_frame(request)
     return request
@@ -246,6 +259,26 @@ def _content(spec: dict[str, Any]) -> PixelFile:
             f'"content.bytes" is {declared}, but {width}x{height} {fmt} is {content.size} bytes'
         )
     return content
+
+
+def _sequence(spec: dict[str, Any]) -> SequenceFrame:
+    """A frame of an animation: which one, of which sequence, and how much it follows the last."""
+    unknown = sorted(set(spec) - {"id", "index", "temporal_weight"})
+    if unknown:
+        raise ProtocolError(f'unknown field "{cut(unknown[0])}" in "sequence"')
+    sequence_id = spec.get("id")
+    if not isinstance(sequence_id, str) or not 0 < len(sequence_id) <= SEQUENCE_ID_CHARS:
+        raise ProtocolError(
+            f'"sequence.id" must be a string of 1 to {SEQUENCE_ID_CHARS} characters, '
+            f"not {shown(sequence_id)}"
+        )
+    return SequenceFrame(
+        id=sequence_id,
+        index=NUMBERS["sequence.index"].count(spec.get("index"), "sequence.index"),
+        temporal_weight=NUMBERS["sequence.temporal_weight"].real(
+            spec.get("temporal_weight"), "sequence.temporal_weight"
+        ),
+    )
 
 
 def _file_or_bytes(spec: dict[str, Any], name: str) -> str:

@@ -64,7 +64,7 @@ def walk(node, depth=0):
 def find_dialog():
     for app in pyatspi.Registry.getDesktop(0):
         for window in app or []:
-            if window is not None and window.name == TITLE:
+            if window is not None and window.name.startswith(TITLE):  # "... on all layers" too
                 return window
     return None
 
@@ -269,10 +269,58 @@ def close_mid_preview(dialog):
     )
 
 
+def layers_ok(dialog):
+    """On all layers: the dialog as it opens (its preview area shows the selected frame's shape),
+    OK, then Edit → Undo once in GIMP's window."""
+    note("layers-open", title=dialog.name, status=status(dialog))
+    shot("6-layers-dialog")
+    started = time.monotonic()
+    press(dialog, "OK")
+    gone(dialog, "layers-ok")
+    note("layers-done", seconds=round(time.monotonic() - started, 2), workers=workers())
+    shot("7-layers-styled")
+    item = wait("GIMP's Edit → Undo", undo_item, timeout=30)
+    label = item.name  # the item goes away with the undo (GIMP relabels its menu)
+    note("undo", item=label)
+    # Ctrl+Z on the image window, as a user types it: the pointer over the canvas gives it the
+    # keyboard (no window manager: focus follows the pointer)
+    pyatspi.Registry.generateMouseEvent(400, 300, pyatspi.MOUSE_ABS)
+    time.sleep(0.3)
+    for code, kind in (
+        (37, pyatspi.KEY_PRESS),
+        (52, pyatspi.KEY_PRESSRELEASE),
+        (37, pyatspi.KEY_RELEASE),
+    ):
+        pyatspi.Registry.generateKeyboardEvent(code, None, kind)  # Control_L, z on Xvfb's keymap
+    time.sleep(1.0)  # GIMP undoes on its main loop
+    shot("8-layers-undone")
+    with open(os.path.join(OUT, "undone"), "w") as f:
+        f.write(label)
+    wait("GIMP to dump the undone layers", lambda: "layers-ok-undone" in session_cases())
+    note("closed", workers=workers(), temp_dirs=temp_dirs())
+
+
+def undo_item():
+    """The Undo item of GIMP's Edit menu (its name says what it undoes), found from the menu bar
+    down, not through the whole window's tree."""
+    for app in pyatspi.Registry.getDesktop(0):
+        if app is None or "gimp" not in (app.name or "").lower():
+            continue
+        for node in walk(app, 0):
+            if node.getRoleName() == "menu bar":
+                for menu in node:
+                    if menu.name.replace("_", "") == "Edit":
+                        for item in walk(menu):
+                            if item.getRoleName() == "menu item" and item.name.startswith("Undo"):
+                                return item
+    return None
+
+
 CASES = {
     "preview-then-ok": preview_then_ok,
     "crash-then-missing-style": crash_then_missing_style,
     "close-mid-preview": close_mid_preview,
+    "layers-ok": layers_ok,
 }
 
 

@@ -5,11 +5,13 @@
 # procedure's status, its error and every layer (name, size, a raw "R'G'B'A u8" dump). Then GIMP quits.
 import json
 import os
+import time
 import traceback
 
 from gi.repository import Gegl, Gimp, Gio
 
 PROC = "plug-in-onnxstyle-neural-style"
+PROC_LAYERS = "plug-in-onnxstyle-neural-style-layers"
 OUT = os.environ["ONNXSTYLE_E2E_OUT"]
 CASES = os.environ["ONNXSTYLE_E2E_CASES"].split(",")
 
@@ -54,9 +56,39 @@ def dialog(case):
     report(case=case, status=status.value_nick, error=error, layers=dump_layers(image, case))
 
 
+def layers_dialog(case):
+    """On all layers: 4 frames (frame 1 the bottom layer), the preview on the selected frame 3.
+    After the run, once the driver has pressed Edit → Undo once, the layers are dumped again."""
+    frames = os.environ["ONNXSTYLE_E2E_FRAMES"].split(":")
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(frames[0]))
+    for path in frames[1:]:
+        layer = Gimp.file_load_layer(
+            Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path)
+        )
+        image.insert_layer(layer, None, 0)
+    Gimp.Display.new(image)
+    Gimp.displays_flush()
+    proc = Gimp.get_pdb().lookup_procedure(PROC_LAYERS)
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", image.get_layers()[1:2])
+    config.set_property("style-file", Gio.File.new_for_path(os.environ["ONNXSTYLE_E2E_STYLE"]))
+    config.set_property("quality", "draft")
+    result = proc.run(config)
+    status = result.index(0)
+    error = Gimp.get_pdb().get_last_error() if status != Gimp.PDBStatusType.SUCCESS else ""
+    report(case=case, status=status.value_nick, error=error, layers=dump_layers(image, case))
+    flag = os.path.join(OUT, "undone")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    report(case=f"{case}-undone", layers=dump_layers(image, f"{case}-undone"))
+
+
 for name in CASES:
     try:
-        dialog(name)
+        layers_dialog(name) if name == "layers-ok" else dialog(name)
     except Exception:
         report(case=name, status="exception", error=traceback.format_exc(), layers=[])
 
