@@ -23,7 +23,6 @@ import numpy as np
 from onnxstyle.core.clips import ClipInfo, FrameFolder, output_kind, write_clip
 from onnxstyle.core.errors import StyleError
 
-
 SPEED = 0.06  # of the shapes' path per frame: the disc moves 3.6% of the width a frame
 
 
