@@ -46,6 +46,8 @@ def show_dialog(procedure, config, drawables, animation=False):
     dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
     row = dialog_layout(dialog, animation)
     panel = PreviewPanel(dialog)
+    if animation:
+        panel.ok_text = "OK styles every layer, bottom first."
     preview = Preview(panel, config, drawables)
     row.pack_start(panel.box, False, False, 0)
     try:
@@ -62,6 +64,8 @@ def show_dialog(procedure, config, drawables, animation=False):
 class PreviewPanel:
     """The Preview column's widgets and how they show a state: the picture, the style
     thumbnails, a busy or progress bar, and a status line with a warning sign for errors."""
+
+    ok_text = "OK styles the whole layer."  # what the status says once a preview is ready
 
     def __init__(self, dialog):
         self.dialog = dialog

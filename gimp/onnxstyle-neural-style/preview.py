@@ -266,7 +266,7 @@ class Preview:
         self.shown = True
         seconds = time.monotonic() - job.asked
         log(f"preview job {job.id} shown {seconds:.1f} s after it was asked for")
-        self.panel.status(f"Preview ready in {seconds:.1f} s. OK styles the whole layer.")
+        self.panel.status(f"Preview ready in {seconds:.1f} s. {self.panel.ok_text}")
 
     def _crashed(self):
         text = self.link.crash_message()
