@@ -159,6 +159,8 @@ class StyleWorker:
         self.graph = StyleGraph.load(pooling, device, model_dir)
         self._cancel = False
         self._status: tuple | None = None
+        self._frames_run = ""  # the clip whose style Grams _frames_grams holds
+        self._frames_grams: dict = {}
 
     def where(self) -> tuple[str, str]:
         """(node id, node address) of this worker."""
@@ -213,6 +215,39 @@ class StyleWorker:
             self._status = None
         return (result, time.monotonic() - started, *self.where())
 
+    def frames(
+        self,
+        name: str,
+        contents: list[np.ndarray],
+        options: StyleOptions,
+        styles: list[np.ndarray],
+        temporal_weight: float,
+        resume: tuple[np.ndarray, np.ndarray] | None,
+        first: int,
+        run: str,
+    ) -> tuple[list[np.ndarray], float, str, str]:
+        """One chunk of a clip (plugin/cluster_frames.py): a fresh FrameSequence over `contents`
+        (frames `first`.., at the work size), or one going on from `resume` (the content and result
+        of frame first−1). (results, seconds, node id, address)."""
+        from onnxstyle.core.frames import FrameSequence  # noqa: PLC0415 (needs OpenCV: frames only)
+
+        started = time.monotonic()
+        if run != self._frames_run:  # the style Grams: once per actor for a clip
+            self._frames_run, self._frames_grams = run, {}
+        sequence = FrameSequence(styles, options, temporal_weight, graph=self.graph)
+        sequence._grams = self._frames_grams  # shared dict: each chunk adds to it
+        if resume is not None:
+            sequence.resume(*resume, first)
+
+        def progress(p: Progress) -> None:
+            self._status = (name, p.scale, p.scales, p.step, p.steps)
+
+        try:
+            results = [sequence.next(c, progress, lambda: self._cancel) for c in contents]
+        finally:
+            self._status = None
+        return (results, time.monotonic() - started, *self.where())
+
     # the "control" concurrency group: answered while stylize runs
 
     def cancel(self) -> None:
@@ -225,12 +260,12 @@ class StyleWorker:
 
 @dataclass
 class Job:
-    """One picture or one tile: `load` gives what the worker is sent (a picture's RGB at the working
-    size, or raises StyleError; a tile's TileTask), `longers` the style sides of a picture's scales
-    (the targets it needs; none for a tile)."""
+    """One picture, tile or chunk of a clip: `load` gives what the worker is sent (a picture's RGB
+    at the working size, or raises StyleError; a tile's TileTask; a chunk's frames), `longers` the
+    style sides of a picture's scales (the targets it needs; none for a tile or a chunk)."""
 
     name: str
-    load: Callable[[], np.ndarray | TileTask]
+    load: Callable[[], np.ndarray | TileTask | list[np.ndarray]]
     longers: tuple[int, ...]
     redone: int = 0
 
@@ -343,10 +378,13 @@ class Session:
         jobs: Iterable[Job],
         submit: Callable[[_Worker, Job, Any], Any],
         cancelled: Callable[[], bool],
+        admit: Callable[[Job], bool] | None = None,
     ) -> Iterator[Done | Failed | Status]:
         """Run every job; yields each Done or Failed as it comes, and a Status twice a second.
         Returns when every job is done or failed, or when `cancelled()` (the workers are told to
-        stop; calls already finished still come back as Done)."""
+        stop; calls already finished still come back as Done). With `admit`, the next job waits
+        while admit(job) is false (a clip's chunks: the driver's memory stays bounded); it must be
+        true for the next job whenever none runs."""
         ray = self.ray
         queue: deque[Job] = deque(jobs)
         idle = deque(self.workers)
@@ -359,7 +397,7 @@ class Session:
             if cancelled():
                 yield from self._stop(running)
                 return
-            while idle and queue:
+            while idle and queue and (admit is None or admit(queue[0])):
                 worker, job = idle.popleft(), queue.popleft()
                 try:
                     content = job.load()
