@@ -106,8 +106,9 @@ class TemporalGraph:
 class FrameSequence:
     """Frames styled in order, each from the last (module doc). `next(content)` styles one frame;
     `index` counts the frames done; `notes` collects one-line notes to show once (a frame whose flow
-    failed started unwarped). On an exception in `next` (Cancelled, StyleError) the sequence is as
-    before it: the same frame may be sent again."""
+    failed started unwarped). `grams`: a cache of the style targets to share with other sequences
+    of the same styles and options. On an exception in `next` (Cancelled, StyleError) the
+    sequence is as before it: the same frame may be sent again."""
 
     def __init__(
         self,
@@ -117,6 +118,7 @@ class FrameSequence:
         *,
         graph: GraphLike | None = None,
         flow: FlowFn = optical_flow,
+        grams: dict[int, Grams] | None = None,
     ) -> None:
         self.options = options or StyleOptions()
         self.styles = [check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
@@ -132,7 +134,9 @@ class FrameSequence:
         self.index = 0
         self.notes: list[str] = []
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # content, result (work size)
-        self._grams: dict[int, Grams] = {}
+        # the style targets by style side, filled as needed; a dict given by the caller is shared
+        # (a Ray worker's chunks of one clip)
+        self._grams: dict[int, Grams] = {} if grams is None else grams
         self._size: tuple[int, int] | None = None  # the first frame's (as given)
 
     def resume(self, previous_content: np.ndarray, previous_result: np.ndarray, index: int) -> None:

@@ -234,8 +234,9 @@ class StyleWorker:
         started = time.monotonic()
         if run != self._frames_run:  # the style Grams: once per actor for a clip
             self._frames_run, self._frames_grams = run, {}
-        sequence = FrameSequence(styles, options, temporal_weight, graph=self.graph)
-        sequence._grams = self._frames_grams  # shared dict: each chunk adds to it
+        sequence = FrameSequence(
+            styles, options, temporal_weight, graph=self.graph, grams=self._frames_grams
+        )
         if resume is not None:
             sequence.resume(*resume, first)
 

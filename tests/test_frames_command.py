@@ -132,3 +132,17 @@ def test_bad_input_is_one_line(tmp_path, case, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, lines
     assert not Path(out).exists() or case == "same"
+
+
+def test_distribute_styles_the_clip_in_chunks_on_a_local_ray(tmp_path):
+    source = make(tmp_path / "in.gif", frames=5)
+    out = tmp_path / "out.gif"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    argv = [*ONNXSTYLE, "frames", str(source), STYLE, "-o", str(out), *FAST]
+    done = subprocess.run(
+        [*argv, "--distribute", "--chunk", "3", "--overlap", "1"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert probe_clip(out).count == 5 and not (tmp_path / "out.gif.frames").exists()

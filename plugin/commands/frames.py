@@ -81,11 +81,13 @@ def add_parser(commands) -> None:
         help="cut the clip into chunks and style them on the workers of the Ray cluster at ADDR",
     )
     ray.add_argument("--distribute", action="store_true", help="the same on a Ray on this machine")
-    ray.add_argument("--chunk", type=positive_int, default=12, metavar="N", help="frames a chunk")
+    # long chunks, wide overlaps: two chunks land on different textures, and the overlap fades
+    # one into the other (docs/decisions/frames-on-ray.md)
+    ray.add_argument("--chunk", type=positive_int, default=24, metavar="N", help="frames a chunk")
     ray.add_argument(
         "--overlap",
         type=positive_int,
-        default=3,
+        default=4,
         metavar="K",
         help="frames each chunk also styles before its own, blended into the previous chunk's",
     )
@@ -223,9 +225,9 @@ def _here(frames, done, styles, options, weight, resume, cancel, bar) -> Iterato
 
 
 def _on_ray(args, frames, done, count, styles, options, resume, cancel, bar):
-    from onnxstyle.plugin import cluster  # noqa: PLC0415 (Ray only when asked for)
+    from onnxstyle.plugin import cluster, cluster_frames  # noqa: PLC0415 (Ray only when asked)
 
-    return cluster.distributed_frames(
+    return cluster_frames.distributed_frames(
         cluster.ray_address(args.ray_address),
         frames,
         done,
