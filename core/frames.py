@@ -37,7 +37,7 @@ from .tiled import default_tile_budget, tiles_for
 # The temporal term's weight w: relative to the balanced content and style terms (core/scale.py),
 # on J_temporal, a mean over pixels. docs/decisions/temporal-weight.md: flicker and style error on
 # the evaluation clips against the weight.
-DEFAULT_TEMPORAL_WEIGHT = 1000.0
+DEFAULT_TEMPORAL_WEIGHT = 150.0
 
 FlowFn = Callable[[np.ndarray, np.ndarray], Flow]
 

@@ -88,3 +88,13 @@ def test_the_gpu_run_rehearsal_goes_on_past_a_crashed_step(tmp_path):
     assert "not measured" not in rows["e2e"], summary  # measured; its 20 s target is the GPU's
     assert (tmp_path / "gpu-run.log").read_text().count("== step") >= 14
     assert (tmp_path / "e2e" / "e2e-device.png").exists()
+
+
+def test_the_frames_benchmark_prints_its_table(tmp_path):
+    out = _run(
+        "bench_frames.py", "--clips", "shapes", "--styles", "swirls", "--frames", "3",
+        "--size", "48", "--steps", "3", "--chunk", "2", "--overlap", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith("shapes   swirls")]
+    assert [row[2] for row in rows[:2]] == ["0", "150"] and "seam pairs' flicker" in out, out
+    assert (tmp_path / "shapes-swirls-w150.png").exists()

@@ -26,7 +26,7 @@ MAX_STYLE_BYTES = 268435456  # a style image file sent in-band
 STYLE_NAME_CHARS = 200  # an in-band style's "name" only labels the worker's messages
 SEQUENCE_ID_CHARS = 64  # a sequence's "id" (an animation's frames)
 # core/frames.py's default weight of the temporal loss (tests/test_protocol.py keeps it in step)
-DEFAULT_TEMPORAL_WEIGHT = 1000.0
+DEFAULT_TEMPORAL_WEIGHT = 150.0
 
 # ---------------------------------------------------------------- requests (plug-in -> worker)
 
