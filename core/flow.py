@@ -49,7 +49,8 @@ def dis_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The flow f with source(p) ≈ target(p + f(p)), by DIS at OpenCV's "medium" preset (its
     variational refinement smooths the field, which the motion-boundary test relies on)."""
     cv2 = _cv2()
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # (OpenCV's bundled type stubs lack the DIS factory)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # pyright: ignore[reportAttributeAccessIssue]
     try:
         flow = dis.calc(_gray8(source), _gray8(target), None)
     except cv2.error as e:

@@ -185,7 +185,7 @@ class FrameSequence:
                 f"frame {number} is {size[1]}x{size[0]} px, frame 1 was {w}x{h}: every frame "
                 f"must have the same size"
             )
-        height, width = work_size(*size, self.options)
+        height, width = work_size(size[0], size[1], self.options)
         budget = self.options.tile_budget_mpx
         if tiles_for(height, width, self.options) is not None:
             raise StyleError(

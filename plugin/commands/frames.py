@@ -213,7 +213,7 @@ def _style(args, source: Path, folder: FrameFolder, done: int, count: int, style
 def _here(frames, done, styles, options, weight, resume, cancel, bar) -> Iterator[tuple[int, Any]]:
     sequence = FrameSequence(styles, options, weight)
     if resume is not None:
-        sequence.resume(*resume, done)
+        sequence.resume(resume[0], resume[1], done)
     said = 0
     for index, content in enumerate(frames, start=done):
         with np.errstate(over="ignore", invalid="ignore"):  # the engine reports inf/NaN itself
