@@ -149,3 +149,13 @@ def example_clip(width: int, height: int, frames: int, seed: int = 0) -> Iterato
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.make_clip(width, height, frames, seed=seed)
+
+
+def gimp_case(gimp_run: tuple, name: str) -> dict:
+    """One case of a GIMP batch run's report (the e2e and the layers tests): it ran, and raised no
+    Python exception in GIMP."""
+    report, _, log = gimp_run
+    assert name in report, f"case {name} did not run:\n{log[-3000:]}"
+    case = report[name]
+    assert case["status"] != "exception", case["error"]
+    return case

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, install, ssh_missing, unavailable
-from helpers import plugin_constants
+from helpers import gimp_case, plugin_constants
 from PIL import Image
 from sshd import free_port, worker_args
 
@@ -133,17 +133,9 @@ def selection_mask(shape, grow: int = 0) -> np.ndarray:
     return mask
 
 
-def _case(gimp_run, name: str) -> dict:
-    report, _, log = gimp_run
-    assert name in report, f"case {name} did not run:\n{log[-3000:]}"
-    case = report[name]
-    assert case["status"] != "exception", case["error"]
-    return case
-
-
 def test_new_layer_above_changes_only_the_selection(gimp_run):
     _, original, _ = gimp_run
-    case = _case(gimp_run, "new-layer")
+    case = gimp_case(gimp_run, "new-layer")
     assert case["status"] == "success", case["error"]
     new, source = case["layers"]  # top first
     assert new["name"] == "Background (neural style)" and source["name"] == "Background"
@@ -162,7 +154,7 @@ def test_new_layer_above_changes_only_the_selection(gimp_run):
 
 def test_replace_blends_through_a_feathered_selection(gimp_run):
     _, original, _ = gimp_run
-    case = _case(gimp_run, "replace")
+    case = gimp_case(gimp_run, "replace")
     assert case["status"] == "success", case["error"]
     (layer,) = case["layers"]
     assert layer["offsets"] == [PAD, PAD]
@@ -180,7 +172,7 @@ def test_replace_blends_through_a_feathered_selection(gimp_run):
 
 def test_corrupt_style_fails_and_leaves_the_image_unchanged(gimp_run):
     _, original, _ = gimp_run
-    case = _case(gimp_run, "corrupt-style")
+    case = gimp_case(gimp_run, "corrupt-style")
     assert case["status"] == "execution-error"
     assert case["error"] and "\n" not in case["error"].strip()
     (layer,) = case["layers"]
@@ -189,7 +181,7 @@ def test_corrupt_style_fails_and_leaves_the_image_unchanged(gimp_run):
 
 def test_several_selected_layers_are_refused(gimp_run):
     _, original, _ = gimp_run
-    case = _case(gimp_run, "two-layers")
+    case = gimp_case(gimp_run, "two-layers")
     assert case["status"] == "execution-error"
     assert "one layer" in case["error"]
     assert len(case["layers"]) == 2
@@ -198,7 +190,7 @@ def test_several_selected_layers_are_refused(gimp_run):
 
 def test_grey_float_image(gimp_run):
     """A grey, 32-bit float linear image: float pixels both ways, result written back as grey."""
-    case = _case(gimp_run, "gray-float")
+    case = gimp_case(gimp_run, "gray-float")
     assert case["status"] == "success", case["error"]
     new, source = case["layers"]
     assert new["name"].endswith("(neural style)") and new["offsets"] == source["offsets"] == [
@@ -217,11 +209,11 @@ def test_grey_float_image(gimp_run):
 
 def test_broken_worker_setups_say_how_to_fix_them(gimp_run):
     _, original, _ = gimp_run
-    gone = _case(gimp_run, "worker-python-gone")
+    gone = gimp_case(gimp_run, "worker-python-gone")
     assert gone["status"] == "execution-error" and "onnxstyle gimp install" in gone["error"], gone[
         "error"
     ]
-    bare = _case(gimp_run, "worker-without-onnxstyle")
+    bare = gimp_case(gimp_run, "worker-without-onnxstyle")
     assert bare["status"] == "execution-error"
     assert "onnxstyle is not installed" in bare["error"] and "pip install" in bare["error"], bare[
         "error"
@@ -236,7 +228,7 @@ def test_the_worker_behind_ssh_paints_the_same_layer(gimp_run, gimp_ssh):
     style file and the result travel in-band: the new layer equals the local worker's."""
     if gimp_ssh["reason"]:
         unavailable(gimp_ssh["reason"])
-    local, remote = _case(gimp_run, "new-layer"), _case(gimp_run, "ssh-new-layer")
+    local, remote = gimp_case(gimp_run, "new-layer"), gimp_case(gimp_run, "ssh-new-layer")
     assert remote["status"] == "success", remote["error"]
     assert "files not shared: pixels in-band" in gimp_run[2], "the plug-in used files"
     (new, source), (local_new, _) = remote["layers"], local["layers"]
@@ -248,7 +240,7 @@ def test_the_worker_behind_ssh_paints_the_same_layer(gimp_run, gimp_ssh):
 def test_a_refused_ssh_connection_is_one_line_and_the_image_unchanged(gimp_run, gimp_ssh):
     if gimp_ssh["reason"]:
         unavailable(gimp_ssh["reason"])
-    case = _case(gimp_run, "ssh-refused")
+    case = gimp_case(gimp_run, "ssh-refused")
     assert case["status"] == "execution-error", case
     error = case["error"].strip()
     assert error.startswith("The connection to the onnxstyle worker dropped") and "\n" not in error

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gimp_setup import SCRIPTS, binds, gimp_root, install
+from helpers import gimp_case
 from PIL import Image
 
 SIZE = 48
@@ -82,17 +83,9 @@ def pixels(layer: dict) -> np.ndarray:
     return np.fromfile(layer["raw"], np.uint8).reshape(h, w, 4)
 
 
-def _case(gimp_layers, name: str) -> dict:
-    report, _, log = gimp_layers
-    assert name in report, f"case {name} did not run:\n{log[-3000:]}"
-    case = report[name]
-    assert case["status"] != "exception", case["error"]
-    return case
-
-
 def test_every_layer_is_styled_in_place_and_nothing_is_left(gimp_layers):
     _, originals, log = gimp_layers
-    case = _case(gimp_layers, "layers")
+    case = gimp_case(gimp_layers, "layers")
     assert case["status"] == "success", case["error"]
     names = [layer["name"] for layer in case["layers"]]
     assert names == [f"frame {n}" for n in range(FRAMES, 0, -1)], "layers added or reordered"
@@ -109,7 +102,7 @@ def test_every_layer_is_styled_in_place_and_nothing_is_left(gimp_layers):
 
 def test_a_cancel_midway_leaves_every_layer_as_it_was(gimp_layers):
     _, originals, _ = gimp_layers
-    case = _case(gimp_layers, "cancel")
+    case = gimp_case(gimp_layers, "cancel")
     assert case.get("killed"), "the plug-in was not cancelled midway (frame 2's result never came)"
     assert case["status"] != "success", case
     for layer, original in zip(case["layers"], originals, strict=True):
@@ -119,7 +112,7 @@ def test_a_cancel_midway_leaves_every_layer_as_it_was(gimp_layers):
 
 def test_layers_of_other_sizes_or_places_are_one_line_and_nothing_runs(gimp_layers):
     _, originals, _ = gimp_layers
-    case = _case(gimp_layers, "moved-layer")
+    case = gimp_case(gimp_layers, "moved-layer")
     assert case["status"] == "execution-error", case
     error = case["error"].strip()
     assert "one size and position" in error and "frame 3" in error and "\n" not in error, error
