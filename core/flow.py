@@ -39,6 +39,12 @@ def _cv2():
     return cv2
 
 
+def check_opencv() -> None:
+    """A FlowError (one line: what to install) unless OpenCV can be imported; checked before the
+    first frame, so that a missing OpenCV is not taken for a flow that failed."""
+    _cv2()
+
+
 def _gray8(image: np.ndarray) -> np.ndarray:
     """DIS works on 8-bit grey images (Rec. 601 luma, as OpenCV's own conversion)."""
     luma = image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114

@@ -27,7 +27,7 @@ from . import color
 from .device_optim import update_graphs
 from .engine import CancelFn, ProgressFn, StyleOptions, stylize, work_size
 from .errors import ImageError, StyleError
-from .flow import Flow, FlowError, optical_flow, warp
+from .flow import Flow, FlowError, check_opencv, optical_flow, warp
 from .graph import LossTerms, LossWeights, StyleGraph, Targets, as_nchw
 from .images import check_image, resize
 from .options import MAX_WEIGHT, check_options
@@ -124,6 +124,8 @@ class FrameSequence:
         self.styles = [check_image(s, f"style image {i + 1}") for i, s in enumerate(styles)]
         self.blend = check_options(self.options, len(self.styles))
         self.temporal_weight = check_temporal_weight(temporal_weight)
+        if self.temporal_weight > 0 and flow is optical_flow:
+            check_opencv()
         self.graph: GraphLike = graph or StyleGraph.load(
             self.options.pooling, self.options.device, self.options.model_dir
         )

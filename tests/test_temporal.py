@@ -4,6 +4,8 @@ with the temporal term it flickers less than frames styled one by one."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from helpers import example_clip
@@ -171,3 +173,10 @@ def test_a_cancelled_frame_leaves_the_sequence_where_it_was(style_graph_avg):
     again.resume(frames[0], first, 1)
     np.testing.assert_array_equal(seq.next(frames[1]), again.next(frames[1]))
     assert seq.index == again.index == 2
+
+
+def test_without_opencv_the_sequence_says_what_to_install(style_graph_avg, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
+    with pytest.raises(FlowError, match=r"pip install 'onnxstyle\[video\]'"):
+        FrameSequence([_textured(48, 48)], StyleOptions(**FAST), graph=style_graph_avg)
+    FrameSequence([_textured(48, 48)], StyleOptions(**FAST), 0.0, graph=style_graph_avg)  # no flow
