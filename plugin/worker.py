@@ -461,9 +461,10 @@ def _execute(job: Job, out: Channel, graphs: GraphCache, sequences: Sequences) -
             if sequence is not None:  # it moved on to a frame the editor never gets
                 sequences.current = None
             raise
+        notes: list[str] = []
         if sequence is not None:
             sequence.finished += 1
-            _log_notes(sequence)
+            notes = _new_notes(sequence)
         message = P.result(
             job.id,
             request.output,
@@ -471,6 +472,7 @@ def _execute(job: Job, out: Channel, graphs: GraphCache, sequences: Sequences) -
             height,
             request.content.format,
             time.monotonic() - started,
+            notes,
         )
         return message, (() if request.output is not None else (data,))
     except Cancelled:
@@ -478,11 +480,14 @@ def _execute(job: Job, out: Channel, graphs: GraphCache, sequences: Sequences) -
         return P.cancelled(job.id), ()
 
 
-def _log_notes(sequence: Sequence) -> None:
-    """The engine's one-line notes (a flow that failed on a frame, ...), each logged once."""
-    for note in sequence.frames.notes[sequence.notes_shown :]:
+def _new_notes(sequence: Sequence) -> list[str]:
+    """The engine's one-line notes (a flow that failed on a frame, ...) not yet sent: logged, and
+    sent once with the frame's result, for the editor to show."""
+    notes = sequence.frames.notes[sequence.notes_shown :]
+    for note in notes:
         log.warning("sequence %s: %s", sequence.id, note)
     sequence.notes_shown = len(sequence.frames.notes)
+    return notes
 
 
 def _failure(job: Job, exc: Exception) -> dict[str, Any]:

@@ -94,6 +94,22 @@ def test_lines_that_are_not_replies_are_skipped_and_a_bad_frame_is_refused():
         G.read_reply(io.BytesIO(b'{"type": "pong", "frame": -1}\n'))
 
 
+def test_a_frames_notes_reach_the_client_and_the_plugin_once():
+    """A result's notes (a frame whose flow failed) as the worker builds them, read by both
+    editors; a result without notes has none."""
+    note = "frame 3: optical flow failed: no texture; it started from the previous result unwarped"
+    line = P.result("f-3", "/tmp/r.raw", 2, 2, "rgba8", 0.5, [note])
+    plain = P.result("f-4", "/tmp/r.raw", 2, 2, "rgba8", 0.5)
+    wire = b"".join(P.encode(m) for m in (line, plain))
+    assert "notes" not in plain
+    assert G.read_reply(io.BytesIO(wire)).notes == (note,)
+    parsed = P.parse_reply(json.loads(P.encode(line)))
+    assert isinstance(parsed, P.Result) and parsed.notes == (note,)
+    assert P.parse_reply(json.loads(P.encode(plain))).notes == ()
+    with pytest.raises(P.ProtocolError, match="notes"):
+        P.parse_reply({**line, "notes": "not a list"})
+
+
 def test_a_real_workers_replies_are_typed(tmp_path):
     style = tmp_path / "style.png"
     rng = np.random.default_rng(4)

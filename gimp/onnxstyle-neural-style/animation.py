@@ -62,9 +62,11 @@ def stylize_frames(image, frames, config, preview=None):
         device = config.get_property("device")
         warm = preview.warm_worker(device) if preview else None
         link = warm or open_worker(*read_record(), workdir, device)
-        results = style_frames(link, frames, config, workdir, (rect, gegl_format, fmt))
+        results, notes = style_frames(link, frames, config, workdir, (rect, gegl_format, fmt))
         Gimp.progress_set_text(f"Neural style: writing {len(frames)} layers")
         write_layers(image, frames, rect, gegl_format, results)
+        for note in notes:  # after the layers: the run went through, with these caveats
+            Gimp.message(f"Neural Style on all layers: {note}")
     finally:
         if link is not None and link is not warm:
             link.close()
@@ -73,10 +75,11 @@ def stylize_frames(image, frames, config, preview=None):
 
 
 def style_frames(link, frames, config, workdir, region):
-    """Each frame through the worker, in order; returns the result files, frame 1 first."""
+    """Each frame through the worker, in order; returns the result files, frame 1 first, and the
+    worker's notes (each sent once)."""
     rect, gegl_format, fmt = region
     sequence = f"gimp-layers-{os.urandom(6).hex()}"  # the worker keeps the latest sequence only
-    results = []
+    results, notes = [], []
     for index, layer in enumerate(frames):
         content = os.path.join(workdir, f"frame-{index + 1}.raw")
         save_region(layer, rect, gegl_format, content)
@@ -88,8 +91,9 @@ def style_frames(link, frames, config, workdir, region):
         log(f"frame {index + 1} of {len(frames)}: layer {layer.get_name()!r}")
         result = run_job(link, job, show=_frame_progress(index, len(frames)))
         results.append(_kept(result, job, rect.width * rect.height * BYTES_PER_PIXEL[fmt]))
+        notes.extend(result.notes)
         os.remove(content)
-    return results
+    return results, notes
 
 
 def _frame_progress(index, count):

@@ -142,6 +142,7 @@ class Result:
     height: int
     path: str | None  # the result's file (files shared), or None: the pixels came in `data`
     data: bytes | None  # the result's frame (in-band)
+    notes: tuple = ()  # one-line notes for the user, each sent once (a frame's flow failed)
 
     def pixels(self):
         """The result's pixels: its frame, or the file it names."""
@@ -201,6 +202,7 @@ REPLIES = {  # a reply's "type" -> its class, from the JSON object and its frame
         height=int(m["height"]),
         path=m["path"] if data is None else None,
         data=data,
+        notes=tuple(str(n) for n in m.get("notes") or () if isinstance(n, str)),
     ),
     "error": lambda m, data: Error(
         id=m.get("id"), kind=m.get("kind"), message=m.get("message") or "unknown error"

@@ -80,8 +80,9 @@ Requests (editor -> worker)
      styles, options, weight and content size; else one "protocol" error saying which index it
      expects (a content of another size: kind "image"). A frame that is cancelled or fails
      leaves the sequence at its previous frame: the same index may be sent again. The frame's
-     progress and result are a stylize's. A result whose output can't be written ends the
-     sequence (index 0 starts it again).
+     progress and result are a stylize's; a result may carry "notes": [one-line texts] for the
+     user, each sent once (a frame whose optical flow failed started unwarped). A result whose
+     output can't be written ends the sequence (index 0 starts it again).
   {"type": "cancel", "id": "job-1"}     # "id" optional: cancels the running job, if any
   Closing stdin cancels the running job (within one engine step) and ends the worker.
 

@@ -233,6 +233,7 @@ class Result:
     seconds: float
     path: str | None = None
     frame: int = 0
+    notes: tuple[str, ...] = ()  # one-line notes for the user (a frame whose flow failed)
     type = "result"
 
 

@@ -10,7 +10,7 @@ worker's additions don't break an older editor.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .checks import INT_MAX, Number, ProtocolError, shown
@@ -91,13 +91,22 @@ def progress_text(scale: int, scales: int, step: int, steps: int) -> str:
 
 
 def result(
-    job_id: str, path: str | None, width: int, height: int, fmt: str, seconds: float
+    job_id: str,
+    path: str | None,
+    width: int,
+    height: int,
+    fmt: str,
+    seconds: float,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The result: written to `path`, or (path None) in the frame that follows this line."""
+    """The result: written to `path`, or (path None) in the frame that follows this line; `notes`:
+    one-line notes for the user that came with it (a frame whose optical flow failed)."""
     message: dict[str, Any] = {"type": "result", "id": job_id}
     if path is not None:
         message["path"] = path
     message.update(width=width, height=height, format=fmt, seconds=round(seconds, 3))
+    if notes:
+        message["notes"] = [" ".join(str(note).split()) for note in notes]
     if path is None:
         message["frame"] = frame_size(width, height, fmt)
     return message
@@ -201,7 +210,15 @@ def _result(message: dict[str, Any], job_id: str | None) -> Result:
         seconds=_SECONDS.real(message.get("seconds", 0.0), "result.seconds"),
         path=None if path is None else _text(message, "path"),
         frame=_count(message, "frame", 0),
+        notes=_notes(message),
     )
+
+
+def _notes(message: dict[str, Any]) -> tuple[str, ...]:
+    notes = message.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise ProtocolError(f'a result\'s "notes" is not a list of strings: {shown(notes)}')
+    return tuple(notes)
 
 
 def _cancelled(message: dict[str, Any], job_id: str | None) -> Cancelled:
