@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_clips import audio_packets, video_with_audio
 
 from onnxstyle.core.clips import FrameFolder, probe_clip, read_frames
 
@@ -146,3 +147,11 @@ def test_distribute_styles_the_clip_in_chunks_on_a_local_ray(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert probe_clip(out).count == 5 and not (tmp_path / "out.gif.frames").exists()
+
+
+def test_a_videos_audio_comes_through_the_command_as_it_was(tmp_path):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    video_with_audio(source, frames=3)
+    done = frames(str(source), STYLE, "-o", str(out), *FAST)
+    assert done.returncode == 0, done.stderr
+    assert probe_clip(out).count == 3 and audio_packets(out) == audio_packets(source)
