@@ -51,6 +51,26 @@ def check_temporal_weight(weight: float) -> float:
     return float(weight)
 
 
+def frame_at_work_size(
+    frame: np.ndarray,
+    number: int,
+    first: tuple[tuple[int, ...], int] | None,
+    options: StyleOptions,
+) -> np.ndarray:
+    """Frame `number` (from 1) checked (check_image) and resized to the work size; `first`: the
+    (size as given, number) of the first frame seen, whose size every frame must have (None: this
+    frame is the first)."""
+    frame = check_image(frame, f"frame {number}")
+    height, width = frame.shape[:2]
+    if first is not None and (height, width) != tuple(first[0]):
+        h, w = first[0]
+        raise ImageError(
+            f"frame {number} is {width}x{height} px, frame {first[1]} was {w}x{h}: every frame "
+            f"must have the same size"
+        )
+    return resize(frame, *work_size(height, width, options))
+
+
 class TemporalGraph:
     """A graph (GraphLike, and DeviceLoopGraph when its graph is) with the temporal term added to
     the loss: weight·(1/D)·Σ c ⊙ (x − target)², for images of the target's size only."""
@@ -139,12 +159,12 @@ class FrameSequence:
         # the style targets by style side, filled as needed; a dict given by the caller is shared
         # (a Ray worker's chunks of one clip)
         self._grams: dict[int, Grams] = {} if grams is None else grams
-        self._size: tuple[int, int] | None = None  # the first frame's (as given)
+        self._first: tuple[tuple[int, ...], int] | None = None  # the first frame's size, number
 
     def resume(self, previous_content: np.ndarray, previous_result: np.ndarray, index: int) -> None:
         """Go on after `index` frames done earlier (a resumed run): the last one's content frame
         and its result."""
-        content = self._work_content(check_image(previous_content, f"frame {index}"), index)
+        content = self._work_content(previous_content, index)
         self._previous = (
             content,
             resize(check_image(previous_result, "result"), *content.shape[:2]),
@@ -159,7 +179,7 @@ class FrameSequence:
     ) -> np.ndarray:
         """The next frame's result: float32 [h,w,3] at stylize's size for this content."""
         number = self.index + 1
-        content = self._work_content(check_image(content, f"frame {number}"), number)
+        content = self._work_content(content, number)
         grams = None if self.options.preserve_colors else self._style_grams
         if self._previous is None or self.temporal_weight == 0:
             result = stylize(
@@ -176,25 +196,19 @@ class FrameSequence:
         return result
 
     def _work_content(self, content: np.ndarray, number: int) -> np.ndarray:
-        """The frame at the work size; every frame the first one's size; no tiles (the temporal
-        term is for whole frames)."""
-        size = content.shape[:2]
-        if self._size is None:
-            self._size = size
-        elif size != self._size:
-            h, w = self._size
-            raise ImageError(
-                f"frame {number} is {size[1]}x{size[0]} px, frame 1 was {w}x{h}: every frame "
-                f"must have the same size"
-            )
-        height, width = work_size(size[0], size[1], self.options)
-        budget = self.options.tile_budget_mpx
+        """The frame at the work size (frame_at_work_size); no tiles (the temporal term is for
+        whole frames)."""
+        given = np.shape(content)[:2]
+        content = frame_at_work_size(content, number, self._first, self.options)
+        self._first = self._first or (given, number)
+        height, width = content.shape[:2]
         if tiles_for(height, width, self.options) is not None:
             raise StyleError(
                 f"frames of {width}x{height} px would be styled in tiles (tile_budget "
-                f"{budget:g} Mpx); raise tile_budget to {height * width / 1e6:.2f} or lower max_size"
+                f"{self.options.tile_budget_mpx:g} Mpx); raise tile_budget to "
+                f"{height * width / 1e6:.2f} or lower max_size"
             )
-        return resize(content, height, width)
+        return content
 
     def _temporal_start(self, content: np.ndarray, number: int) -> tuple[np.ndarray, GraphLike]:
         """The warped previous result, and the graph with the temporal term towards it; when the

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from onnxstyle.core.engine import StyleOptions, work_size
-from onnxstyle.core.errors import Cancelled, ImageError, StyleError
+from onnxstyle.core.engine import StyleOptions
+from onnxstyle.core.errors import Cancelled, StyleError
+from onnxstyle.core.frames import frame_at_work_size
 from onnxstyle.core.images import check_image, resize
 
 from .cluster import Done, Failed, Job, Session, _Worker, connect
@@ -82,23 +83,15 @@ class _Clip:
         self.frames, self.count, self.overlap, self.options = frames, count, overlap, options
         self.inputs: dict[int, list[np.ndarray]] = {}
         self.recent: list[np.ndarray] = []  # the frames read last, for the next chunk's overlap
-        self.size: tuple[int, int] | None = None  # the first frame's, as given
+        self.first: tuple[tuple[int, ...], int] | None = None  # the first frame's size, number
         self.error: StyleError | None = None  # a bad frame: the run stops with its line
 
     def work(self, frame: np.ndarray, index: int) -> np.ndarray:
-        """Frame `index` (from 0) checked, at the work size; every frame the first one's size."""
-        frame = check_image(frame, f"frame {index + 1}")
-        size = frame.shape[:2]
-        if self.size is None:
-            self.size = size
-        elif size != self.size:
-            (h, w), (fh, fw) = size, self.size
-            raise ImageError(
-                f"frame {index + 1} is {w}x{h} px, the first was {fw}x{fh}: every frame must "
-                "have the same size"
-            )
-        height, width = work_size(size[0], size[1], self.options)
-        return resize(frame, height, width)
+        """Frame `index` (from 0) checked, at the work size (core.frames.frame_at_work_size)."""
+        given = np.shape(frame)[:2]
+        frame = frame_at_work_size(frame, index + 1, self.first, self.options)
+        self.first = self.first or (given, index + 1)
+        return frame
 
     def load(self, chunk: Chunk) -> list[np.ndarray]:
         if chunk.index not in self.inputs:

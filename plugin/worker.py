@@ -124,8 +124,7 @@ class Sequence:
         self.id = frame.id
         self.key = key  # styles, options and temporal weight of frame 0
         self.size = size  # the content's (height, width)
-        self.frames = frames  # core.frames.FrameSequence
-        self.finished = 0  # frames whose result went back
+        self.frames = frames  # core.frames.FrameSequence: .index, the frames finished
         self.notes_shown = 0
 
 
@@ -150,10 +149,12 @@ class Sequences:
                 f'sequence "{frame.id}" is not under way (the worker keeps the latest one only): '
                 "expected index 0 to start it"
             )
-        if frame.index != current.finished:
+        # a frame whose result could not be sent ended the sequence: index counts results sent
+        finished = current.frames.index
+        if frame.index != finished:
             raise P.ProtocolError(
-                f'sequence "{frame.id}" expected index {current.finished} (frame '
-                f"{current.finished - 1} was the last to finish), not {frame.index}"
+                f'sequence "{frame.id}" expected index {finished} (frame '
+                f"{finished - 1} was the last to finish), not {frame.index}"
             )
         if _sequence_key(request) != current.key:
             raise P.ProtocolError(
@@ -461,10 +462,7 @@ def _execute(job: Job, out: Channel, graphs: GraphCache, sequences: Sequences) -
             if sequence is not None:  # it moved on to a frame the editor never gets
                 sequences.current = None
             raise
-        notes: list[str] = []
-        if sequence is not None:
-            sequence.finished += 1
-            notes = _new_notes(sequence)
+        notes = [] if sequence is None else _new_notes(sequence)
         message = P.result(
             job.id,
             request.output,
