@@ -65,6 +65,7 @@ def binds(folder: Path) -> list[str]:
         .resolve()
         .parents[1],  # the sources (editable) or site-packages
         folder.resolve(),
+        SCRIPTS,  # the scripts GIMP runs import layer_dump.py from here
     }
     system = [
         p
@@ -119,3 +120,39 @@ def ssh_missing(root: str) -> str | None:
         return None
     where = "this host" if root == "/" else root
     return f"{where} has no ssh client for the plug-in; as root, tests/gimp/gimp-root.sh adds it"
+
+
+def batch_folder(tmp_path_factory, name: str) -> Path:
+    """A folder for one headless GIMP run: gimp3/ (the profile, the plug-in installed), home/ and
+    out/ (the script's report and pixel dumps)."""
+    folder = tmp_path_factory.mktemp(name)
+    for d in ("gimp3", "home", "out"):
+        (folder / d).mkdir()
+    install(folder / "gimp3")
+    return folder
+
+
+def run_batch(
+    root: str, script: str, folder: Path, params: dict[str, str], timeout: float
+) -> tuple[dict[str, dict], str]:
+    """tests/gimp/`script` in headless GIMP (gimp-batch.sh) with `folder` (batch_folder) and the
+    ONNXSTYLE_E2E_* `params`; its log is kept in folder/gimp.log. Returns its report.jsonl by
+    case, and the log."""
+    env = {
+        **os.environ,
+        "HOME": str(folder / "home"),
+        "GIMP3_DIRECTORY": str(folder / "gimp3"),
+        "ONNXSTYLE_E2E_OUT": str(folder / "out"),
+        **params,
+    }
+    command = [str(SCRIPTS / "gimp-batch.sh"), root, str(SCRIPTS / script)]
+    if root != "/":
+        command += binds(folder)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    log = done.stdout + done.stderr
+    (folder / "gimp.log").write_text(log)
+    assert done.returncode == 0, f"GIMP failed (rc {done.returncode}):\n{log[-4000:]}"
+    report_file = folder / "out" / "report.jsonl"
+    assert report_file.exists(), f"the batch script wrote no report:\n{log[-4000:]}"
+    lines = map(json.loads, report_file.read_text().splitlines())
+    return {r["case"]: r for r in lines}, log

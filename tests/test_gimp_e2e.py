@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gimp_setup import SCRIPTS, binds, gimp_root, install, ssh_missing, unavailable
+from gimp_setup import batch_folder, gimp_root, run_batch, ssh_missing, unavailable
 from helpers import gimp_case, plugin_constants
 from PIL import Image
 from sshd import free_port, worker_args
@@ -87,17 +86,9 @@ def _ssh_env(ssh: dict, folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def gimp_run(tmp_path_factory, gimp_ssh):
     root = gimp_root()
-    folder = tmp_path_factory.mktemp("gimp-e2e")
-    gimp_dir, home, out = folder / "gimp3", folder / "home", folder / "out"
-    for d in (gimp_dir, home, out):
-        d.mkdir()
-    install(gimp_dir)
+    folder = batch_folder(tmp_path_factory, "gimp-e2e")
     images = _make_images(folder)
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "GIMP3_DIRECTORY": str(gimp_dir),
-        "ONNXSTYLE_E2E_OUT": str(out),
+    params = {
         "ONNXSTYLE_E2E_CONTENT": str(images["content"]),
         "ONNXSTYLE_E2E_STYLE": str(images["style"]),
         "ONNXSTYLE_E2E_BAD_STYLE": str(images["corrupt"]),
@@ -105,16 +96,7 @@ def gimp_run(tmp_path_factory, gimp_ssh):
         "ONNXSTYLE_E2E_BARE_PYTHON": str(Path(sys.executable).resolve()),
         **_ssh_env(gimp_ssh, folder),
     }
-    command = [str(SCRIPTS / "gimp-batch.sh"), root, str(SCRIPTS / "e2e_batch.py")]
-    if root != "/":
-        command += binds(folder)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    log = done.stdout + done.stderr
-    (folder / "gimp.log").write_text(log)
-    assert done.returncode == 0, f"GIMP failed (rc {done.returncode}):\n{log[-4000:]}"
-    report_file = out / "report.jsonl"
-    assert report_file.exists(), f"the batch script wrote no report:\n{log[-4000:]}"
-    report = {r["case"]: r for r in map(json.loads, report_file.read_text().splitlines())}
+    report, log = run_batch(root, "e2e_batch.py", folder, params, timeout=600)
     original = np.asarray(Image.open(images["content"]).convert("RGBA"))
     return report, original, log
 

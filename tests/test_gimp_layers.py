@@ -9,16 +9,14 @@ database has no Undo for a batch script to call.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gimp_setup import SCRIPTS, binds, gimp_root, install
+from gimp_setup import batch_folder, gimp_root, run_batch
 from helpers import gimp_case
 from PIL import Image
 
@@ -46,34 +44,17 @@ def make_frames(folder: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def gimp_layers(tmp_path_factory):
     root = gimp_root()
-    folder = tmp_path_factory.mktemp("gimp-layers")
-    gimp_dir, home, out = folder / "gimp3", folder / "home", folder / "out"
-    for d in (gimp_dir, home, out):
-        d.mkdir()
-    install(gimp_dir)
+    folder = batch_folder(tmp_path_factory, "gimp-layers")
     frames = make_frames(folder)
     style = folder / "style.png"
     stripes = np.sin(np.mgrid[0:48, 0:48][1][..., None] / 2.5 + np.array([0.0, 2.0, 4.0])) + 1
     Image.fromarray((stripes * 120).astype(np.uint8)).save(style)
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "GIMP3_DIRECTORY": str(gimp_dir),
-        "ONNXSTYLE_E2E_OUT": str(out),
+    params = {
         "ONNXSTYLE_E2E_FRAMES": ":".join(map(str, frames)),
         "ONNXSTYLE_E2E_STYLE": str(style),
         "ONNXSTYLE_E2E_RUN": f"{os.getpid()}-{time.time_ns()}",
     }
-    command = [str(SCRIPTS / "gimp-batch.sh"), root, str(SCRIPTS / "e2e_layers.py")]
-    if root != "/":
-        command += binds(folder)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    log = done.stdout + done.stderr
-    (folder / "gimp.log").write_text(log)
-    assert done.returncode == 0, f"GIMP failed (rc {done.returncode}):\n{log[-4000:]}"
-    report_file = out / "report.jsonl"
-    assert report_file.exists(), f"the batch script wrote no report:\n{log[-4000:]}"
-    report = {r["case"]: r for r in map(json.loads, report_file.read_text().splitlines())}
+    report, log = run_batch(root, "e2e_layers.py", folder, params, timeout=900)
     originals = [np.asarray(Image.open(p).convert("RGBA")) for p in frames]
     return report, originals[::-1], log  # top layer first, as GIMP lists them
 

@@ -5,9 +5,12 @@
 # with each layer's name, offsets, size and a raw "R'G'B'A u8" dump of its pixels.
 import json
 import os
+import sys
 import traceback
 
-from gi.repository import Gegl, Gimp, Gio
+sys.path.insert(0, os.environ["ONNXSTYLE_E2E_SCRIPTS"])  # gimp-batch.sh, gimp-gui.sh
+import layer_dump  # noqa: E402  (tests/gimp/layer_dump.py)
+from gi.repository import Gimp, Gio
 
 PROC = "plug-in-onnxstyle-neural-style"
 OUT = os.environ["ONNXSTYLE_E2E_OUT"]
@@ -19,32 +22,11 @@ SELECTION = (20, 16, 40, 32)  # x, y, w, h in image coordinates
 
 
 def report(case, **fields):
-    fields["case"] = case
-    with open(os.path.join(OUT, "report.jsonl"), "a") as f:
-        f.write(json.dumps(fields) + "\n")
+    layer_dump.append_line(os.path.join(OUT, "report.jsonl"), case=case, **fields)
 
 
 def dump_layers(image, case):
-    layers = []
-    for i, layer in enumerate(image.get_layers()):
-        ok, ox, oy = layer.get_offsets()
-        w, h = layer.get_width(), layer.get_height()
-        data = layer.get_buffer().get(
-            Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE
-        )
-        path = os.path.join(OUT, f"{case}-layer{i}.raw")
-        with open(path, "wb") as f:
-            f.write(bytes(data))
-        layers.append(
-            {
-                "name": layer.get_name(),
-                "offsets": [ox, oy],
-                "size": [w, h],
-                "raw": path,
-                "has_alpha": layer.has_alpha(),
-            }
-        )
-    return layers
+    return layer_dump.dump_layers(image, case, OUT)
 
 
 def load():

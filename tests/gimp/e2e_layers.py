@@ -5,14 +5,16 @@
 # environment, to find this run's processes). report.jsonl: one JSON line per case, with each
 # layer's name and a raw "R'G'B'A u8" dump of its pixels (top layer first, as GIMP lists them).
 import glob
-import json
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
 
-from gi.repository import Gegl, Gimp, Gio
+sys.path.insert(0, os.environ["ONNXSTYLE_E2E_SCRIPTS"])  # gimp-batch.sh, gimp-gui.sh
+import layer_dump  # noqa: E402  (tests/gimp/layer_dump.py)
+from gi.repository import Gimp, Gio
 
 PROC = "plug-in-onnxstyle-neural-style-layers"
 OUT = os.environ["ONNXSTYLE_E2E_OUT"]
@@ -22,23 +24,11 @@ RUN_MARK = f"ONNXSTYLE_E2E_RUN={os.environ['ONNXSTYLE_E2E_RUN']}".encode()
 
 
 def report(case, **fields):
-    fields["case"] = case
-    with open(os.path.join(OUT, "report.jsonl"), "a") as f:
-        f.write(json.dumps(fields) + "\n")
+    layer_dump.append_line(os.path.join(OUT, "report.jsonl"), case=case, **fields)
 
 
 def dump_layers(image, case):
-    layers = []
-    for i, layer in enumerate(image.get_layers()):
-        w, h = layer.get_width(), layer.get_height()
-        data = layer.get_buffer().get(
-            Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE
-        )
-        path = os.path.join(OUT, f"{case}-layer{i}.raw")
-        with open(path, "wb") as f:
-            f.write(bytes(data))
-        layers.append({"name": layer.get_name(), "size": [w, h], "raw": path})
-    return layers
+    return layer_dump.dump_layers(image, case, OUT)
 
 
 def animation():

@@ -10,6 +10,10 @@ set -eu
 ROOT=$1
 DRIVER=$2
 shift 2
+# the folder of these scripts, where the ones GIMP runs find layer_dump.py (gimp_setup.binds
+# mounts it in the root)
+ONNXSTYLE_E2E_SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+export ONNXSTYLE_E2E_SCRIPTS
 
 ENVS="PATH=/usr/bin:/bin HOME=${HOME} GIMP3_DIRECTORY=${GIMP3_DIRECTORY:?} LANG=C.UTF-8"
 for v in $(env | sed -n 's/^\(ONNXSTYLE_E2E_[A-Z0-9_]*\)=.*/\1/p'); do

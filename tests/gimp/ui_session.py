@@ -3,12 +3,14 @@
 # its own window, as a user's menu click would (RunMode.INTERACTIVE), and waits: the driver works
 # the dialog. After each dialog it appends one JSON line to $ONNXSTYLE_E2E_OUT/session.jsonl: the
 # procedure's status, its error and every layer (name, size, a raw "R'G'B'A u8" dump). Then GIMP quits.
-import json
 import os
+import sys
 import time
 import traceback
 
-from gi.repository import Gegl, Gimp, Gio
+sys.path.insert(0, os.environ["ONNXSTYLE_E2E_SCRIPTS"])  # gimp-batch.sh, gimp-gui.sh
+import layer_dump  # noqa: E402  (tests/gimp/layer_dump.py)
+from gi.repository import Gimp, Gio
 
 PROC = "plug-in-onnxstyle-neural-style"
 PROC_LAYERS = "plug-in-onnxstyle-neural-style-layers"
@@ -17,22 +19,11 @@ CASES = os.environ["ONNXSTYLE_E2E_CASES"].split(",")
 
 
 def report(**fields):
-    with open(os.path.join(OUT, "session.jsonl"), "a") as f:
-        f.write(json.dumps(fields) + "\n")
+    layer_dump.append_line(os.path.join(OUT, "session.jsonl"), **fields)
 
 
 def dump_layers(image, case):
-    layers = []
-    for i, layer in enumerate(image.get_layers()):
-        w, h = layer.get_width(), layer.get_height()
-        data = layer.get_buffer().get(
-            Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE
-        )
-        path = os.path.join(OUT, f"{case}-layer{i}.raw")
-        with open(path, "wb") as f:
-            f.write(bytes(data))
-        layers.append({"name": layer.get_name(), "size": [w, h], "raw": path})
-    return layers
+    return layer_dump.dump_layers(image, case, OUT)
 
 
 def dialog(case):
