@@ -36,6 +36,7 @@ from onnxstyle.core.flow import flicker
 from onnxstyle.core.frames import DEFAULT_TEMPORAL_WEIGHT, FrameSequence
 from onnxstyle.core.graph import StyleGraph
 from onnxstyle.core.images import fit_size, resize
+from onnxstyle.plugin.cluster_frames import Seams, plan_chunks
 
 print = functools.partial(print, flush=True)  # rows as they come, also into a file
 
@@ -79,17 +80,14 @@ CLIPS = {"shapes": shapes_clip, "pan": pan_clip}
 
 
 def chunked(contents, style, options, weight, graph, chunk: int, overlap: int) -> list[np.ndarray]:
-    """The Ray chunks' result, in this process: chunk k restyles the `overlap` frames before it
-    from scratch and its first results are blended into chunk k−1's (plugin/cluster.py)."""
-    results: list[np.ndarray] = []
-    for s in range(0, len(contents), chunk):
-        begin = max(0, s - overlap)
+    """The Ray chunks' result, in this process, one chunk after another: plugin/cluster_frames.py's
+    own chunks and seam blend (chunk k restyles the `overlap` frames before it from scratch)."""
+    chunks = plan_chunks(0, len(contents), chunk, overlap)
+    seams, results = Seams(chunks, overlap), []
+    for c in chunks:
         seq = FrameSequence([style], options, weight, graph=graph)
-        mine = [seq.next(f) for f in contents[begin : s + chunk]]
-        for j in range(s - begin):
-            a = (j + 1) / (overlap + 1)
-            results[begin + j] = (1 - a) * results[begin + j] + a * mine[j]
-        results.extend(mine[s - begin :])
+        mine = [seq.next(f) for f in contents[c.first : c.end]]
+        results += [result for _, result in seams.add(c.index, mine)]
     return results
 
 

@@ -239,7 +239,7 @@ def _on_ray(args, frames, done, count, styles, options, resume, cancel, bar):
         args.chunk,
         args.overlap,
         cancel,
-        lambda finished, total: bar.finished(finished - 1),
+        None,  # the frames bar moves as _style writes each frame
     )
 
 
